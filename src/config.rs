@@ -1,0 +1,1 @@
+//! Config file (TOML): store path, registries, mirrors, credentials, connectors, secrets.

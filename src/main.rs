@@ -1,0 +1,70 @@
+//! The `corral` binary: parses the command line, sets up logging, calls the
+//! library and maps results to exit codes. The only home of `anyhow`.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use corral::cli::{Cli, ColorChoice, Command, ImageCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Re-executed sandbox processes must stay single-threaded and quiet:
+    // hand them over before anything else is set up.
+    if let Command::Sandbox(args) = &cli.command {
+        return cmd::sandbox_internal(&args.args);
+    }
+    init_tracing(&cli);
+    let result = match cli.command {
+        Command::Validate(args) => cmd::validate::run(&cli.global, args),
+        Command::Run(args) => cmd::run::run(&cli.global, args),
+        Command::Pull(args) => cmd::image::pull(&cli.global, args),
+        Command::Images(args) => cmd::image::images(&cli.global, args),
+        Command::Image(ImageCommand::Inspect(args)) => cmd::image::inspect(&cli.global, args),
+        Command::Image(ImageCommand::Unpack(args)) => cmd::image::unpack(&cli.global, args),
+        Command::Rmi(args) => cmd::image::rmi(&cli.global, args),
+        Command::Prune(args) => cmd::image::prune(&cli.global, args),
+        Command::Import(args) => cmd::image::import(&cli.global, args),
+        Command::Exec(args) => cmd::exec::run(&cli.global, args),
+        Command::Info(args) => cmd::info::run(&cli.global, args),
+        Command::Completions(args) => cmd::completions(args),
+        Command::Sandbox(_) => unreachable_internal(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            cmd::print_error(&err);
+            ExitCode::from(cmd::RUNNER_ERROR)
+        }
+    }
+}
+
+fn unreachable_internal() -> anyhow::Result<ExitCode> {
+    Err(anyhow::anyhow!(
+        "internal sandbox command reached the wrong dispatcher"
+    ))
+}
+
+fn init_tracing(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (cli.global.verbose, cli.global.quiet) {
+        (_, q) if q > 0 => "error",
+        (0, _) => "warn",
+        (1, _) => "info,corral=debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let ansi = match cli.global.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,2 @@
+//! Harness CI pipeline YAML: raw parsing (`yaml`), validated model (`model`),
+//! expressions (`expr`) and secrets (`secret`).

@@ -1,0 +1,132 @@
+//! Helpers shared by the integration tests. Each test binary includes this
+//! with `mod common;`; not every binary uses every helper.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The corral binary under test. The rootless pass of `scripts/test.sh`
+/// points this at a copy every user can read.
+pub fn corral_bin() -> PathBuf {
+    std::env::var_os("CORRAL_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_corral")))
+}
+
+/// A `Command` for the corral binary with a private store and config.
+pub fn corral(store: &std::path::Path) -> Command {
+    let mut cmd = Command::new(corral_bin());
+    cmd.env("CORRAL_STORE", store)
+        .env("CORRAL_CONFIG", "/nonexistent/corral-test-config.toml")
+        .env_remove("CORRAL_LOG");
+    cmd
+}
+
+/// `tests/fixtures` of this repository (or its copy in the rootless pass).
+pub fn testdata() -> PathBuf {
+    std::env::var_os("CORRAL_TEST_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"))
+}
+
+/// `../shared` beside the repository, when present (CI has it).
+pub fn shared_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("CORRAL_TEST_SHARED") {
+        let dir = PathBuf::from(dir);
+        return dir.is_dir().then_some(dir);
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    dir.is_dir().then_some(dir)
+}
+
+/// Images built by `scripts/fixtures.sh` (OCI layouts under `layouts/`).
+pub fn fixtures_dir() -> Option<PathBuf> {
+    std::env::var_os("CORRAL_TEST_FIXTURES").map(PathBuf::from)
+}
+
+/// `127.0.0.1:PORT` of the registry `scripts/registry.sh` started.
+pub fn registry() -> Option<String> {
+    std::env::var("CORRAL_TEST_REGISTRY")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+}
+
+/// Prints `SKIP <test>: <reason>`; in CI a skip is a failure.
+pub fn skip(test: &str, reason: &str) {
+    if in_ci() {
+        panic!("SKIP {test}: {reason} (skips are failures when CI=true)");
+    }
+    eprintln!("SKIP {test}: {reason}");
+}
+
+/// True when this host lets us create user, mount, pid and net namespaces.
+/// Otherwise prints a SKIP line naming the knob to change (a failure in CI).
+pub fn require_namespaces(test: &str) -> bool {
+    let probe = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--pid",
+            "--net",
+            "--fork",
+            "true",
+        ])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            skip(
+                test,
+                &format!(
+                    "user namespaces unavailable ({why}); check user.max_user_namespaces, \
+                     kernel.unprivileged_userns_clone and AppArmor's userns restriction"
+                ),
+            );
+            false
+        }
+        Err(err) => {
+            skip(
+                test,
+                &format!("cannot run unshare(1) to probe namespaces: {err}"),
+            );
+            false
+        }
+    }
+}
+
+/// Returns the registry address, or prints a SKIP (a failure in CI).
+pub fn require_registry(test: &str) -> Option<String> {
+    let reg = registry();
+    if reg.is_none() {
+        skip(
+            test,
+            "no test registry (run through scripts/test.sh, which starts one)",
+        );
+    }
+    reg
+}
+
+/// Returns the fixtures dir, or prints a SKIP (a failure in CI).
+pub fn require_fixtures(test: &str) -> Option<PathBuf> {
+    let dir = fixtures_dir();
+    if dir.is_none() {
+        skip(
+            test,
+            "no fixture images (run scripts/fixtures.sh DIR and set CORRAL_TEST_FIXTURES)",
+        );
+    }
+    dir
+}
+
+/// True in the rootless pass of scripts/test.sh (or any non-root run).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
