@@ -30,6 +30,8 @@ pub fn completions(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Entry of re-executed sandbox processes (`corral __sandbox …`).
+/// These run before tracing or tokio exist and must stay single-threaded
+/// until they have made their namespaces.
 pub fn sandbox_internal(args: &[String]) -> ExitCode {
     let _ = args;
     eprintln!("error: the sandbox entry point is not built yet");
