@@ -25,11 +25,31 @@ export CORRAL_TEST_REGISTRY
 echo "test: registry at $CORRAL_TEST_REGISTRY, fixtures in $fixtures"
 
 cargo build --all-targets
+# Counts of every pass, summed into one closing line.
+passed=0
+failed=0
+count_nextest() { # FILE: nextest's "Summary [..] N tests run: N passed, N failed"
+  local counts
+  counts=$(awk '/Summary \[/ && /run:/ {p=0; f=0; for (i=1;i<=NF;i++) { if ($(i+1) ~ /^passed/) p=$i; if ($(i+1) ~ /^failed/) f=$i }} END {print p+0, f+0}' "$1")
+  passed=$((passed + ${counts% *}))
+  failed=$((failed + ${counts#* }))
+}
+count_libtest() { # FILE: libtest's "test result: ok. N passed; N failed; ..."
+  local counts
+  counts=$(awk '/^test result:/ {for (i=1;i<=NF;i++) { if ($(i+1) ~ /^passed/) p+=$i; if ($(i+1) ~ /^failed/) f+=$i }} END {print p+0, f+0}' "$1")
+  passed=$((passed + ${counts% *}))
+  failed=$((failed + ${counts#* }))
+}
+log_dir=$(mktemp -d /tmp/corral-testlogs.XXXXXX)
+
 echo "== tests as $(id -un)"
-cargo nextest run --no-fail-fast --failure-output final
+status=0
+cargo nextest run --no-fail-fast --failure-output final 2>&1 | tee "$log_dir/root.log" || status=1
+count_nextest "$log_dir/root.log"
 
 if [ "$(id -u)" -ne 0 ]; then
-  exit 0
+  echo "summary: $passed passed, $failed failed"
+  exit $status
 fi
 
 # Rootless pass: copy the binaries somewhere every user can read, so that a
@@ -46,20 +66,22 @@ for bin in "${test_bins[@]}"; do cp "$bin" "$drop/bin/"; done
 chmod -R a+rX "$drop" "$fixtures"
 [ -d ../shared ] && shared=$(cd ../shared && pwd) || shared=""
 
-status=0
 for user in corral-sub corral-nosub; do
   echo "== tests as $user"
   for bin in "$drop"/bin/*; do
     name=$(basename "$bin")
-    if ! runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
+    if ! timeout 900 runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
         HOME="/home/$user" USER="$user" CI="${CI:-}" \
         CORRAL_TEST_BIN="$drop/corral" CORRAL_TEST_FIXTURES="$fixtures" \
         CORRAL_TEST_TESTDATA="$drop/fixtures" CORRAL_TEST_SHARED="$shared" \
         CORRAL_TEST_REGISTRY="$CORRAL_TEST_REGISTRY" CORRAL_TEST_USER_PASS=1 \
-        "$bin" --test-threads=2 -q; then
+        "$bin" --test-threads=2 -q >"$log_dir/$user-$name.log" 2>&1; then
       echo "FAILED: $name as $user"
       status=1
     fi
+    grep -E '^(SKIP|test result|.*panicked|failures:|    [a-z_:]+$)' "$log_dir/$user-$name.log" || true
+    count_libtest "$log_dir/$user-$name.log"
   done
 done
+echo "summary: $passed passed, $failed failed"
 exit $status
