@@ -1,0 +1,496 @@
+//! Fields shared by pipelines, stages, groups and steps: variables, `when`,
+//! failure strategies, looping strategies and timeouts.
+
+use std::time::Duration;
+
+use super::duration;
+use super::fields::{self, check_identifier, list, number_setting, one_of, Fields};
+use super::location::{Diagnostics, DocPath};
+use super::model::{
+    FailureAction, FailureStrategy, Setting, Status, Str, Variable, VariableType, When,
+};
+use super::strategy::{Axis, Matrix, Repeat, RepeatSource, Strategy};
+use super::yaml::{Node, Value};
+
+const VARIABLE_FIELDS: &[&str] = &[
+    "name",
+    "type",
+    "value",
+    "default",
+    "description",
+    "required",
+];
+
+pub fn variables(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Vec<Variable> {
+    let mut out = Vec::new();
+    for (i, item) in list(d, node, path, "variables").iter().enumerate() {
+        let path = path.index(i);
+        let Some(f) = Fields::of(d, item, &path, "a variable", VARIABLE_FIELDS) else {
+            continue;
+        };
+        let name = f.required(d, "name", "a variable");
+        let kind = match f.get("type") {
+            Some((n, p)) => one_of(
+                d,
+                n,
+                &p,
+                "variable type",
+                &[
+                    ("String", VariableType::String),
+                    ("Number", VariableType::Number),
+                    ("Secret", VariableType::Secret),
+                ],
+            ),
+            None => {
+                d.error(
+                    f.loc,
+                    &path,
+                    "a variable is missing the required field `type`",
+                );
+                None
+            }
+        };
+        let required = match f.get("required") {
+            Some((n, p)) => fields::bool_setting(d, n, &p)
+                .and_then(|s| s.literal())
+                .unwrap_or(false),
+            None => false,
+        };
+        if let Some(name) = &name {
+            check_identifier(d, name, &path.key("name"), "variable name");
+        }
+        if let (Some(name), Some(kind)) = (name, kind) {
+            out.push(Variable {
+                name,
+                kind,
+                value: f.string(d, "value"),
+                default: f.string(d, "default"),
+                required,
+                loc: item.loc,
+            });
+        }
+    }
+    out
+}
+
+const STATUSES: &[(&str, Status)] = &[
+    ("Success", Status::Success),
+    ("Failure", Status::Failure),
+    ("All", Status::All),
+];
+
+/// `when` of a stage (`status_key` = `pipelineStatus`) or of a step or
+/// group (`stageStatus`).
+pub fn when(d: &mut Diagnostics, node: &Node, path: &DocPath, status_key: &str) -> Option<When> {
+    let known = [status_key, "condition"];
+    let f = Fields::of(d, node, path, "`when`", &known)?;
+    let status = match f.get(status_key) {
+        Some((n, p)) => one_of(d, n, &p, status_key, STATUSES)?,
+        None => {
+            d.error_hint(
+                f.loc,
+                path,
+                format!("`when` is missing the required field `{status_key}`"),
+                format!("add `{status_key}: Success` (or Failure, All)"),
+            );
+            return None;
+        }
+    };
+    Some(When {
+        status,
+        condition: f.string(d, "condition"),
+        loc: node.loc,
+    })
+}
+
+const ERROR_TYPES: &[&str] = &[
+    "AllErrors",
+    "Unknown",
+    "Timeout",
+    "Authentication",
+    "Connectivity",
+    "Authorization",
+    "Verification",
+    "DelegateProvisioning",
+    "PolicyEvaluationFailure",
+    "InputTimeoutError",
+    "ApprovalRejection",
+    "DelegateRestart",
+    "UserMarkedFailure",
+    "InfrastructureFailure",
+    "PluginImageFailure",
+    "ResourceLimitsFailure",
+    "ConfigurationFailure",
+    "RetryableTransientFailure",
+];
+
+/// Harness actions corral cannot perform: rollbacks and manual steps.
+const UNSUPPORTED_ACTIONS: &[&str] = &[
+    "StageRollback",
+    "StepGroupRollback",
+    "PipelineRollback",
+    "ManualIntervention",
+    "ProceedWithDefaultValues",
+    "RetryStepGroup",
+];
+
+const SUPPORTED_ACTIONS: &[&str] = &["Ignore", "Retry", "MarkAsSuccess", "Abort", "MarkAsFailure"];
+
+pub fn failure_strategies(
+    d: &mut Diagnostics,
+    node: &Node,
+    path: &DocPath,
+) -> Vec<FailureStrategy> {
+    let mut out = Vec::new();
+    for (i, item) in list(d, node, path, "failureStrategies").iter().enumerate() {
+        let path = path.index(i);
+        let Some(f) = Fields::of(d, item, &path, "a failure strategy", &["onFailure"]) else {
+            continue;
+        };
+        let Some((on_failure, path)) = f.get("onFailure") else {
+            d.error(f.loc, &path, "a failure strategy is missing `onFailure`");
+            continue;
+        };
+        let Some(f) = Fields::of(d, on_failure, &path, "`onFailure`", &["errors", "action"]) else {
+            continue;
+        };
+        let errors = match f.get("errors") {
+            Some((n, p)) => fields::string_list(d, n, &p),
+            None => Vec::new(),
+        };
+        for (j, e) in errors.iter().enumerate() {
+            if !ERROR_TYPES.contains(&e.value.as_str()) {
+                let hint = fields_hint(&e.value, ERROR_TYPES);
+                d.error_hint(
+                    e.loc,
+                    &path.key("errors").index(j),
+                    format!("`{}` is not a failure type", e.value),
+                    hint,
+                );
+            }
+        }
+        let action = match f.get("action") {
+            Some((n, p)) => action(d, n, &p, true),
+            None => {
+                d.error(
+                    f.loc,
+                    &path,
+                    "`onFailure` is missing the required field `action`",
+                );
+                None
+            }
+        };
+        if let Some(action) = action {
+            out.push(FailureStrategy {
+                errors,
+                action,
+                loc: item.loc,
+            });
+        }
+    }
+    out
+}
+
+fn fields_hint(word: &str, choices: &[&str]) -> String {
+    super::location::suggest(word, choices.iter().copied())
+        .unwrap_or_else(|| format!("use one of {}", choices.join(", ")))
+}
+
+fn action(
+    d: &mut Diagnostics,
+    node: &Node,
+    path: &DocPath,
+    allow_retry: bool,
+) -> Option<FailureAction> {
+    let f = Fields::of(d, node, path, "an action", &["type", "spec"])?;
+    let kind = f.required(d, "type", "an action")?;
+    let type_path = path.key("type");
+    match kind.value.as_str() {
+        "Ignore" => Some(FailureAction::Ignore),
+        "MarkAsSuccess" => Some(FailureAction::MarkAsSuccess),
+        "Abort" => Some(FailureAction::Abort),
+        "MarkAsFailure" => Some(FailureAction::MarkAsFailure),
+        "Retry" if allow_retry => retry(d, &f, path),
+        "Retry" => {
+            d.error(kind.loc, &type_path, "`onRetryFailure` cannot retry again");
+            None
+        }
+        other if UNSUPPORTED_ACTIONS.contains(&other) => {
+            d.error_hint(
+                kind.loc,
+                &type_path,
+                format!("failure strategy action `{other}` is not supported by corral"),
+                format!("use one of {}", SUPPORTED_ACTIONS.join(", ")),
+            );
+            None
+        }
+        other => {
+            d.error_hint(
+                kind.loc,
+                &type_path,
+                format!("`{other}` is not a failure strategy action"),
+                fields_hint(other, SUPPORTED_ACTIONS),
+            );
+            None
+        }
+    }
+}
+
+fn retry(d: &mut Diagnostics, action_fields: &Fields<'_>, path: &DocPath) -> Option<FailureAction> {
+    let Some((spec, spec_path)) = action_fields.get("spec") else {
+        d.error_hint(
+            action_fields.loc,
+            path,
+            "a Retry action needs a `spec`",
+            "add `spec: {retryCount: 2, retryIntervals: [10s], onRetryFailure: {action: {type: MarkAsFailure}}}`",
+        );
+        return None;
+    };
+    let known = ["retryCount", "retryIntervals", "onRetryFailure"];
+    let f = Fields::of(d, spec, &spec_path, "a Retry spec", &known)?;
+    let count = match f.get("retryCount") {
+        Some((n, p)) => match number_setting::<u32>(d, n, &p, "retryCount")? {
+            Setting::Value(c) => c,
+            Setting::Expr(e) => {
+                d.error(e.loc, &p, "retryCount must be a number, not an expression");
+                return None;
+            }
+        },
+        None => {
+            d.error(f.loc, &spec_path, "a Retry spec is missing `retryCount`");
+            return None;
+        }
+    };
+    let mut intervals = Vec::new();
+    if let Some((n, p)) = f.get("retryIntervals") {
+        for (i, s) in fields::string_list(d, n, &p).iter().enumerate() {
+            match duration::parse(&s.value) {
+                Ok(t) => intervals.push(t),
+                Err(e) => d.error_hint(s.loc, &p.index(i), e.to_string(), duration::HINT),
+            }
+        }
+    }
+    let on_retry_failure = match f.get("onRetryFailure") {
+        Some((n, p)) => {
+            let inner = Fields::of(d, n, &p, "`onRetryFailure`", &["action"])?;
+            match inner.get("action") {
+                Some((n, p)) => action(d, n, &p, false)?,
+                None => {
+                    d.error(inner.loc, &p, "`onRetryFailure` is missing `action`");
+                    return None;
+                }
+            }
+        }
+        None => {
+            d.error(
+                f.loc,
+                &spec_path,
+                "a Retry spec is missing `onRetryFailure`",
+            );
+            return None;
+        }
+    };
+    Some(FailureAction::Retry {
+        count,
+        intervals,
+        on_retry_failure: Box::new(on_retry_failure),
+    })
+}
+
+/// A `timeout` field: `""` means the default; an expression cannot be
+/// checked here, so it falls back to the default with a warning.
+pub fn timeout(d: &mut Diagnostics, f: &Fields<'_>) -> Option<Duration> {
+    let s = f.string(d, "timeout")?;
+    let path = f.path.key("timeout");
+    if s.value.trim().is_empty() {
+        return None;
+    }
+    if s.is_expression() {
+        d.warn(
+            s.loc,
+            &path,
+            "timeout expressions are not evaluated; the default applies",
+        );
+        return None;
+    }
+    match duration::parse(&s.value) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            d.error_hint(s.loc, &path, e.to_string(), duration::HINT);
+            None
+        }
+    }
+}
+
+fn axis(d: &mut Diagnostics, node: &Node, path: &DocPath, what: &str) -> Option<Axis> {
+    match &node.value {
+        Value::Scalar(s) if s.text.contains("<+") => {
+            Some(Axis::Expr(Str::new(s.text.clone(), node.loc)))
+        }
+        Value::Seq(items) => {
+            let mut values = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match &item.value {
+                    Value::Scalar(s) => values.push(Str::new(s.text.clone(), item.loc)),
+                    _ => d.error(
+                        item.loc,
+                        &path.index(i),
+                        format!(
+                            "{what} values must be strings or numbers, found {}",
+                            item.kind_name()
+                        ),
+                    ),
+                }
+            }
+            if values.is_empty() {
+                d.error(node.loc, path, format!("{what} has no values"));
+            }
+            Some(Axis::Values(values))
+        }
+        _ => {
+            d.error_hint(
+                node.loc,
+                path,
+                format!("{what} must be a list, found {}", node.kind_name()),
+                "write a list such as `[a, b]` or an expression `<+...>`",
+            );
+            None
+        }
+    }
+}
+
+pub fn strategy(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Option<Strategy> {
+    let f = Fields::of(
+        d,
+        node,
+        path,
+        "`strategy`",
+        &["matrix", "repeat", "parallelism", "maxConcurrency"],
+    )?;
+    let kinds: Vec<&str> = ["matrix", "repeat", "parallelism"]
+        .into_iter()
+        .filter(|k| f.has(k))
+        .collect();
+    if kinds.len() != 1 {
+        d.error_hint(
+            node.loc,
+            path,
+            format!(
+                "`strategy` needs exactly one of matrix, repeat or parallelism (found {})",
+                kinds.len()
+            ),
+            "keep one looping strategy",
+        );
+        return None;
+    }
+    let max = |d: &mut Diagnostics, f: &Fields<'_>| {
+        f.get("maxConcurrency")
+            .and_then(|(n, p)| number_setting::<u32>(d, n, &p, "maxConcurrency"))
+    };
+    if let Some((n, p)) = f.get("parallelism") {
+        return Some(Strategy::Parallelism {
+            count: number_setting(d, n, &p, "parallelism")?,
+            max_concurrency: max(d, &f),
+            loc: node.loc,
+        });
+    }
+    if let Some((n, p)) = f.get("repeat") {
+        let r = Fields::of(
+            d,
+            n,
+            &p,
+            "`repeat`",
+            &[
+                "times",
+                "items",
+                "maxConcurrency",
+                "nodeName",
+                "start",
+                "end",
+                "unit",
+            ],
+        )?;
+        let source = match (r.get("times"), r.get("items")) {
+            (Some((n, p)), None) => RepeatSource::Times(number_setting(d, n, &p, "times")?),
+            (None, Some((n, p))) => RepeatSource::Items(axis(d, n, &p, "repeat items")?),
+            _ => {
+                d.error(
+                    r.loc,
+                    &p,
+                    "`repeat` needs exactly one of `times` or `items`",
+                );
+                return None;
+            }
+        };
+        return Some(Strategy::Repeat(Repeat {
+            source,
+            max_concurrency: max(d, &r),
+            loc: node.loc,
+        }));
+    }
+    let (n, p) = f.get("matrix")?;
+    matrix(d, n, &p).map(Strategy::Matrix)
+}
+
+fn matrix(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Option<Matrix> {
+    let Value::Map(entries) = &node.value else {
+        d.error(
+            node.loc,
+            path,
+            format!(
+                "`matrix` must be a mapping of axes, found {}",
+                node.kind_name()
+            ),
+        );
+        return None;
+    };
+    let mut m = Matrix {
+        axes: Vec::new(),
+        exclude: Vec::new(),
+        max_concurrency: None,
+        loc: node.loc,
+    };
+    let mut exclude_node = None;
+    for e in entries {
+        let p = path.key(&e.key);
+        match e.key.as_str() {
+            "maxConcurrency" => {
+                m.max_concurrency = number_setting(d, &e.value, &p, "maxConcurrency")
+            }
+            "exclude" => exclude_node = Some((&e.value, p)),
+            "nodeName" => {}
+            key => {
+                let name = Str::new(key, e.key_loc);
+                check_identifier(d, &name, &p, "matrix axis name");
+                if let Some(a) = axis(d, &e.value, &p, &format!("matrix axis `{key}`")) {
+                    m.axes.push((name, a));
+                }
+            }
+        }
+    }
+    if m.axes.is_empty() {
+        d.error(node.loc, path, "`matrix` has no axes");
+    }
+    if let Some((n, p)) = exclude_node {
+        let axis_names: Vec<&str> = m.axes.iter().map(|(k, _)| k.value.as_str()).collect();
+        let mut excludes = Vec::new();
+        for (i, item) in list(d, n, &p, "`exclude`").iter().enumerate() {
+            let pi = p.index(i);
+            let pairs = fields::string_map(d, item, &pi);
+            for (k, _) in &pairs {
+                if !axis_names.contains(&k.value.as_str()) {
+                    let hint = fields_hint(&k.value, &axis_names);
+                    d.error_hint(
+                        k.loc,
+                        &pi.key(&k.value),
+                        format!("`exclude` names `{}`, which is not a matrix axis", k.value),
+                        hint,
+                    );
+                }
+            }
+            excludes.push(pairs);
+        }
+        m.exclude = excludes;
+    }
+    Some(m)
+}
