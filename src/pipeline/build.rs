@@ -9,7 +9,7 @@ use super::fields::{self, identifier, list, one_of, Fields};
 use super::location::{Diagnostics, DocPath};
 use super::model::{Codebase, CodebaseBuild, Infrastructure, Pipeline, Stage, StageSpec, Str};
 use super::step::execution_items;
-use super::yaml::Node;
+use super::yaml::{Node, Value};
 
 const PIPELINE_FIELDS: &[&str] = &[
     "name",
@@ -62,17 +62,17 @@ const STAGE_SPEC_FIELDS: &[&str] = &[
 /// too broken to say anything (the reason is in `d`).
 pub fn pipeline(d: &mut Diagnostics, root: &Node, file: &Path) -> Option<Pipeline> {
     let top = DocPath::root();
-    let f = Fields::of(
-        d,
-        root,
-        &top,
-        "the document",
-        &["pipeline", "stages", "tags", "properties", "variables"],
-    )?;
-    let (body, path, wrapped) = match f.get("pipeline") {
-        Some((node, path)) => (node, path, true),
-        None if f.has("stages") => (root, top, false),
-        None => {
+    let key = |k: &str| match &root.value {
+        Value::Map(entries) => entries.iter().find(|e| e.key == k),
+        _ => None,
+    };
+    let (body, path, wrapped) = match (key("pipeline"), key("stages")) {
+        (Some(e), _) if !e.value.is_null() => {
+            Fields::of(d, root, &top, "the document", &["pipeline"])?;
+            (&e.value, top.key("pipeline"), true)
+        }
+        (None, Some(_)) => (root, top, false),
+        _ => {
             d.error_hint(
                 root.loc,
                 &DocPath::root(),
@@ -147,6 +147,7 @@ fn codebase(d: &mut Diagnostics, pipeline: &Fields<'_>) -> Option<Codebase> {
         "submoduleStrategy",
         "sparseCheckout",
         "cloneDirectory",
+        "detectBuildTool",
     ];
     let f = Fields::of(d, node, &p, "`codebase`", &known)?;
     let build = match f.get("build") {

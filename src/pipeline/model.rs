@@ -28,6 +28,19 @@ impl Str {
         &self.value
     }
 
+    /// The location of the byte at `offset` in the value. Exact for plain
+    /// one-line and literal block (`|`) scalars, approximate for others.
+    pub fn loc_at(&self, offset: usize) -> Location {
+        let before = self.value.get(..offset).unwrap_or(&self.value);
+        match before.rfind('\n') {
+            Some(nl) => Location::new(
+                self.loc.line + before.matches('\n').count(),
+                self.loc.column + before[nl + 1..].chars().count(),
+            ),
+            None => Location::new(self.loc.line, self.loc.column + before.chars().count()),
+        }
+    }
+
     /// True when the whole value is (or contains) a `<+...>` expression.
     pub fn is_expression(&self) -> bool {
         self.value.contains("<+")
@@ -307,6 +320,20 @@ pub struct OutputVariable {
     pub kind: OutputType,
     /// Newer form: the shell variable to read, when it differs from `name`.
     pub value: Option<Str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_map_to_source_locations() {
+        let block = Str::new("echo a\necho <+x>\n", Location::new(10, 9));
+        assert_eq!(block.loc_at(0), Location::new(10, 9));
+        assert_eq!(block.loc_at(12), Location::new(11, 14));
+        let plain = Str::new("pre <+x>", Location::new(3, 20));
+        assert_eq!(plain.loc_at(4), Location::new(3, 24));
+    }
 }
 
 impl ExecutionItem {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::expr::{self, Reference};
+use super::fields;
 use super::location::{suggest, Diagnostics, DocPath, Location};
 use super::model::{ExecutionItem, Pipeline, Stage, Step, Str};
 use super::strategy::{LiteralsOnly, Strategy, StrategyError};
@@ -126,6 +127,14 @@ fn check_step(d: &mut Diagnostics, scope: &RefScope<'_>, step: &Step, path: &Doc
     }
 }
 
+/// Known as written, or as the copy `ID_N` of a looped item `ID`.
+fn is_known(name: &str, known: &[&str]) -> bool {
+    known.contains(&name)
+        || name.rsplit_once('_').is_some_and(|(base, n)| {
+            !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && known.contains(&base)
+        })
+}
+
 /// What expressions in one stage may refer to.
 struct RefScope<'a> {
     pipeline: &'a Pipeline,
@@ -140,12 +149,18 @@ impl RefScope<'_> {
         }
         match expr::parse_template(&s.value) {
             Ok(t) => self.references(d, s, path, &t.references()),
-            Err(e) => d.error_hint(
-                s.loc,
-                path,
-                e.to_string(),
-                "expressions look like `<+pipeline.variables.NAME>`",
-            ),
+            Err(e) => {
+                let at = match &e {
+                    expr::ExprError::Parse { offset, .. } => s.loc_at(*offset),
+                    _ => s.loc,
+                };
+                d.error_hint(
+                    at,
+                    path,
+                    e.to_string(),
+                    "expressions look like `<+pipeline.variables.NAME>`",
+                )
+            }
         }
     }
 
@@ -160,7 +175,7 @@ impl RefScope<'_> {
             let Reference::Path(segs) = r else { continue };
             let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
             let (what, name, known): (&str, &str, Vec<&str>) = match segs.as_slice() {
-                ["pipeline", "variables", name, ..] => (
+                ["pipeline", "variables", name, ..] if self.pipeline.identifier.is_some() => (
                     "pipeline variable",
                     name,
                     self.pipeline
@@ -192,7 +207,10 @@ impl RefScope<'_> {
                 ),
                 _ => continue,
             };
-            if !known.contains(&name) {
+            if !fields::is_identifier(name) || is_known(name, &known) {
+                continue;
+            }
+            {
                 let hint = suggest(name, known.iter().copied())
                     .unwrap_or_else(|| format!("declare the {what} or fix the name"));
                 d.error_hint(

@@ -379,7 +379,7 @@ fn syntax_error(src: &str, mark: &Marker, info: &str) -> YamlError {
         .lines()
         .enumerate()
         .skip(loc.line.saturating_sub(2))
-        .take(2)
+        .take(3)
         .find(|(_, l)| {
             l.chars()
                 .take_while(|c| c.is_whitespace())
