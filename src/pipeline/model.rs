@@ -322,20 +322,6 @@ pub struct OutputVariable {
     pub value: Option<Str>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offsets_map_to_source_locations() {
-        let block = Str::new("echo a\necho <+x>\n", Location::new(10, 9));
-        assert_eq!(block.loc_at(0), Location::new(10, 9));
-        assert_eq!(block.loc_at(12), Location::new(11, 14));
-        let plain = Str::new("pre <+x>", Location::new(3, 20));
-        assert_eq!(plain.loc_at(4), Location::new(3, 24));
-    }
-}
-
 impl ExecutionItem {
     /// Calls `f` on every step below this item, depth first.
     pub fn for_each_step<'a>(&'a self, f: &mut dyn FnMut(&'a Step)) {
@@ -355,5 +341,19 @@ impl Stage {
             item.for_each_step(&mut |s| out.push(s));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_map_to_source_locations() {
+        let block = Str::new("echo a\necho <+x>\n", Location::new(10, 9));
+        assert_eq!(block.loc_at(0), Location::new(10, 9));
+        assert_eq!(block.loc_at(12), Location::new(11, 14));
+        let plain = Str::new("pre <+x>", Location::new(3, 20));
+        assert_eq!(plain.loc_at(4), Location::new(3, 24));
     }
 }
