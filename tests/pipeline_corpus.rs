@@ -182,12 +182,12 @@ fn corpus() -> Option<std::path::PathBuf> {
 }
 
 fn run(path: &Path) -> (Option<i32>, String) {
-    let store = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().expect("temp dir");
     let out = common::corral(store.path())
         .arg("validate")
         .arg(path)
         .output()
-        .unwrap();
+        .expect("run corral");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -196,10 +196,14 @@ fn run(path: &Path) -> (Option<i32>, String) {
 
 fn file_for(dir: &Path, prefix: &str) -> std::path::PathBuf {
     let mut hits: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
+        .expect("read corpus dir")
+        .map(|e| e.expect("corpus entry").path())
         .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             name.starts_with(&format!("{prefix}-")) && name.ends_with(".yaml")
         })
         .collect();

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn validate(file: &Path) -> Output {
-    let store = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().expect("temp dir");
     common::corral(store.path())
         .arg("validate")
         .arg(file)
         .output()
-        .unwrap()
+        .expect("run corral")
 }
 
 fn pipelines() -> PathBuf {
