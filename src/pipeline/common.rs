@@ -59,11 +59,22 @@ pub fn variables(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Vec<Variab
         if let Some(name) = &name {
             check_identifier(d, name, &path.key("name"), "variable name");
         }
+        let value = f.string(d, "value");
+        if let (Some(VariableType::Secret), Some(v)) = (kind, &value) {
+            if v.value.contains("<+secrets.getValue(") {
+                d.error_hint(
+                    v.loc,
+                    &path.key("value"),
+                    "a Secret variable's value is the secret identifier, not an expression",
+                    "write the identifier alone, e.g. `value: my_secret`",
+                );
+            }
+        }
         if let (Some(name), Some(kind)) = (name, kind) {
             out.push(Variable {
                 name,
                 kind,
-                value: f.string(d, "value"),
+                value,
                 default: f.string(d, "default"),
                 required,
                 loc: item.loc,

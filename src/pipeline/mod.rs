@@ -144,3 +144,6 @@ pub fn load_str(text: &str, file: &Path) -> Result<(Pipeline, Vec<Diagnostic>), 
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
