@@ -219,10 +219,11 @@ fn expressions_are_parsed() -> bool {
 
 #[test]
 fn every_corpus_file_meets_its_expectation() {
+    // The corpus lives beside the repository (CI has it); without it there
+    // is nothing to check.
     let Some(dir) = corpus() else {
-        common::skip(
-            "every_corpus_file_meets_its_expectation",
-            "no shared/corpus/harness-real here",
+        eprintln!(
+            "SKIP every_corpus_file_meets_its_expectation: no shared/corpus/harness-real here"
         );
         return;
     };

@@ -50,7 +50,9 @@ pub fn execution_items(
     what: &str,
 ) -> Vec<ExecutionItem> {
     let items = list(d, node, path, what);
-    if items.is_empty() && (node.is_null() || node.as_scalar().is_none()) {
+    // A non-list already got its own error from `list`.
+    let is_list = matches!(node.value, super::yaml::Value::Seq(_)) || node.is_null();
+    if items.is_empty() && is_list {
         d.error_hint(
             node.loc,
             path,
