@@ -5,9 +5,11 @@
 use std::path::Path;
 
 use super::common;
-use super::fields::{self, identifier, list, one_of, Fields};
+use super::failure;
+use super::fields::{identifier, list, Fields};
 use super::location::{Diagnostics, DocPath};
-use super::model::{Codebase, CodebaseBuild, Infrastructure, Pipeline, Stage, StageSpec, Str};
+use super::model::{Pipeline, Stage};
+use super::stage_spec;
 use super::step::execution_items;
 use super::yaml::{Node, Value};
 
@@ -121,65 +123,10 @@ pub fn pipeline(d: &mut Diagnostics, root: &Node, file: &Path) -> Option<Pipelin
         identifier,
         project_identifier: f.string(d, "projectIdentifier"),
         org_identifier: f.string(d, "orgIdentifier"),
-        codebase: codebase(d, &f),
+        codebase: stage_spec::codebase(d, &f),
         variables,
         timeout: common::timeout(d, &f),
         stages,
-    })
-}
-
-fn codebase(d: &mut Diagnostics, pipeline: &Fields<'_>) -> Option<Codebase> {
-    let (props, p) = pipeline.get("properties")?;
-    let props = Fields::of(d, props, &p, "`properties`", &["ci"])?;
-    let (ci, p) = props.get("ci")?;
-    let ci = Fields::of(d, ci, &p, "`properties.ci`", &["codebase"])?;
-    let (node, p) = ci.get("codebase")?;
-    let known = [
-        "connectorRef",
-        "repoName",
-        "build",
-        "depth",
-        "prCloneStrategy",
-        "sslVerify",
-        "lfs",
-        "debug",
-        "resources",
-        "submoduleStrategy",
-        "sparseCheckout",
-        "cloneDirectory",
-        "detectBuildTool",
-    ];
-    let f = Fields::of(d, node, &p, "`codebase`", &known)?;
-    let build = match f.get("build") {
-        Some((n, bp)) if n.as_scalar().is_some() => {
-            fields::string(d, n, &bp).map(CodebaseBuild::Input)
-        }
-        Some((n, bp)) => {
-            Fields::of(d, n, &bp, "`codebase.build`", &["type", "spec"]).and_then(|b| {
-                let kind = b.required(d, "type", "`codebase.build`")?;
-                let value = b.get("spec").and_then(|(n, sp)| {
-                    let s = Fields::of(
-                        d,
-                        n,
-                        &sp,
-                        "`build.spec`",
-                        &["branch", "tag", "number", "commitSha"],
-                    )?;
-                    ["branch", "tag", "number", "commitSha"]
-                        .iter()
-                        .find_map(|k| s.string(d, k))
-                });
-                Some(CodebaseBuild::Spec { kind, value })
-            })
-        }
-        None => None,
-    };
-    Some(Codebase {
-        connector_ref: f.string(d, "connectorRef"),
-        repo_name: f.string(d, "repoName"),
-        build,
-        depth: f.string(d, "depth"),
-        loc: node.loc,
     })
 }
 
@@ -298,7 +245,7 @@ fn stage(
             None
         }
     };
-    let spec = stage_spec(d, &s);
+    let spec = stage_spec::stage_spec(d, &s);
     Some(Stage {
         id: id?,
         name: name?,
@@ -312,7 +259,7 @@ fn stage(
             .and_then(|(n, p)| common::when(d, n, &p, "pipelineStatus")),
         failure_strategies: f
             .get("failureStrategies")
-            .map(|(n, p)| common::failure_strategies(d, n, &p))
+            .map(|(n, p)| failure::failure_strategies(d, n, &p))
             .unwrap_or_default(),
         strategy: f
             .get("strategy")
@@ -323,111 +270,5 @@ fn stage(
         execution: execution?,
         parallel_group,
         loc: node.loc,
-    })
-}
-
-fn stage_spec(d: &mut Diagnostics, s: &Fields<'_>) -> StageSpec {
-    let clone_codebase = s
-        .get("cloneCodebase")
-        .and_then(|(n, p)| fields::bool_setting(d, n, &p));
-    let (mut platform_os, mut platform_arch) = (None, None);
-    if let Some((n, p)) = s.get("platform") {
-        if let Some(pf) = Fields::of(d, n, &p, "`platform`", &["os", "arch"]) {
-            platform_os = pf.string(d, "os");
-            platform_arch = pf.string(d, "arch");
-            if let Some(os) = platform_os
-                .as_ref()
-                .filter(|os| os.value != "Linux" && !os.is_expression())
-            {
-                d.warn_hint(
-                    os.loc,
-                    &p.key("os"),
-                    format!(
-                        "platform os `{}` is ignored: corral runs steps in Linux sandboxes",
-                        os.value
-                    ),
-                    "steps that need Windows or macOS tools will fail",
-                );
-            }
-        }
-    }
-    let mut infrastructure = Infrastructure::Unspecified;
-    if let Some((n, p)) = s.get("runtime") {
-        if let Some(rt) = Fields::of(d, n, &p, "`runtime`", &["type", "spec"]) {
-            infrastructure = match rt.get("type") {
-                Some((n, tp)) => match one_of(
-                    d,
-                    n,
-                    &tp,
-                    "runtime type",
-                    &[("Cloud", true), ("Docker", false)],
-                ) {
-                    Some(true) => Infrastructure::Cloud,
-                    Some(false) => Infrastructure::Docker,
-                    None => Infrastructure::Unspecified,
-                },
-                None => {
-                    d.error(rt.loc, &p, "`runtime` is missing the required field `type`");
-                    Infrastructure::Unspecified
-                }
-            };
-        }
-    }
-    if let Some((n, p)) = s.get("infrastructure") {
-        if let Some(infra) = infrastructure_of(d, n, &p) {
-            infrastructure = infra;
-        }
-    }
-    let shared_paths = s
-        .get("sharedPaths")
-        .map(|(n, p)| fields::string_list(d, n, &p))
-        .unwrap_or_default();
-    StageSpec {
-        clone_codebase,
-        platform_os,
-        platform_arch,
-        infrastructure,
-        shared_paths,
-    }
-}
-
-fn infrastructure_of(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Option<Infrastructure> {
-    let f = Fields::of(
-        d,
-        node,
-        path,
-        "`infrastructure`",
-        &["type", "spec", "useFromStage"],
-    )?;
-    if let Some(from) = f.string(d, "useFromStage") {
-        return Some(Infrastructure::UseFromStage(from));
-    }
-    let Some(kind) = f.string(d, "type") else {
-        d.warn(
-            f.loc,
-            path,
-            "`infrastructure` has no `type`; corral runs the stage in the local sandbox",
-        );
-        return None;
-    };
-    Some(match kind.value.as_str() {
-        "KubernetesDirect" => Infrastructure::KubernetesDirect,
-        "VM" => Infrastructure::Vm,
-        "UseFromStage" => {
-            let from = f
-                .get("spec")
-                .and_then(|(n, p)| Fields::of(d, n, &p, "`infrastructure.spec`", &["useFromStage"]))
-                .and_then(|s| s.string(d, "useFromStage"));
-            Infrastructure::UseFromStage(from.unwrap_or_else(|| Str::new("", kind.loc)))
-        }
-        _ => {
-            d.warn_hint(
-                kind.loc,
-                &path.key("type"),
-                format!("infrastructure type `{}` is unknown; corral runs the stage in the local sandbox", kind.value),
-                "Harness infrastructure types are KubernetesDirect, VM and UseFromStage; `Cloud` belongs under `runtime`",
-            );
-            Infrastructure::Other(kind)
-        }
     })
 }

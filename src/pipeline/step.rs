@@ -3,6 +3,7 @@
 
 use super::common;
 use super::duration::DEFAULT_STEP_TIMEOUT;
+use super::failure;
 use super::fields::{self, identifier, list, Fields};
 use super::location::{Diagnostics, DocPath};
 use super::model::{ExecutionItem, Parallel, Step, StepGroup, StepKind, Str};
@@ -149,7 +150,7 @@ fn group(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Option<StepGroup> 
             .and_then(|(n, p)| common::when(d, n, &p, "stageStatus")),
         failure_strategies: f
             .get("failureStrategies")
-            .map(|(n, p)| common::failure_strategies(d, n, &p))
+            .map(|(n, p)| failure::failure_strategies(d, n, &p))
             .unwrap_or_default(),
         strategy: f
             .get("strategy")
@@ -191,7 +192,7 @@ fn step(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Option<Step> {
     };
     let failure_strategies = f
         .get("failureStrategies")
-        .map(|(n, p)| common::failure_strategies(d, n, &p))
+        .map(|(n, p)| failure::failure_strategies(d, n, &p))
         .unwrap_or_default();
     if kind == StepKind::Background && !failure_strategies.is_empty() {
         if let Some(e) = f.entry("failureStrategies") {
