@@ -69,6 +69,19 @@ pub fn variables(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Vec<Variab
                 );
             }
         }
+        if let Some(n) = &name {
+            if let Some(first) = out.iter().find(|v: &&Variable| v.name.value == n.value) {
+                d.error_hint(
+                    n.loc,
+                    &path.key("name"),
+                    format!(
+                        "duplicate variable `{}` (first at line {})",
+                        n.value, first.name.loc.line
+                    ),
+                    "give each variable its own name",
+                );
+            }
+        }
         if let (Some(name), Some(kind)) = (name, kind) {
             out.push(Variable {
                 name,

@@ -6,7 +6,7 @@
 //! same expansion serves `validate` (literals only) and `run`.
 
 use super::location::Location;
-use super::model::{ExecutionItem, Parallel, Setting, Stage, Str};
+use super::model::{ExecutionItem, Parallel, Pipeline, Setting, Stage, Str};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Strategy {
@@ -333,6 +333,33 @@ pub fn expand_stage(
             copy
         })
         .collect())
+}
+
+/// The pipeline with every strategy expanded: looped stages become
+/// copies sharing a new `parallel_group`, looped steps and groups become
+/// `Parallel` blocks of copies.
+pub fn expand_pipeline(
+    pipeline: &Pipeline,
+    inputs: &dyn Inputs,
+) -> Result<Pipeline, StrategyError> {
+    let mut next_group = pipeline
+        .stages
+        .iter()
+        .filter_map(|s| s.parallel_group)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut stages = Vec::with_capacity(pipeline.stages.len());
+    for stage in &pipeline.stages {
+        stages.extend(expand_stage(stage, inputs, next_group)?);
+        if stage.strategy.is_some() {
+            next_group += 1;
+        }
+    }
+    Ok(Pipeline {
+        stages,
+        ..pipeline.clone()
+    })
 }
 
 #[cfg(test)]

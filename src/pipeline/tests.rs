@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::model::*;
-use super::strategy::{expand_stage, LiteralsOnly};
+use super::strategy::{expand_pipeline, expand_stage, LiteralsOnly};
 use super::{load_str, Diagnostic, LoadError};
 
 /// A pipeline whose only stage has `steps` (indented for `steps:`).
@@ -220,6 +220,7 @@ const STEP_CASES: &[(&str, Option<&str>)] = &[
     ("- stepGroup: {name: g, identifier: a, steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}", Some("duplicate step identifier `a`")),
     ("- stepGroup: {name: g, identifier: g, steps: []}", Some("has no steps")),
     ("- parallel: []", Some("has no steps")),
+    ("- stepGroup: {name: g, identifier: g, variables: [{name: t, type: String, value: a}, {name: t, type: String, value: b}], steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}", Some("duplicate variable `t`")),
     ("- stepGroup: {name: g, identifier: g, variables: [{name: t, type: Secret, value: \"<+secrets.getValue('x')>\"}], steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}", Some("value is the secret identifier")),
     ("- stepGroup: {name: g, identifier: g, variables: [{name: t, type: Secret, value: x}], steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}", None),
     ("- insert: {}", Some("`insert` items are not supported")),
@@ -295,6 +296,9 @@ fn strategies_expand_into_suffixed_copies() {
                     - step: {type: Run, name: i, identifier: i, spec: {command: x}}
 "#;
     let (p, _) = load(yaml).unwrap();
+    let whole = expand_pipeline(&p, &LiteralsOnly).unwrap();
+    assert_eq!(whole.stages.len(), 2);
+    assert_eq!(whole.stages[0].parallel_group, Some(1));
     let stages = expand_stage(&p.stages[0], &LiteralsOnly, 7).unwrap();
     let ids: Vec<&str> = stages.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["s_0", "s_1"]);
