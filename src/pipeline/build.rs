@@ -7,7 +7,7 @@ use std::path::Path;
 use super::common;
 use super::failure;
 use super::fields::{identifier, list, Fields};
-use super::location::{Diagnostics, DocPath};
+use super::location::{suggest, Diagnostics, DocPath};
 use super::model::{Pipeline, Stage};
 use super::stage_spec;
 use super::step::execution_items;
@@ -75,11 +75,24 @@ pub fn pipeline(d: &mut Diagnostics, root: &Node, file: &Path) -> Option<Pipelin
         }
         (None, Some(_)) => (root, top, false),
         _ => {
+            let keys: Vec<&str> = match &root.value {
+                Value::Map(entries) => entries.iter().map(|e| e.key.as_str()).collect(),
+                _ => Vec::new(),
+            };
+            let hint = keys
+                .iter()
+                .find_map(|k| {
+                    suggest(k, ["pipeline", "stages"]).map(|s| format!("`{k}`: {s}"))
+                })
+                .unwrap_or_else(|| {
+                    "start the file with `pipeline:` (name, identifier, stages) or a bare `stages:` list"
+                        .to_string()
+                });
             d.error_hint(
                 root.loc,
                 &DocPath::root(),
                 "this is not a pipeline: there is no `pipeline:` or `stages:` at the top level",
-                "start the file with `pipeline:` (name, identifier, stages) or a bare `stages:` list",
+                hint,
             );
             return None;
         }

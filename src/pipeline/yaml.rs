@@ -300,7 +300,7 @@ impl Builder {
                         ..
                     }) => (
                         Node {
-                            value: Value::Map(entries),
+                            value: Value::Map(merge_keys(entries)),
                             loc,
                         },
                         anchor,
@@ -329,6 +329,37 @@ impl Builder {
             _ => Ok(()),
         }
     }
+}
+
+/// Applies YAML merge keys (`<<: *base` or `<<: [*a, *b]`): keys written
+/// in the mapping win over merged ones, earlier sources over later ones.
+fn merge_keys(entries: Vec<Entry>) -> Vec<Entry> {
+    if !entries.iter().any(|e| e.key == "<<") {
+        return entries;
+    }
+    let (merges, mut own): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| e.key == "<<");
+    for merge in merges {
+        let sources = match merge.value.value {
+            Value::Map(_) => vec![merge.value],
+            Value::Seq(items) => items,
+            // Not a merge after all; the model will report the odd key.
+            Value::Scalar(_) => {
+                own.push(merge);
+                continue;
+            }
+        };
+        for source in sources {
+            if let Value::Map(merged) = source.value {
+                for entry in merged {
+                    if !own.iter().any(|o| o.key == entry.key) {
+                        own.push(entry);
+                    }
+                }
+            }
+        }
+    }
+    own
 }
 
 /// Parses one YAML document into a located node tree.
@@ -490,6 +521,16 @@ mod tests {
             let err = parse(&src).expect_err(name);
             assert!(check(&err), "{name}: {err:?}");
         }
+    }
+
+    #[test]
+    fn merge_keys_fill_in_missing_entries() {
+        let doc =
+            parse("base: &b {image: alpine, shell: Sh}\nstep:\n  <<: *b\n  shell: Bash\n").unwrap();
+        let step = map_get(&doc.root, "step");
+        assert_eq!(map_get(step, "image").as_scalar(), Some("alpine"));
+        assert_eq!(map_get(step, "shell").as_scalar(), Some("Bash"));
+        assert!(matches!(&step.value, Value::Map(e) if e.len() == 2));
     }
 
     #[test]
