@@ -73,7 +73,16 @@ pub fn pipeline(d: &mut Diagnostics, root: &Node, file: &Path) -> Option<Pipelin
             Fields::of(d, root, &top, "the document", &["pipeline"])?;
             (&e.value, top.key("pipeline"), true)
         }
-        (None, Some(_)) => (root, top, false),
+        (Some(e), _) if key("stages").is_none() => {
+            d.error_hint(
+                e.key_loc,
+                &top.key("pipeline"),
+                "`pipeline` is empty",
+                "give it a name, an identifier and stages",
+            );
+            return None;
+        }
+        (_, Some(_)) => (root, top, false),
         _ => {
             let keys: Vec<&str> = match &root.value {
                 Value::Map(entries) => entries.iter().map(|e| e.key.as_str()).collect(),
@@ -119,8 +128,8 @@ pub fn pipeline(d: &mut Diagnostics, root: &Node, file: &Path) -> Option<Pipelin
         .get("variables")
         .map(|(n, p)| common::variables(d, n, &p))
         .unwrap_or_default();
-    let stages = match f.get("stages") {
-        Some((n, p)) => stages(d, n, &p),
+    let stages = match f.entry("stages") {
+        Some(e) => stages(d, &e.value, &path.key("stages")),
         None => {
             d.error(
                 f.loc,

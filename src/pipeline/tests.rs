@@ -246,6 +246,35 @@ fn step_cases_validate_as_expected() {
 }
 
 #[test]
+fn document_shapes() {
+    let cases = [
+        ("pipeline:\n", Some("`pipeline` is empty")),
+        ("- a\n- b\n", Some("this is not a pipeline")),
+        ("stages:\n", Some("the pipeline has no stages")),
+        ("stages:\n  - stage: {name: s, identifier: s, type: CI, spec: {execution: {steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}}}\n", None),
+        ("stages:\n  - parallel:\n      - stage: {name: s, identifier: s, type: CI, spec: {execution: {steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}}}\n      - stage: {name: t, identifier: t, type: CI, spec: {execution: {steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}}}\n", None),
+        ("pipeline: {name: p, identifier: p, stages: [{stage: {name: s, identifier: s, type: CI}}]}\n", Some("missing the required field `spec`")),
+        ("pipeline: {name: p, stages: [{stage: {name: s, identifier: s, type: CI, spec: {execution: {steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}}}}]}\n", Some("missing the required field `identifier`")),
+    ];
+    for (yaml, want) in cases {
+        match (want, load(yaml)) {
+            (None, Ok(_)) => {}
+            (None, Err(diags)) => panic!("{yaml}: {diags:#?}"),
+            (Some(phrase), Ok(_)) => panic!("{yaml}: expected `{phrase}`"),
+            (Some(phrase), Err(diags)) => {
+                assert!(
+                    diags.iter().any(|d| d.message.contains(phrase)),
+                    "{yaml}: {diags:#?}"
+                )
+            }
+        }
+    }
+    let (p, _) = load(cases[4].0).unwrap();
+    let groups: Vec<Option<usize>> = p.stages.iter().map(|s| s.parallel_group).collect();
+    assert_eq!(groups, [Some(1), Some(1)]);
+}
+
+#[test]
 fn all_errors_are_collected_not_just_the_first() {
     let yaml = "- step: {type: Run, name: a, identifier: 1a, spec: {command: x, shell: zsh}}\n- step: {type: Plugin, name: b, identifier: b, spec: {}}";
     let diags = load(&with_steps(yaml)).unwrap_err();
