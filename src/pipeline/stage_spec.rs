@@ -116,7 +116,7 @@ pub fn stage_spec(d: &mut Diagnostics, s: &Fields<'_>) -> StageSpec {
     }
     let shared_paths = s
         .get("sharedPaths")
-        .map(|(n, p)| fields::string_list(d, n, &p))
+        .map(|(n, p)| shared_paths(d, n, &p))
         .unwrap_or_default();
     StageSpec {
         clone_codebase,
@@ -166,4 +166,35 @@ fn infrastructure_of(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Option
             Infrastructure::Other(kind)
         }
     })
+}
+
+/// `sharedPaths`: absolute directories (or expressions) shared by the
+/// steps of a stage or group.
+pub fn shared_paths(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Vec<Str> {
+    let paths = fields::string_list(d, node, path);
+    for (i, p) in paths.iter().enumerate() {
+        if !is_absolute(&p.value) && !p.is_expression() {
+            d.error_hint(
+                p.loc,
+                &path.index(i),
+                format!("shared path `{}` is not absolute", p.value),
+                format!(
+                    "write it from the root, e.g. `/{}`",
+                    p.value.trim_start_matches("./")
+                ),
+            );
+        }
+    }
+    paths
+}
+
+/// Absolute on Linux, or a Windows drive path (Windows pipelines already
+/// get a platform warning).
+fn is_absolute(path: &str) -> bool {
+    let b = path.as_bytes();
+    path.starts_with('/')
+        || (b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && matches!(b[2], b'\\' | b'/'))
 }

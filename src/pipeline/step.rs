@@ -4,7 +4,7 @@
 use super::common;
 use super::duration::DEFAULT_STEP_TIMEOUT;
 use super::failure;
-use super::fields::{self, identifier, list, Fields};
+use super::fields::{identifier, list, Fields};
 use super::location::{Diagnostics, DocPath};
 use super::model::{ExecutionItem, Parallel, Step, StepGroup, StepKind, Str};
 use super::step_spec::step_spec;
@@ -143,7 +143,7 @@ fn group(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Option<StepGroup> 
             .unwrap_or_default(),
         shared_paths: f
             .get("sharedPaths")
-            .map(|(n, p)| fields::string_list(d, n, &p))
+            .map(|(n, p)| super::stage_spec::shared_paths(d, n, &p))
             .unwrap_or_default(),
         when: f
             .get("when")

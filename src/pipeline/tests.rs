@@ -220,6 +220,7 @@ const STEP_CASES: &[(&str, Option<&str>)] = &[
     ("- stepGroup: {name: g, identifier: a, steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}", Some("duplicate step identifier `a`")),
     ("- stepGroup: {name: g, identifier: g, steps: []}", Some("has no steps")),
     ("- parallel: []", Some("has no steps")),
+    ("- stepGroup: {name: g, identifier: g, sharedPaths: [cache], steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}", Some("shared path `cache` is not absolute")),
     ("- stepGroup: {name: g, identifier: g, variables: [{name: t, type: String, value: a}, {name: t, type: String, value: b}], steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}", Some("duplicate variable `t`")),
     ("- stepGroup: {name: g, identifier: g, variables: [{name: t, type: Secret, value: \"<+secrets.getValue('x')>\"}], steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}", Some("value is the secret identifier")),
     ("- stepGroup: {name: g, identifier: g, variables: [{name: t, type: Secret, value: x}], steps: [{step: {type: Run, name: a, identifier: a, spec: {command: x}}}]}", None),
