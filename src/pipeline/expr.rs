@@ -25,6 +25,7 @@
 
 mod ast;
 mod eval;
+mod known;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ use std::fmt;
 
 pub use ast::InputSpec;
 use ast::{Kind, Node, Part, Segment};
+pub use known::{classify, Known};
 
 use crate::pipeline::secret::{Masker, Secret};
 
@@ -102,18 +104,19 @@ pub trait Scope {
 }
 
 /// Every variant carries the byte offset (in the parsed text) of the
-/// expression at fault; `line_col` turns it into a position.
+/// expression at fault; `offset()` gives it and `line_col` turns it into a
+/// position. Messages leave it out, so callers print `file:line:col: {err}`.
 #[derive(Debug, thiserror::Error)]
 pub enum ExprError {
-    #[error("malformed expression at byte {offset}: {reason}")]
+    #[error("malformed expression: {reason}")]
     Parse { offset: usize, reason: String },
-    #[error("cannot evaluate expression at byte {offset}: {reason}")]
+    #[error("cannot evaluate expression: {reason}")]
     Eval { offset: usize, reason: String },
-    #[error("unknown reference `{path}` at byte {offset}")]
+    #[error("unknown reference `{path}`")]
     UnknownReference { path: String, offset: usize },
     #[error("secret `{id}` was not given (pass it with --secret {id}=env:VAR or --secrets-file)")]
     MissingSecret { id: String, offset: usize },
-    #[error("runtime input `<+input>` at byte {offset} needs a value (give it with --var)")]
+    #[error("runtime input `<+input>` needs a value (give it with --var)")]
     Input { offset: usize },
 }
 

@@ -7,8 +7,11 @@
 //! expression (as Harness finds the end textually); write `<+(a > b)>` to
 //! compare. At the top level of a condition `>` and `>=` are comparisons.
 
-use super::ast::{BinOp, InputSpec, Kind, Method, Node, Part, Segment};
-use super::{ExprError, SecretScope, Value};
+mod atoms;
+mod template;
+
+use super::ast::{BinOp, InputSpec, Kind, Node, Segment};
+use super::{ExprError, Value};
 
 /// Words that start a JEXL script, which we do not run.
 const SCRIPT_WORDS: &[&str] = &[
@@ -68,146 +71,6 @@ impl<'s> Parser<'s> {
         match self.peek() {
             Some(c) => format!("`{c}`"),
             None => "the end of the text".to_string(),
-        }
-    }
-
-    // ---- templates ----
-
-    /// Splits a string field into literal text and expressions.
-    pub fn template(mut self) -> PResult<Vec<Part>> {
-        let mut parts = Vec::new();
-        loop {
-            let Some(found) = self.rest().find("<+") else {
-                push_text(&mut parts, self.rest());
-                break;
-            };
-            push_text(&mut parts, &self.rest()[..found]);
-            self.pos += found;
-            let mut node = self.nested()?;
-            if let Kind::Input(spec) = &mut node.kind {
-                self.input_modifiers(spec)?;
-            } else {
-                node = self.trailing_calls(node)?;
-            }
-            parts.push(Part::Expr(node));
-        }
-        Ok(parts)
-    }
-
-    /// `<+input>.default(x).allowedValues(a,b).executionInput()`: the
-    /// modifiers stand outside the brackets and take raw, unquoted text.
-    fn input_modifiers(&mut self, spec: &mut InputSpec) -> PResult<()> {
-        while self.peek() == Some('.') {
-            let start = self.pos;
-            self.pos += 1;
-            let name = self.ident_raw();
-            if name.is_empty() || self.peek() != Some('(') {
-                // `<+input>.txt`: plain text after the expression.
-                self.pos = start;
-                break;
-            }
-            self.pos += 1;
-            let args = self.raw_args(start)?;
-            match name {
-                "default" => {
-                    if args.len() != 1 {
-                        return self.err(start, "`.default()` takes exactly one value");
-                    }
-                    spec.default = args.into_iter().next();
-                }
-                "allowedValues" | "selectOneFrom" | "selectManyFrom" => spec.allowed = args,
-                "regex" => spec.regex = Some(args.join(",")),
-                "executionInput" => spec.execution_input = true,
-                other => {
-                    return self.err(
-                        start,
-                        format!(
-                            "unknown runtime input modifier `.{other}()`; known: .default(), \
-                             .allowedValues(), .selectOneFrom(), .regex(), .executionInput()"
-                        ),
-                    )
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Comma-separated raw arguments up to the matching `)`, which is consumed.
-    fn raw_args(&mut self, start: usize) -> PResult<Vec<String>> {
-        let mut args = Vec::new();
-        let mut current = String::new();
-        let mut depth = 0usize;
-        let mut quote: Option<char> = None;
-        loop {
-            let Some(c) = self.peek() else {
-                return self.err(start, "unclosed `(` in runtime input modifier");
-            };
-            self.pos += c.len_utf8();
-            match (quote, c) {
-                (Some(q), c) if c == q => {
-                    quote = None;
-                    current.push(c);
-                }
-                (Some(_), c) => current.push(c),
-                (None, '"' | '\'') => {
-                    quote = Some(c);
-                    current.push(c);
-                }
-                (None, '(' | '[' | '{') => {
-                    depth += 1;
-                    current.push(c);
-                }
-                (None, ')') if depth == 0 => break,
-                (None, ')' | ']' | '}') => {
-                    depth = depth.saturating_sub(1);
-                    current.push(c);
-                }
-                (None, ',') if depth == 0 => args.push(std::mem::take(&mut current)),
-                (None, c) => current.push(c),
-            }
-        }
-        if !current.trim().is_empty() || !args.is_empty() {
-            args.push(current);
-        }
-        Ok(args.iter().map(|a| unquote(a.trim()).to_string()).collect())
-    }
-
-    /// `<+X>.split(',')` as a whole field (a matrix axis in real pipelines):
-    /// method calls right after the brackets apply to the expression when
-    /// they run to the end of the field; anywhere else they are plain text.
-    fn trailing_calls(&mut self, node: Node) -> PResult<Node> {
-        let save = self.pos;
-        if !self.rest().starts_with('.') {
-            return Ok(node);
-        }
-        let mut attempt = Parser {
-            src: self.src,
-            pos: self.pos,
-        };
-        let mut current = node.clone();
-        while attempt.peek() == Some('.') {
-            let dot = attempt.pos;
-            attempt.pos += 1;
-            let name = attempt.ident_raw();
-            if Method::from_name(name).is_none() || attempt.peek() != Some('(') {
-                self.pos = save;
-                return Ok(node);
-            }
-            attempt.pos = dot;
-            match attempt.postfix_once(current.clone(), false) {
-                Ok(Some(next)) => current = next,
-                _ => {
-                    self.pos = save;
-                    return Ok(node);
-                }
-            }
-        }
-        if attempt.rest().trim().is_empty() {
-            self.pos = attempt.pos;
-            Ok(current)
-        } else {
-            self.pos = save;
-            Ok(node)
         }
     }
 
@@ -285,7 +148,8 @@ impl<'s> Parser<'s> {
         })
     }
 
-    /// Reads a binary operator of precedence level `level` or tighter.
+    /// The binary operator at the cursor (after whitespace), if any, as
+    /// (operator, precedence level, length); the cursor does not move past it.
     fn binary_op(&mut self, closes: bool) -> Option<(BinOp, usize, usize)> {
         self.skip_ws();
         let r = self.rest();
@@ -332,7 +196,7 @@ impl<'s> Parser<'s> {
     }
 
     fn binary(&mut self, min_level: usize, closes: bool) -> PResult<Node> {
-        let mut lhs = self.unary(closes)?;
+        let mut lhs = self.unary()?;
         loop {
             let save = self.pos;
             let Some((op, level, len)) = self.binary_op(closes) else {
@@ -360,12 +224,12 @@ impl<'s> Parser<'s> {
         }
     }
 
-    fn unary(&mut self, closes: bool) -> PResult<Node> {
+    fn unary(&mut self) -> PResult<Node> {
         self.skip_ws();
         let at = self.pos;
         if self.rest().starts_with('!') && !self.rest().starts_with("!=") {
             self.pos += 1;
-            let inner = self.unary(closes)?;
+            let inner = self.unary()?;
             return Ok(Node {
                 at,
                 kind: Kind::Not(Box::new(inner)),
@@ -375,25 +239,25 @@ impl<'s> Parser<'s> {
             && self.rest()[3..].starts_with(|c: char| c.is_whitespace() || c == '(')
         {
             self.pos += 3;
-            let inner = self.unary(closes)?;
+            let inner = self.unary()?;
             return Ok(Node {
                 at,
                 kind: Kind::Not(Box::new(inner)),
             });
         }
         if self.eat("-") {
-            let inner = self.unary(closes)?;
+            let inner = self.unary()?;
             return Ok(Node {
                 at,
                 kind: Kind::Neg(Box::new(inner)),
             });
         }
         let primary = self.primary()?;
-        self.postfix(primary, closes)
+        self.postfix(primary)
     }
 
-    fn postfix(&mut self, mut node: Node, closes: bool) -> PResult<Node> {
-        while let Some(next) = self.postfix_once(node.clone(), closes)? {
+    fn postfix(&mut self, mut node: Node) -> PResult<Node> {
+        while let Some(next) = self.postfix_once(node.clone())? {
             node = next;
         }
         if let Kind::Path(segs) = &node.kind {
@@ -406,7 +270,7 @@ impl<'s> Parser<'s> {
 
     /// One `.name`, `.method(args)`, `.<+expr>` or `[index]`; `None` when
     /// no postfix follows.
-    fn postfix_once(&mut self, node: Node, _closes: bool) -> PResult<Option<Node>> {
+    fn postfix_once(&mut self, node: Node) -> PResult<Option<Node>> {
         let open = self.pos;
         if self.eat("[") {
             let index = self.expr(false).map_err(|e| self.unclosed(e, open, "["))?;
@@ -479,102 +343,6 @@ impl<'s> Parser<'s> {
                 format!("property `{name}` of a computed value is not supported"),
             ),
         }
-    }
-
-    fn call_args(&mut self) -> PResult<Vec<Node>> {
-        let mut args = Vec::new();
-        self.skip_ws();
-        if self.eat(")") {
-            return Ok(args);
-        }
-        loop {
-            args.push(self.expr(false)?);
-            self.skip_ws();
-            if self.eat(")") {
-                return Ok(args);
-            }
-            if !self.eat(",") {
-                return self.err(
-                    self.pos,
-                    format!(
-                        "expected `,` or `)` in arguments, found {}",
-                        self.describe_here()
-                    ),
-                );
-            }
-        }
-    }
-
-    fn make_call(&self, recv: Node, name: &str, name_at: usize, args: Vec<Node>) -> PResult<Node> {
-        if name == "getValue" {
-            if !matches!(&recv.kind, Kind::Path(s) if matches!(s.as_slice(), [Segment::Name(n)] if n == "secrets"))
-            {
-                return self.err(
-                    name_at,
-                    "`getValue` is only known as `secrets.getValue('id')`",
-                );
-            }
-            return self.secret(recv.at, name_at, args);
-        }
-        let Some(method) = Method::from_name(name) else {
-            return self.err(
-                name_at,
-                format!(
-                    "unknown method `{name}()`; supported: {}",
-                    Method::NAMES.join(", ")
-                ),
-            );
-        };
-        let (min, max) = method.arity();
-        if args.len() < min || args.len() > max {
-            let want = if min == max {
-                format!("{min}")
-            } else {
-                format!("{min} or {max}")
-            };
-            return self.err(
-                name_at,
-                format!("`{name}()` takes {want} argument(s), got {}", args.len()),
-            );
-        }
-        Ok(Node {
-            at: recv.at,
-            kind: Kind::Call {
-                recv: Box::new(recv),
-                method,
-                args,
-            },
-        })
-    }
-
-    /// `secrets.getValue("org.id")`: the id is a string literal, possibly
-    /// with nested expressions; its scope prefix moves into `scope`.
-    fn secret(&self, at: usize, name_at: usize, mut args: Vec<Node>) -> PResult<Node> {
-        if args.len() != 1 {
-            return self.err(name_at, "`secrets.getValue()` takes one quoted secret id");
-        }
-        let mut id = args.remove(0);
-        let first_text = match &mut id.kind {
-            Kind::Lit(Value::Str(s)) => s,
-            Kind::Interp(parts) => match parts.first_mut() {
-                Some(Part::Text(s)) => s,
-                _ => return Ok(secret_node(at, SecretScope::Project, id)),
-            },
-            _ => return self.err(id.at, "the secret id must be a quoted string"),
-        };
-        let scope = if let Some(rest) = first_text.strip_prefix("account.") {
-            *first_text = rest.to_string();
-            SecretScope::Account
-        } else if let Some(rest) = first_text.strip_prefix("org.") {
-            *first_text = rest.to_string();
-            SecretScope::Org
-        } else {
-            SecretScope::Project
-        };
-        if matches!(&id.kind, Kind::Lit(Value::Str(s)) if s.trim().is_empty()) {
-            return self.err(id.at, "empty secret id");
-        }
-        Ok(secret_node(at, scope, id))
     }
 
     fn primary(&mut self) -> PResult<Node> {
@@ -657,119 +425,8 @@ impl<'s> Parser<'s> {
         }
         &self.src[start..self.pos]
     }
-
-    fn number(&mut self) -> PResult<Node> {
-        let at = self.pos;
-        while self.peek_at(0).is_some_and(|b| b.is_ascii_digit()) {
-            self.pos += 1;
-        }
-        if self.peek_at(0) == Some(b'.') && self.peek_at(1).is_some_and(|b| b.is_ascii_digit()) {
-            self.pos += 1;
-            while self.peek_at(0).is_some_and(|b| b.is_ascii_digit()) {
-                self.pos += 1;
-            }
-        }
-        if self.peek().is_some_and(|c| c.is_alphabetic() || c == '_') {
-            return self.err(at, "a name cannot start with a digit");
-        }
-        match self.src[at..self.pos].parse::<f64>() {
-            Ok(n) => Ok(Node {
-                at,
-                kind: Kind::Lit(Value::Num(n)),
-            }),
-            Err(_) => self.err(at, "malformed number"),
-        }
-    }
-
-    /// A quoted string; `<+...>` inside it is evaluated (Harness resolves
-    /// nested expressions innermost first).
-    fn string(&mut self, quote: char) -> PResult<Node> {
-        let at = self.pos;
-        self.pos += 1;
-        let mut parts = Vec::new();
-        let mut text = String::new();
-        loop {
-            let Some(c) = self.peek() else {
-                return self.err(at, format!("unterminated string: no closing {quote}"));
-            };
-            if c == quote {
-                self.pos += 1;
-                break;
-            }
-            if c == '\\' {
-                self.pos += 1;
-                let Some(e) = self.peek() else {
-                    return self.err(at, format!("unterminated string: no closing {quote}"));
-                };
-                self.pos += e.len_utf8();
-                match e {
-                    'n' => text.push('\n'),
-                    't' => text.push('\t'),
-                    'r' => text.push('\r'),
-                    '\\' | '\'' | '"' => text.push(e),
-                    other => {
-                        text.push('\\');
-                        text.push(other);
-                    }
-                }
-                continue;
-            }
-            if self.rest().starts_with("<+") {
-                if !text.is_empty() {
-                    parts.push(Part::Text(std::mem::take(&mut text)));
-                }
-                parts.push(Part::Expr(self.nested()?));
-                continue;
-            }
-            text.push(c);
-            self.pos += c.len_utf8();
-        }
-        if parts.is_empty() {
-            return Ok(Node {
-                at,
-                kind: Kind::Lit(Value::Str(text)),
-            });
-        }
-        if !text.is_empty() {
-            parts.push(Part::Text(text));
-        }
-        Ok(Node {
-            at,
-            kind: Kind::Interp(parts),
-        })
-    }
-}
-
-fn secret_node(at: usize, scope: SecretScope, id: Node) -> Node {
-    Node {
-        at,
-        kind: Kind::Secret {
-            scope,
-            id: Box::new(id),
-        },
-    }
 }
 
 fn is_ident_start(c: char) -> bool {
     c.is_ascii_alphabetic() || c == '_' || c == '$'
-}
-
-fn push_text(parts: &mut Vec<Part>, text: &str) {
-    if text.is_empty() {
-        return;
-    }
-    if let Some(Part::Text(prev)) = parts.last_mut() {
-        prev.push_str(text);
-    } else {
-        parts.push(Part::Text(text.to_string()));
-    }
-}
-
-fn unquote(s: &str) -> &str {
-    for q in ['"', '\''] {
-        if s.len() >= 2 && s.starts_with(q) && s.ends_with(q) {
-            return &s[1..s.len() - 1];
-        }
-    }
-    s
 }
