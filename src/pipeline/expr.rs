@@ -27,6 +27,7 @@ mod ast;
 mod eval;
 mod known;
 mod parse;
+mod scope;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ use std::fmt;
 pub use ast::InputSpec;
 use ast::{Kind, Node, Part, Segment};
 pub use known::{classify, Known};
+pub use scope::MapScope;
 
 use crate::pipeline::secret::{Masker, Secret};
 
@@ -101,6 +103,11 @@ pub trait Scope {
     fn lookup(&self, path: &[String]) -> Option<Value>;
     /// Value of a secret, `None` when nobody gave it.
     fn secret(&self, scope: SecretScope, id: &str) -> Option<String>;
+    /// Whether the value at `path` is secret (a variable of type Secret, a
+    /// Secret output variable), so what it flows into gets masked.
+    fn is_secret(&self, _path: &[String]) -> bool {
+        false
+    }
 }
 
 /// Every variant carries the byte offset (in the parsed text) of the

@@ -161,7 +161,10 @@ impl<'a> Evaluator<'a> {
             }
         }
         match self.scope.lookup(&names) {
-            Some(value) => Ok(Tainted { value, secret }),
+            Some(value) => Ok(Tainted {
+                secret: secret || self.scope.is_secret(&names),
+                value,
+            }),
             None => Err(ExprError::UnknownReference {
                 path: names.join("."),
                 offset: at,
