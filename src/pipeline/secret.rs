@@ -13,7 +13,8 @@
 //!   hide most of the log and tell a reader which characters a key holds;
 //! - the quote-stripped, URL-encoded and JSON-escaped forms of a value are
 //!   masked too (same length rule), as scripts often print them;
-//! - a whole single-line value is masked whatever its length.
+//! - a whole value is masked whatever its length, unless it is only
+//!   whitespace.
 
 mod dotenv;
 mod store;
@@ -84,7 +85,8 @@ impl Masker {
 
     /// Learns a secret value and its variants (see the module rules).
     pub fn add(&mut self, value: &str) {
-        if value.is_empty() {
+        // Masking every space or newline would hide the whole log.
+        if value.trim().is_empty() {
             return;
         }
         let mut patterns = self.patterns.write().unwrap_or_else(|e| e.into_inner());

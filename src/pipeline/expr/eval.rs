@@ -4,7 +4,7 @@
 
 use super::ast::{BinOp, Kind, Method, Node, Part, Segment};
 use super::{ExprError, Scope, SecretScope, Value};
-use crate::pipeline::secret::Secret;
+use crate::pipeline::secret::{Secret, MASK};
 
 /// A value plus whether a secret went into it.
 #[derive(Clone)]
@@ -77,6 +77,7 @@ impl<'a> Evaluator<'a> {
             Kind::Path(segs) => self.path(at, segs),
             Kind::Secret { scope, id } => {
                 let id = self.eval(id)?;
+                let id_secret = id.secret;
                 let id = id.value.to_string();
                 match self.scope.secret(*scope, &id) {
                     Some(value) => Ok(Tainted {
@@ -84,7 +85,11 @@ impl<'a> Evaluator<'a> {
                         secret: true,
                     }),
                     None => Err(ExprError::MissingSecret {
-                        id: scoped_id(*scope, &id),
+                        id: if id_secret {
+                            MASK.to_string()
+                        } else {
+                            scoped_id(*scope, &id)
+                        },
                         offset: at,
                     }),
                 }
@@ -149,14 +154,25 @@ impl<'a> Evaluator<'a> {
 
     fn path(&mut self, at: usize, segs: &[Segment]) -> EResult<Tainted> {
         let mut names = Vec::with_capacity(segs.len());
+        // The path as errors show it: secret-derived segments masked.
+        let mut shown = Vec::with_capacity(segs.len());
         let mut secret = false;
         for seg in segs {
             match seg {
-                Segment::Name(n) => names.push(n.clone()),
+                Segment::Name(n) => {
+                    names.push(n.clone());
+                    shown.push(n.clone());
+                }
                 Segment::Computed(node) => {
                     let v = self.eval(node)?;
                     secret |= v.secret;
-                    names.push(v.value.to_string());
+                    let name = v.value.to_string();
+                    shown.push(if v.secret {
+                        MASK.to_string()
+                    } else {
+                        name.clone()
+                    });
+                    names.push(name);
                 }
             }
         }
@@ -166,7 +182,7 @@ impl<'a> Evaluator<'a> {
                 value,
             }),
             None => Err(ExprError::UnknownReference {
-                path: names.join("."),
+                path: shown.join("."),
                 offset: at,
             }),
         }

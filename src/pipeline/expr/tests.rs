@@ -303,6 +303,17 @@ fn evaluation_errors_name_the_reference() {
             "unknown reference `stage.variables.nope`",
             23,
         ),
+        // a path or id computed from a secret does not show the secret
+        (
+            "<+pipeline.variables.<+secrets.getValue('token')>>",
+            "unknown reference `pipeline.variables.**************`",
+            2,
+        ),
+        (
+            "<+secrets.getValue(\"<+secrets.getValue('token')>\")>",
+            "secret `**************` was not given",
+            2,
+        ),
     ];
     for (src, words, offset) in cases {
         let t = parse_template(src).unwrap();

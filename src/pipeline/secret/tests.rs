@@ -46,6 +46,10 @@ fn masks_values_and_variants() {
         ("xyz", "**************yz"),
         ("", ""),
     ];
+    let mut blank = Masker::new();
+    blank.add("  \n\t");
+    blank.add("");
+    assert!(blank.is_empty());
     for (input, want) in cases {
         assert_eq!(m.mask(input), *want, "{input:?}");
     }
