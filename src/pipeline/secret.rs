@@ -171,7 +171,10 @@ fn variants(value: &str) -> Vec<String> {
     }
     push(url_encode(value));
     if let Ok(json) = serde_json::to_string(value) {
-        push(json[1..json.len() - 1].to_string());
+        let escaped = json[1..json.len() - 1].to_string();
+        // Some encoders (PHP, Java) also escape `/`.
+        push(escaped.replace('/', "\\/"));
+        push(escaped);
     }
     out
 }

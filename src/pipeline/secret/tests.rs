@@ -16,6 +16,7 @@ fn masker(values: &[&str]) -> Masker {
 fn masks_values_and_variants() {
     let pem = "-----BEGIN KEY-----\nAAAAB3NzaC1yc2E\nQQQ==\n}\n-----END KEY-----";
     let m = masker(&[
+        "a/b/c",
         "hunter2",
         "hunter2-longer",
         "p@ss word&=x",
@@ -33,6 +34,7 @@ fn masks_values_and_variants() {
         ("url: p%40ss%20word%26%3Dx", "url: **************"),
         ("quoted-val without quotes", "************** without quotes"),
         ("json: \\\"quoted-val\\\"", "json: **************"),
+        ("json: a\\/b\\/c", "json: **************"),
         // each line of a multi-line secret, printed alone
         (
             "key line AAAAB3NzaC1yc2E end",
