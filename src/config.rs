@@ -47,6 +47,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "invalid --registry-mirror `{arg}`: expected REGISTRY=URL with an http:// or https:// URL"
+    )]
+    ParseMirrorArg { arg: String },
+    #[error("invalid --insecure-registry `{arg}`: expected HOST[:PORT]")]
+    ParseInsecureArg { arg: String },
     #[error("{path}:{line}:{column}: {message}")]
     Parse {
         path: PathBuf,
@@ -216,18 +222,72 @@ impl Config {
     }
 
     /// The registry entry with the longest prefix matching `reference`
-    /// (`docker.io` matches `docker.io/library/alpine:3`).
+    /// (`docker.io` matches `docker.io/library/alpine:3`). Give the
+    /// normalized reference: `alpine` must already read `docker.io/library/alpine`.
     pub fn registry_for(&self, reference: &str) -> Option<&RegistryConfig> {
         self.registries
             .iter()
-            .filter(|r| {
-                let p = r.prefix.trim_end_matches('/');
-                reference == p
-                    || reference
-                        .strip_prefix(p)
-                        .is_some_and(|rest| rest.starts_with(['/', ':', '@']))
-            })
+            .filter(|r| prefix_matches(&r.prefix, reference))
             .max_by_key(|r| r.prefix.len())
+    }
+
+    /// Merges `--registry-mirror REGISTRY=URL` and `--insecure-registry HOST`:
+    /// command-line mirrors are tried before those of the config file.
+    pub fn apply_registry_args(
+        &mut self,
+        mirrors: &[String],
+        insecure: &[String],
+    ) -> Result<(), ConfigError> {
+        for arg in mirrors.iter().rev() {
+            let parsed = arg.split_once('=').and_then(|(registry, url)| {
+                let registry = registry.trim().trim_end_matches('/');
+                let url = url.trim().trim_end_matches('/');
+                let ok = !registry.is_empty()
+                    && !registry.contains("://")
+                    && (url.starts_with("http://") || url.starts_with("https://"));
+                ok.then(|| (registry.to_string(), url.to_string()))
+            });
+            let Some((registry, url)) = parsed else {
+                return Err(ConfigError::ParseMirrorArg { arg: arg.clone() });
+            };
+            let entry = self.registry_entry(&registry);
+            entry.mirrors.retain(|m| m != &url);
+            entry.mirrors.insert(0, url);
+        }
+        for arg in insecure {
+            let host = arg.trim().trim_end_matches('/');
+            if host.is_empty() || host.contains("://") || host.contains('/') {
+                return Err(ConfigError::ParseInsecureArg { arg: arg.clone() });
+            }
+            self.registry_entry(host).insecure = true;
+        }
+        Ok(())
+    }
+
+    /// The entry whose prefix is exactly `prefix`, created when missing.
+    fn registry_entry(&mut self, prefix: &str) -> &mut RegistryConfig {
+        let index = match self.registries.iter().position(|r| r.prefix == prefix) {
+            Some(i) => i,
+            None => {
+                self.registries.push(RegistryConfig {
+                    prefix: prefix.to_string(),
+                    mirrors: Vec::new(),
+                    insecure: false,
+                });
+                self.registries.len() - 1
+            }
+        };
+        &mut self.registries[index]
+    }
+
+    /// Credentials for an image without a `connectorRef`: the connector
+    /// whose `registry` is the longest prefix of `reference`.
+    pub fn connector_for_image(&self, reference: &str) -> Option<(&str, &ConnectorConfig)> {
+        self.connectors
+            .iter()
+            .filter(|(_, c)| prefix_matches(&c.registry, reference))
+            .max_by_key(|(_, c)| c.registry.len())
+            .map(|(id, c)| (id.as_str(), c))
     }
 
     /// A connector by its `connectorRef`; `account.x`/`org.x` fall back to `x`.
@@ -239,6 +299,16 @@ impl Config {
             self.connectors.get(bare)
         })
     }
+}
+
+/// `docker.io` matches `docker.io`, `docker.io/x` and `docker.io:443/x`'s
+/// host part, but not `docker.iox/x`.
+fn prefix_matches(prefix: &str, reference: &str) -> bool {
+    let p = prefix.trim_end_matches('/');
+    reference == p
+        || reference
+            .strip_prefix(p)
+            .is_some_and(|rest| rest.starts_with(['/', ':', '@']))
 }
 
 mod raw;

@@ -240,3 +240,53 @@ fn store_dir_precedence() {
     assert_eq!(c.store_dir(None), PathBuf::from("/from/config"));
     assert_eq!(c.store_dir(Some(Path::new("/cli"))), PathBuf::from("/cli"));
 }
+
+#[test]
+fn registry_args_merge_into_the_config() {
+    let mut c = parse(FULL).unwrap();
+    c.apply_registry_args(
+        &[
+            "docker.io=http://10.0.0.1:5000/".to_string(),
+            "quay.io=https://q.mirror".to_string(),
+        ],
+        &["127.0.0.1:5000".to_string(), "quay.io".to_string()],
+    )
+    .unwrap();
+    let docker = c.registry_for("docker.io/library/alpine").unwrap();
+    assert_eq!(
+        docker.mirrors,
+        vec!["http://10.0.0.1:5000", "http://127.0.0.1:5000"]
+    );
+    let quay = c.registry_for("quay.io/a/b").unwrap();
+    assert_eq!(quay.mirrors, vec!["https://q.mirror"]);
+    assert!(quay.insecure);
+    assert!(c.registry_for("127.0.0.1:5000/x").unwrap().insecure);
+    for bad in [
+        "docker.io",
+        "=http://x",
+        "docker.io=ftp://x",
+        "http://a=http://b",
+    ] {
+        let err = c.apply_registry_args(&[bad.to_string()], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("--registry-mirror"),
+            "{bad}: {err}"
+        );
+    }
+    for bad in ["", "http://x", "a/b"] {
+        let err = c.apply_registry_args(&[], &[bad.to_string()]).unwrap_err();
+        assert!(
+            err.to_string().contains("--insecure-registry"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[test]
+fn connector_for_an_image_without_connector_ref() {
+    let c = parse(FULL).unwrap();
+    let id = |r: &str| c.connector_for_image(r).map(|(id, _)| id);
+    assert_eq!(id("docker.io/me/app:1"), Some("dockerhub"));
+    assert_eq!(id("ghcr.io/x/y"), Some("anon"));
+    assert_eq!(id("quay.io/x"), None);
+}
