@@ -18,16 +18,26 @@ const SCRIPT_WORDS: &[&str] = &[
     "var", "let", "const", "for", "while", "if", "return", "function",
 ];
 
+/// Deepest nesting of parentheses, `<+...>`, `!` and the like; real
+/// expressions stay far below, and the limit keeps a hostile field from
+/// overflowing the stack.
+const MAX_DEPTH: usize = 64;
+
 pub(crate) struct Parser<'s> {
     src: &'s str,
     pos: usize,
+    depth: usize,
 }
 
 type PResult<T> = Result<T, ExprError>;
 
 impl<'s> Parser<'s> {
     pub fn new(src: &'s str) -> Self {
-        Parser { src, pos: 0 }
+        Parser {
+            src,
+            pos: 0,
+            depth: 0,
+        }
     }
 
     fn err<T>(&self, offset: usize, reason: impl Into<String>) -> PResult<T> {
@@ -224,7 +234,21 @@ impl<'s> Parser<'s> {
         }
     }
 
+    /// Every nesting passes through here, so the depth is counted here.
     fn unary(&mut self) -> PResult<Node> {
+        if self.depth >= MAX_DEPTH {
+            return self.err(
+                self.pos,
+                format!("expression nests deeper than {MAX_DEPTH} levels"),
+            );
+        }
+        self.depth += 1;
+        let node = self.unary_inner();
+        self.depth -= 1;
+        node
+    }
+
+    fn unary_inner(&mut self) -> PResult<Node> {
         self.skip_ws();
         let at = self.pos;
         if self.rest().starts_with('!') && !self.rest().starts_with("!=") {

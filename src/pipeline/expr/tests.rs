@@ -437,3 +437,88 @@ fn parses_every_expression_of_the_corpus_files_we_support() {
         parse_condition(src).unwrap_or_else(|e| panic!("{src}: {e}"));
     }
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    for src in [
+        format!("<+{}1{}>", "(".repeat(10_000), ")".repeat(10_000)),
+        format!("<+{}x>", "!".repeat(10_000)),
+        format!("{}x{}", "<+".repeat(10_000), ">".repeat(10_000)),
+        format!("<+'{}'>", "<+'".repeat(10_000)),
+    ] {
+        let err = parse_template(&src).unwrap_err();
+        assert!(err.to_string().contains("nests deeper"), "{err}");
+    }
+    let err = parse_condition(&"(".repeat(10_000)).unwrap_err();
+    assert!(err.to_string().contains("nests deeper"), "{err}");
+    // Ordinary depth is fine.
+    let src = format!("<+{}1{}>", "(".repeat(20), ")".repeat(20));
+    assert_eq!(render_str(&src).unwrap(), "1");
+}
+
+/// Random text over the characters that matter to the parser: it must
+/// never panic, and whatever parses must render without panicking.
+#[test]
+fn random_input_never_panics() {
+    const ALPHABET: &[&str] = &[
+        "<+",
+        ">",
+        "<",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "'",
+        "\"",
+        "\\",
+        ".",
+        ",",
+        "!",
+        "=",
+        "&&",
+        "||",
+        "?",
+        ":",
+        ";",
+        " ",
+        "é",
+        "\n",
+        "a",
+        "input",
+        "pipeline",
+        "variables",
+        "x",
+        "secrets",
+        "getValue",
+        "toLowerCase",
+        "split",
+        "default",
+        "1",
+        "-",
+        "+",
+        "*",
+        "/",
+    ];
+    let scope = TestScope::new();
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..20_000 {
+        let len = rng.usize(0..24);
+        let src: String = (0..len)
+            .map(|_| ALPHABET[rng.usize(..ALPHABET.len())])
+            .collect();
+        if let Ok(t) = parse_template(&src) {
+            let _ = render(&t, &scope);
+            let _ = evaluate(&t, &scope);
+            let _ = t.references();
+        }
+        if let Ok(c) = parse_condition(&src) {
+            let _ = eval_condition(&c, &scope);
+        }
+        if let Err(e) = parse_template(&src) {
+            assert!(e.offset() <= src.len(), "{src:?}: {e:?}");
+            let _ = line_col(&src, e.offset());
+        }
+    }
+}

@@ -115,6 +115,7 @@ impl<'s> Parser<'s> {
         let mut attempt = Parser {
             src: self.src,
             pos: self.pos,
+            depth: self.depth,
         };
         let mut current = node.clone();
         while attempt.peek() == Some('.') {
