@@ -195,6 +195,10 @@ impl Config {
                 found.unwrap_or_default()
             }
         };
+        match &config.source {
+            Some(path) => tracing::debug!(path = %path.display(), "loaded config file"),
+            None => tracing::debug!("no config file; using defaults"),
+        }
         config.env = Some(env);
         Ok(config)
     }

@@ -125,6 +125,16 @@ pub enum ExprError {
     MissingSecret { id: String, offset: usize },
     #[error("runtime input `<+input>` needs a value (give it with --var)")]
     Input { offset: usize },
+    /// An expression inside the value of a variable failed; `offset` is in
+    /// that value.
+    #[error("failed to resolve the value of `{path}`")]
+    ResolveValue {
+        path: String,
+        #[source]
+        source: Box<ExprError>,
+    },
+    #[error("values refer to each other in a cycle: {}", paths.join(", "))]
+    Cycle { paths: Vec<String> },
 }
 
 impl ExprError {
@@ -135,6 +145,8 @@ impl ExprError {
             | ExprError::UnknownReference { offset, .. }
             | ExprError::MissingSecret { offset, .. }
             | ExprError::Input { offset } => *offset,
+            ExprError::ResolveValue { source, .. } => source.offset(),
+            ExprError::Cycle { .. } => 0,
         }
     }
 }

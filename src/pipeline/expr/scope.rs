@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::known::{classify, Known};
-use super::{Scope, SecretScope, Value};
+use super::{parse_template, render, ExprError, Scope, SecretScope, Template, Value};
 use crate::pipeline::secret::SecretStore;
 
 #[derive(Debug, Default, Clone)]
@@ -91,6 +91,85 @@ impl<'a> MapScope<'a> {
             )),
             _ => None,
         }
+    }
+}
+
+impl MapScope<'_> {
+    /// Renders the values set with `set`/`set_secret` that contain
+    /// expressions (`value: <+pipeline.variables.base>-x`), in dependency
+    /// order, as Harness resolves variables before a stage runs. A value
+    /// built from a secret becomes secret. Values of `<+input>` must have
+    /// been replaced by the caller first.
+    pub fn resolve_nested(&mut self) -> Result<(), ExprError> {
+        let mut pending: BTreeMap<String, Template> = BTreeMap::new();
+        for (path, value) in &self.values {
+            if let Value::Str(text) = value {
+                if text.contains("<+") {
+                    let template = parse_template(text).map_err(|e| ExprError::ResolveValue {
+                        path: path.clone(),
+                        source: Box::new(e),
+                    })?;
+                    pending.insert(path.clone(), template);
+                }
+            }
+        }
+        while !pending.is_empty() {
+            let mut progressed = false;
+            for path in pending.keys().cloned().collect::<Vec<_>>() {
+                let view = Pending {
+                    inner: self,
+                    pending: &pending,
+                };
+                let result = pending.get(&path).map(|t| render(t, &view));
+                match result {
+                    Some(Ok(rendered)) => {
+                        if rendered.has_secret {
+                            self.secret_paths.insert(path.clone());
+                        }
+                        self.values.insert(path.clone(), Value::Str(rendered.text));
+                        pending.remove(&path);
+                        progressed = true;
+                    }
+                    // Refers to a value not resolved yet: retry next round.
+                    Some(Err(ExprError::UnknownReference { path: missing, .. }))
+                        if pending.contains_key(&missing) => {}
+                    Some(Err(e)) => {
+                        return Err(ExprError::ResolveValue {
+                            path,
+                            source: Box::new(e),
+                        })
+                    }
+                    None => {}
+                }
+            }
+            if !progressed {
+                return Err(ExprError::Cycle {
+                    paths: pending.into_keys().collect(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `MapScope` with the values still being resolved hidden.
+struct Pending<'a, 'b> {
+    inner: &'a MapScope<'b>,
+    pending: &'a BTreeMap<String, Template>,
+}
+
+impl Scope for Pending<'_, '_> {
+    fn lookup(&self, path: &[String]) -> Option<Value> {
+        if self.pending.contains_key(&path.join(".")) {
+            return None;
+        }
+        self.inner.lookup(path)
+    }
+    fn secret(&self, scope: SecretScope, id: &str) -> Option<String> {
+        self.inner.secret(scope, id)
+    }
+    fn is_secret(&self, path: &[String]) -> bool {
+        self.inner.is_secret(path)
     }
 }
 
@@ -235,5 +314,73 @@ mod tests {
         let c = parse_condition("<+trigger.branch> == 'main' || <+stage.variables.ENV> == 'qa'")
             .unwrap();
         assert!(eval_condition(&c, &scope).unwrap());
+    }
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+    use crate::pipeline::secret::Secret;
+
+    #[test]
+    fn resolves_values_that_refer_to_each_other() {
+        let mut store = SecretStore::new();
+        store.insert("pw", Secret::new("hunter22"));
+        let mut scope = MapScope::new().with_secrets(&store);
+        scope.set("pipeline.variables.c", "<+pipeline.variables.b>/c");
+        scope.set("pipeline.variables.b", "<+pipeline.variables.a>/b");
+        scope.set("pipeline.variables.a", "root");
+        scope.set(
+            "stage.variables.url",
+            "https://<+pipeline.variables.a>.test/<+pipeline.sequenceId>",
+        );
+        scope.set("pipeline.sequenceId", 3i64);
+        scope.set("pipeline.variables.auth", "user:<+secrets.getValue('pw')>");
+        scope.resolve_nested().unwrap();
+        let get = |p: &str| scope.lookup(&p.split('.').map(String::from).collect::<Vec<_>>());
+        assert_eq!(get("pipeline.variables.c"), Some(Value::from("root/b/c")));
+        assert_eq!(
+            get("stage.variables.url"),
+            Some(Value::from("https://root.test/3"))
+        );
+        let auth: Vec<String> = "pipeline.variables.auth"
+            .split('.')
+            .map(String::from)
+            .collect();
+        assert!(scope.is_secret(&auth));
+        let r = render(
+            &parse_template("x <+pipeline.variables.auth>").unwrap(),
+            &scope,
+        )
+        .unwrap();
+        assert!(r.has_secret);
+        assert_eq!(r.secret_values[0].expose(), "user:hunter22");
+    }
+
+    #[test]
+    fn reports_cycles_and_bad_values() {
+        let mut scope = MapScope::new();
+        scope.set("pipeline.variables.a", "<+pipeline.variables.b>");
+        scope.set("pipeline.variables.b", "x<+pipeline.variables.a>");
+        scope.set("pipeline.variables.ok", "fine");
+        let err = scope.resolve_nested().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "values refer to each other in a cycle: pipeline.variables.a, pipeline.variables.b"
+        );
+        let mut scope = MapScope::new();
+        scope.set("pipeline.variables.a", "<+pipeline.variables.nope>");
+        let err = scope.resolve_nested().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "failed to resolve the value of `pipeline.variables.a`"
+        );
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(source, "unknown reference `pipeline.variables.nope`");
+        assert_eq!(err.offset(), 2);
+        let mut scope = MapScope::new();
+        scope.set("pipeline.variables.a", "<+pipeline.variables.x");
+        let err = scope.resolve_nested().unwrap_err();
+        assert!(matches!(err, ExprError::ResolveValue { .. }), "{err:?}");
     }
 }
