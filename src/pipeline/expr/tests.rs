@@ -132,6 +132,8 @@ fn renders_templates() {
             "[A, B, C]",
         ),
         // elsewhere a trailing `.name` is text
+        ("<+pipeline.variables.versions>.split(',')[2]", "22"),
+        ("x[0] <+pipeline.variables.branch>[0]", "x[0] Main[0]"),
         ("<+pipeline.variables.branch>.txt", "Main.txt"),
         (
             "<+pipeline.variables.branch>.split(',') and more",

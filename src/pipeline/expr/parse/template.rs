@@ -105,8 +105,9 @@ impl<'s> Parser<'s> {
     }
 
     /// `<+X>.split(',')` as a whole field (a matrix axis in real pipelines):
-    /// method calls right after the brackets apply to the expression when
-    /// they run to the end of the field; anywhere else they are plain text.
+    /// method calls (and `[i]`) right after the brackets apply to the
+    /// expression when they run to the end of the field; anywhere else they
+    /// are plain text.
     fn trailing_calls(&mut self, node: Node) -> PResult<Node> {
         let save = self.pos;
         if !self.rest().starts_with('.') {
@@ -118,15 +119,17 @@ impl<'s> Parser<'s> {
             depth: self.depth,
         };
         let mut current = node.clone();
-        while attempt.peek() == Some('.') {
-            let dot = attempt.pos;
-            attempt.pos += 1;
-            let name = attempt.ident_raw();
-            if Method::from_name(name).is_none() || attempt.peek() != Some('(') {
-                self.pos = save;
-                return Ok(node);
+        while matches!(attempt.peek(), Some('.' | '[')) {
+            if attempt.peek() == Some('.') {
+                let dot = attempt.pos;
+                attempt.pos += 1;
+                let name = attempt.ident_raw();
+                if Method::from_name(name).is_none() || attempt.peek() != Some('(') {
+                    self.pos = save;
+                    return Ok(node);
+                }
+                attempt.pos = dot;
             }
-            attempt.pos = dot;
             match attempt.postfix_once(current.clone()) {
                 Ok(Some(next)) => current = next,
                 _ => {
