@@ -13,11 +13,12 @@ pub fn corral_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_corral")))
 }
 
-/// A `Command` for the corral binary with a private store and config.
+/// A `Command` for the corral binary with a private store and an empty
+/// config (`/dev/null`: an explicit `--config` that is missing is an error).
 pub fn corral(store: &std::path::Path) -> Command {
     let mut cmd = Command::new(corral_bin());
     cmd.env("CORRAL_STORE", store)
-        .env("CORRAL_CONFIG", "/nonexistent/corral-test-config.toml")
+        .env("CORRAL_CONFIG", "/dev/null")
         .env_remove("CORRAL_LOG");
     cmd
 }
