@@ -410,7 +410,6 @@ fn reference_pipeline(spec: &str, strategy: &str) -> String {
 }
 
 #[test]
-#[ignore = "needs expr module"]
 fn unknown_references_are_errors() {
     let with_loops = [
         (
