@@ -315,3 +315,29 @@ fn spawned_pumps_stream_a_real_process() {
         ]
     );
 }
+
+#[test]
+fn with_file_adds_the_step_file_to_the_shared_sinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let collect = Arc::new(Collect::default());
+    let shared: Vec<Arc<dyn LineSink>> = vec![collect.clone()];
+    let log_dir = dir.path().join("run/stage_a");
+    let log = StepLog::with_file("stage_a", "svc", masker(&["pw-1"]), &log_dir, &shared).unwrap();
+    log.pump(Stream::Stdout, &b"pw-1\nplain"[..]).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(log_dir.join("svc.log")).unwrap(),
+        format!("{MASK}\nplain\n")
+    );
+    assert_eq!(collect.0.lock().unwrap().len(), 2);
+    // A log file that cannot be created names its path.
+    let err = StepLog::with_file(
+        "s",
+        "x",
+        Masker::new(),
+        std::path::Path::new("/proc/nope"),
+        &shared,
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("/proc/nope"), "{err}");
+}

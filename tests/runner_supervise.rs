@@ -396,33 +396,39 @@ fn when_gates_on_stage_status_and_condition() {
 
 #[test]
 fn a_step_that_exits_reports_its_code() {
+    let mut signals = Vec::new();
     let mut child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
-    let outcome = wait_with_timeout(&mut child, Some(secs(60)), secs(1)).unwrap();
+    let outcome = wait_with_timeout(&mut child, Some(secs(60)), secs(1), &mut |s| {
+        signals.push(s)
+    })
+    .unwrap();
     assert_eq!(outcome, StepOutcome::Exited(3));
     let mut child = Command::new("sh")
         .args(["-c", "kill -9 $$"])
         .spawn()
         .unwrap();
-    assert_eq!(
-        wait_with_timeout(&mut child, None, secs(1)).unwrap(),
-        StepOutcome::Signaled(9)
-    );
+    let outcome = wait_with_timeout(&mut child, None, secs(1), &mut |s| signals.push(s)).unwrap();
+    assert_eq!(outcome, StepOutcome::Signaled(9));
+    assert!(signals.is_empty(), "{signals:?}");
 }
 
 #[test]
 fn a_step_past_its_timeout_is_stopped_with_sigterm() {
     let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    let mut signals = Vec::new();
+    let timeout = Some(Duration::from_millis(100));
     let outcome =
-        wait_with_timeout(&mut child, Some(Duration::from_millis(100)), secs(30)).unwrap();
+        wait_with_timeout(&mut child, timeout, secs(30), &mut |s| signals.push(s)).unwrap();
     assert_eq!(outcome, StepOutcome::TimedOut);
     assert_eq!(outcome.status(), StepStatus::Timeout);
+    assert_eq!(signals, [TeardownSignal::Sigterm]);
     // It is gone, not merely forgotten.
     assert!(child.try_wait().unwrap().is_some());
 }
 
 #[test]
 fn a_process_ignoring_sigterm_is_killed_after_the_grace() {
-    // The shell traps TERM; `exec` would lose the trap, so it waits on a child.
+    // The shell traps TERM and keeps running; SIGKILL is the only way out.
     let mut child = Command::new("sh")
         .args([
             "-c",
@@ -438,15 +444,37 @@ fn a_process_ignoring_sigterm_is_killed_after_the_grace() {
         &mut ready,
     )
     .unwrap();
-    let (exit, signal) = stop(&mut child, Duration::from_millis(200)).unwrap();
-    assert_eq!(signal, TeardownSignal::Sigkill);
+    let mut signals = Vec::new();
+    let exit = stop(&mut child, Duration::from_millis(200), &mut |s| {
+        signals.push(s)
+    })
+    .unwrap();
+    assert_eq!(signals, [TeardownSignal::Sigterm, TeardownSignal::Sigkill]);
     assert_eq!(exit, Exit::Signal(9));
 }
 
 #[test]
 fn stopping_a_service_that_honours_sigterm_needs_no_sigkill() {
     let mut child = Command::new("sleep").arg("60").spawn().unwrap();
-    let (exit, signal) = stop(&mut child, secs(30)).unwrap();
-    assert_eq!(signal, TeardownSignal::Sigterm);
+    let mut signals = Vec::new();
+    let exit = stop(&mut child, secs(30), &mut |s| signals.push(s)).unwrap();
+    assert_eq!(signals, [TeardownSignal::Sigterm]);
     assert_eq!(exit, Exit::Signal(15));
+}
+
+#[test]
+fn stopping_a_service_that_already_exited_sends_nothing() {
+    let mut child = Command::new("sh").args(["-c", "exit 4"]).spawn().unwrap();
+    // Let it end first, like a service that crashed before teardown: wait
+    // until it is a zombie, without reaping it.
+    while std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut signals = Vec::new();
+    let exit = stop(&mut child, secs(30), &mut |s| signals.push(s)).unwrap();
+    assert!(signals.is_empty(), "{signals:?}");
+    assert_eq!(exit, Exit::Code(4));
 }

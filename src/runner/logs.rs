@@ -317,6 +317,22 @@ impl StepLog {
         }
     }
 
+    /// The usual set-up: the `shared` sinks (terminal, events) plus the
+    /// step's own file `log_dir/<step>.log`. Give each stage its own
+    /// `log_dir`: step identifiers are unique only within a stage.
+    pub fn with_file(
+        stage: &str,
+        step: &str,
+        masker: Masker,
+        log_dir: &Path,
+        shared: &[Arc<dyn LineSink>],
+    ) -> Result<Self, LogError> {
+        let file: Arc<dyn LineSink> = Arc::new(FileSink::create(log_dir, step)?);
+        let mut sinks = shared.to_vec();
+        sinks.push(file);
+        Ok(Self::new(stage, step, masker, sinks))
+    }
+
     pub fn step(&self) -> &str {
         &self.step
     }

@@ -407,39 +407,47 @@ fn wait_until(
 }
 
 /// Runs a step to its end: waits for it, and at `timeout` stops it (SIGTERM,
-/// then SIGKILL after `grace`) and reports `TimedOut`.
+/// then SIGKILL after `grace`) and reports `TimedOut`. `on_signal` hears of
+/// each signal sent, for events.
 pub fn wait_with_timeout(
     child: &mut impl Supervised,
     timeout: Option<Duration>,
     grace: Duration,
+    on_signal: &mut dyn FnMut(TeardownSignal),
 ) -> Result<StepOutcome, SuperviseError> {
     let deadline = timeout.map(|t| Instant::now() + t);
     match wait_until(child, deadline)? {
         Some(Exit::Code(code)) => Ok(StepOutcome::Exited(code)),
         Some(Exit::Signal(sig)) => Ok(StepOutcome::Signaled(sig)),
         None => {
-            stop(child, grace)?;
+            stop(child, grace, on_signal)?;
             Ok(StepOutcome::TimedOut)
         }
     }
 }
 
-/// Stops a process: SIGTERM, up to `grace` to exit, then SIGKILL. Returns
-/// how it ended and the last signal corral had to send.
+/// Stops a process: SIGTERM, up to `grace` to exit, then SIGKILL. Calls
+/// `on_signal` before sending each signal; returns how the process ended.
 pub fn stop(
     child: &mut impl Supervised,
     grace: Duration,
-) -> Result<(Exit, TeardownSignal), SuperviseError> {
+    on_signal: &mut dyn FnMut(TeardownSignal),
+) -> Result<Exit, SuperviseError> {
     let pid = child.pid();
+    // It may have ended on its own already: then there is nothing to signal.
+    if let Some(exit) = wait_until(child, Some(Instant::now()))? {
+        return Ok(exit);
+    }
+    on_signal(TeardownSignal::Sigterm);
     child
         .terminate()
         .map_err(|source| SuperviseError::Signal { pid, source })?;
     if let Some(exit) = wait_until(child, Some(Instant::now() + grace))? {
-        return Ok((exit, TeardownSignal::Sigterm));
+        return Ok(exit);
     }
+    on_signal(TeardownSignal::Sigkill);
     child
         .kill()
         .map_err(|source| SuperviseError::Signal { pid, source })?;
-    let exit = wait_until(child, None)?.unwrap_or(Exit::Signal(9));
-    Ok((exit, TeardownSignal::Sigkill))
+    Ok(wait_until(child, None)?.unwrap_or(Exit::Signal(9)))
 }
