@@ -10,8 +10,8 @@ use corral::pipeline::secret::{Masker, MASK};
 use corral::runner::events::{Event, EventWriter, PullPhase, TeardownSignal};
 use corral::runner::logs::{LineSink, LogLine, Stream};
 use corral::runner::report::{
-    exit_code, format_duration, render_table, StageResult, StageStatus, StepKind, StepResult,
-    StepStatus,
+    exit_code, format_duration, render_table, stage_status, StageResult, StageStatus, StepKind,
+    StepResult, StepStatus,
 };
 use time::macros::datetime;
 
@@ -442,4 +442,47 @@ fn events_file_is_created_and_dash_means_stdout() {
         .unwrap();
     assert!(err.to_string().contains("missing/dir/e.jsonl"), "{err}");
     assert!(EventWriter::open(std::path::Path::new("-"), Masker::new()).is_ok());
+}
+
+/// (steps as kind and status, aborted, expected stage status).
+type StageCase = (&'static [(StepKind, StepStatus)], bool, StageStatus);
+
+#[test]
+fn stage_status_comes_from_run_steps_only() {
+    use StepKind::{Background, Run};
+    use StepStatus::*;
+    let cases: [StageCase; 8] = [
+        (&[], false, StageStatus::Success),
+        (
+            &[(Run, Success), (Background, RunningAtTeardown)],
+            false,
+            StageStatus::Success,
+        ),
+        (&[(Run, Failed)], false, StageStatus::Failed),
+        (&[(Run, Timeout)], false, StageStatus::Failed),
+        (
+            &[(Run, Ignored), (Run, Skipped)],
+            false,
+            StageStatus::Success,
+        ),
+        // A crashed service does not fail its stage; the steps that need it do.
+        (
+            &[(Background, Failed), (Run, Success)],
+            false,
+            StageStatus::Success,
+        ),
+        (&[(Run, Failed)], true, StageStatus::Aborted),
+        (&[(Run, Success)], true, StageStatus::Aborted),
+    ];
+    for (steps, aborted, want) in cases {
+        let results: Vec<StepResult> = steps
+            .iter()
+            .map(|(k, st)| step("x", *k, *st, None, 0))
+            .collect();
+        assert_eq!(
+            stage_status(&results, aborted),
+            want,
+            "{steps:?} aborted={aborted}"
+        );
+    }
 }

@@ -9,8 +9,8 @@ use corral::runner::events::TeardownSignal;
 use corral::runner::report::StepStatus;
 use corral::runner::supervise::{
     decide, gate, resolve, stop, wait_with_timeout, Action, Decision, ErrorMatch, Exit,
-    FailureStrategy, FailureType, Gate, Retry, SkipReason, StageEffect, StageStatusCondition,
-    StepOutcome, When,
+    FailureStrategy, FailureType, Gate, GroupChild, Retry, SkipReason, StageEffect,
+    StageStatusCondition, StepOutcome, When,
 };
 
 fn on(errors: &[&str], action: Action) -> FailureStrategy {
@@ -477,4 +477,54 @@ fn stopping_a_service_that_already_exited_sends_nothing() {
     let exit = stop(&mut child, secs(30), &mut |s| signals.push(s)).unwrap();
     assert!(signals.is_empty(), "{signals:?}");
     assert_eq!(exit, Exit::Code(4));
+}
+
+/// True once `pid` is gone or a zombie (dead, waiting to be reaped by init).
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+#[test]
+fn a_group_child_at_its_timeout_takes_its_grandchildren_along() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let child = Command::new("sh")
+        .args(["-c", "sleep 30 & echo $!; wait"])
+        .stdout(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut child = GroupChild(child);
+    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let grandchild: u32 = line.trim().parse().unwrap();
+    assert!(!is_dead(grandchild));
+    let outcome = wait_with_timeout(
+        &mut child,
+        Some(Duration::from_millis(50)),
+        secs(5),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(outcome, StepOutcome::TimedOut);
+    // The signal was delivered before stop returned; allow the kernel a
+    // moment to finish the exit.
+    let mut dead = false;
+    for _ in 0..500 {
+        dead = is_dead(grandchild);
+        if dead {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(dead, "sleep {grandchild} outlived its step");
 }

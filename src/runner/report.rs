@@ -223,6 +223,19 @@ fn push_row(
     out.push('\n');
 }
 
+/// The status of a stage from its steps' final statuses: Aborted when an
+/// Abort strategy stopped it, Failed when a Run step failed or timed out
+/// without a strategy forgiving it, else Success.
+pub fn stage_status(steps: &[StepResult], aborted: bool) -> StageStatus {
+    if aborted {
+        StageStatus::Aborted
+    } else if steps.iter().any(|s| s.status.fails_stage(s.kind)) {
+        StageStatus::Failed
+    } else {
+        StageStatus::Success
+    }
+}
+
 /// The exit code of `corral run` for these results: 0 when every stage
 /// succeeded; otherwise the code of the first step that failed its stage
 /// (124 for a timeout, 128+N for a signal), or 1.
