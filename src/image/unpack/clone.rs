@@ -48,7 +48,7 @@ pub(super) fn clone_tree(parent: &Path, dest: &Path) -> Result<(), UnpackError> 
     let mut rel = PathBuf::new();
     cloner
         .copy_children(src.as_fd(), dst.as_fd(), &mut rel)
-        .and_then(|()| cloner.copy_dir_attrs(src.as_fd(), dst.as_fd()))
+        .and_then(|()| cloner.copy_dir_attrs(src.as_fd(), dst.as_fd(), None))
         .map_err(|e| UnpackError::Clone {
             path: parent.join(&rel),
             source: e.into(),
@@ -98,7 +98,7 @@ impl Cloner {
             let sub_dst: OwnedFd =
                 rfs::openat(dst, name, DIR_READ | OFlags::CLOEXEC, Mode::empty())?;
             self.copy_children(sub_src.as_fd(), sub_dst.as_fd(), rel)?;
-            self.copy_dir_attrs(sub_src.as_fd(), sub_dst.as_fd())
+            self.copy_dir_attrs(sub_src.as_fd(), sub_dst.as_fd(), old)
         })();
         if let Some(old) = old {
             chmod_nofollow(src, name, old)?;
@@ -107,7 +107,13 @@ impl Cloner {
     }
 
     /// Owner, xattrs, mode, then times (after the children were linked).
-    fn copy_dir_attrs(&self, src: BorrowedFd, dst: BorrowedFd) -> Result<(), Errno> {
+    /// `granted_from`: the source's real mode when we had to grant u+rwx.
+    fn copy_dir_attrs(
+        &self,
+        src: BorrowedFd,
+        dst: BorrowedFd,
+        granted_from: Option<u32>,
+    ) -> Result<(), Errno> {
         let st = rfs::fstat(src)?;
         if self.privileged || (st.st_uid, st.st_gid) != (self.euid, self.egid) {
             rfs::fchown(
@@ -117,7 +123,8 @@ impl Cloner {
             )?;
         }
         copy_xattrs(src, dst)?;
-        rfs::fchmod(dst, Mode::from_raw_mode(st.st_mode & 0o7777))?;
+        let mode = granted_from.unwrap_or(st.st_mode & 0o7777);
+        rfs::fchmod(dst, Mode::from_raw_mode(mode))?;
         let times = rfs::Timestamps {
             last_access: rfs::Timespec {
                 tv_sec: st.st_atime,
