@@ -74,8 +74,10 @@ pub struct UnpackOptions {
 }
 
 impl UnpackOptions {
-    /// Options for the current process: root keeps owners and creates
-    /// devices, anyone else squashes to themselves. Caps: 64 GiB, 4 M entries.
+    /// Options for the current process: root keeps owners (owners outside
+    /// a user namespace's map are recorded in the xattr), only real root
+    /// creates devices, anyone else squashes to themselves. Caps: 64 GiB,
+    /// 4 M entries.
     pub fn for_current_user() -> Self {
         let root = rustix::process::geteuid().is_root();
         UnpackOptions {
@@ -84,11 +86,19 @@ impl UnpackOptions {
             } else {
                 Ownership::SquashToCaller
             },
-            allow_devices: root,
+            allow_devices: root && in_initial_user_namespace(),
             max_bytes: 64 << 30,
             max_entries: 4_000_000,
         }
     }
+}
+
+/// True unless /proc/self/uid_map shows a partial map (we are in a user
+/// namespace, where mknod of devices is refused).
+fn in_initial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|map| map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(false)
 }
 
 /// What applying a layer produced.

@@ -37,6 +37,7 @@ pub(super) struct Warned {
     pub xattr_unsupported: bool,
     pub override_unsupported: bool,
     pub unknown_type: bool,
+    pub unmapped_owner: bool,
 }
 
 pub(super) struct Applier<'a> {
@@ -357,6 +358,7 @@ impl<'a> Applier<'a> {
                 Some(rfs::Gid::from_raw(meta.gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
+            .or_else(|e| if e == Errno::INVAL { Ok(()) } else { Err(e) })
             .map_err(fail("set the owner of", name))?;
         }
         rfs::utimensat(&parent, base, &times(meta), AtFlags::SYMLINK_NOFOLLOW)
@@ -416,23 +418,27 @@ impl<'a> Applier<'a> {
         let mut dev = 0;
         if file_type != FileType::Fifo {
             if !self.opts.allow_devices {
-                if !self.warned.devices {
-                    self.warned.devices = true;
-                    tracing::warn!(
-                        path = %String::from_utf8_lossy(name),
-                        "skipping device nodes in the image: creating them needs CAP_MKNOD \
-                         (the sandbox provides its own /dev)"
-                    );
-                }
+                self.skip_device(name);
                 return Ok(false);
             }
             let major = header.device_major().ok().flatten().unwrap_or(0);
             let minor = header.device_minor().ok().flatten().unwrap_or(0);
             dev = rfs::makedev(major, minor);
         }
-        let (parent, _) = self.create(name, "create special file", false, |dir, base| {
+        let created = self.create(name, "create special file", false, |dir, base| {
             rfs::mknodat(dir, base, file_type, Mode::from_raw_mode(0o600), dev)
-        })?;
+        });
+        let parent = match created {
+            Ok((parent, _)) => parent,
+            // allow_devices but no CAP_MKNOD after all (e.g. a user namespace).
+            Err(UnpackError::WriteEntry { source, .. })
+                if file_type != FileType::Fifo && source.raw_os_error() == Some(libc::EPERM) =>
+            {
+                self.skip_device(name);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
         let (_, base) = split_last(name);
         if self.opts.ownership == Ownership::Keep && (meta.uid, meta.gid) != (self.euid, self.egid)
         {
@@ -443,6 +449,7 @@ impl<'a> Applier<'a> {
                 Some(rfs::Gid::from_raw(meta.gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
+            .or_else(|e| if e == Errno::INVAL { Ok(()) } else { Err(e) })
             .map_err(fail("set the owner of", name))?;
         }
         super::fsops::chmod_nofollow(parent.as_fd(), base, meta.mode)
@@ -450,5 +457,16 @@ impl<'a> Applier<'a> {
         rfs::utimensat(&parent, base, &times(meta), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(fail("set the times of", name))?;
         Ok(true)
+    }
+
+    fn skip_device(&mut self, name: &[u8]) {
+        if !self.warned.devices {
+            self.warned.devices = true;
+            tracing::warn!(
+                path = %String::from_utf8_lossy(name),
+                "skipping device nodes in the image: creating them needs CAP_MKNOD \
+                 (the sandbox provides its own /dev)"
+            );
+        }
     }
 }

@@ -22,35 +22,51 @@ impl Applier<'_> {
     ) -> Result<(), UnpackError> {
         match self.opts.ownership {
             Ownership::Keep => {
-                if (meta.uid, meta.gid) != (self.euid, self.egid) {
-                    rfs::fchown(
-                        fd,
-                        Some(rfs::Uid::from_raw(meta.uid)),
-                        Some(rfs::Gid::from_raw(meta.gid)),
-                    )
-                    .map_err(fail("set the owner of", name))?;
-                }
-            }
-            Ownership::SquashToCaller => {
-                if (meta.uid, meta.gid) == (0, 0) || self.warned.override_unsupported {
+                if (meta.uid, meta.gid) == (self.euid, self.egid) {
                     return Ok(());
                 }
-                let value = format!("{}:{}:0{:o}", meta.uid, meta.gid, meta.mode);
-                match rfs::fsetxattr(fd, OVERRIDE_STAT, value.as_bytes(), XattrFlags::empty()) {
-                    Ok(()) => {}
-                    Err(Errno::NOTSUP | Errno::PERM) => {
-                        self.warned.override_unsupported = true;
-                        tracing::warn!(
-                            path = %String::from_utf8_lossy(name),
-                            "the store's filesystem does not take user xattrs; original file \
-                             owners are not recorded"
-                        );
-                    }
-                    Err(e) => return Err(fail("record the owner of", name)(e)),
+                match rfs::fchown(
+                    fd,
+                    Some(rfs::Uid::from_raw(meta.uid)),
+                    Some(rfs::Gid::from_raw(meta.gid)),
+                ) {
+                    Ok(()) => return Ok(()),
+                    // EINVAL: the owner is outside our user namespace's map;
+                    // record it like SquashToCaller does.
+                    Err(Errno::INVAL) => self.unmapped_owner(name),
+                    Err(e) => return Err(fail("set the owner of", name)(e)),
                 }
             }
+            Ownership::SquashToCaller => {}
+        }
+        if (meta.uid, meta.gid) == (0, 0) || self.warned.override_unsupported {
+            return Ok(());
+        }
+        let value = format!("{}:{}:0{:o}", meta.uid, meta.gid, meta.mode);
+        match rfs::fsetxattr(fd, OVERRIDE_STAT, value.as_bytes(), XattrFlags::empty()) {
+            Ok(()) => {}
+            Err(Errno::NOTSUP | Errno::PERM) => {
+                self.warned.override_unsupported = true;
+                tracing::warn!(
+                    path = %String::from_utf8_lossy(name),
+                    "the store's filesystem does not take user xattrs; original file \
+                     owners are not recorded"
+                );
+            }
+            Err(e) => return Err(fail("record the owner of", name)(e)),
         }
         Ok(())
+    }
+
+    fn unmapped_owner(&mut self, name: &[u8]) {
+        if !self.warned.unmapped_owner {
+            self.warned.unmapped_owner = true;
+            tracing::warn!(
+                path = %String::from_utf8_lossy(name),
+                "image owners outside the user namespace's ID map are recorded in \
+                 user.containers.override_stat instead"
+            );
+        }
     }
 
     /// `user.*` xattrs are applied; `security.capability` only when
