@@ -48,6 +48,7 @@ mod attrs;
 mod clone;
 mod entry;
 mod fsops;
+mod nodes;
 mod resolve;
 mod stream;
 mod whiteout;
