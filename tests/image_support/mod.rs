@@ -36,6 +36,8 @@ pub enum Reply {
     /// Sends headers announcing `announced` bytes, then only `body`, then
     /// closes the connection (a reset mid-transfer).
     Cut(u16, Vec<(String, String)>, Vec<u8>, u64),
+    /// Like `Cut`, but keeps the connection open without sending more.
+    Stall(u16, Vec<(String, String)>, Vec<u8>, u64),
 }
 
 pub fn ok(body: &[u8]) -> Reply {
@@ -150,7 +152,13 @@ async fn serve(mut sock: tokio::net::TcpStream, handler: Arc<Handler>, log: Arc<
                     return;
                 }
             }
-            Reply::Cut(code, hdrs, body, announced) => {
+            reply @ (Reply::Cut(..) | Reply::Stall(..)) => {
+                let stall = matches!(reply, Reply::Stall(..));
+                let (Reply::Cut(code, hdrs, body, announced)
+                | Reply::Stall(code, hdrs, body, announced)) = reply
+                else {
+                    return;
+                };
                 let mut out = format!("HTTP/1.1 {code} X\r\nContent-Length: {announced}\r\n");
                 for (k, v) in hdrs {
                     out.push_str(&format!("{k}: {v}\r\n"));
@@ -160,6 +168,9 @@ async fn serve(mut sock: tokio::net::TcpStream, handler: Arc<Handler>, log: Arc<
                 bytes.extend_from_slice(&body);
                 let _ = sock.write_all(&bytes).await;
                 let _ = sock.flush().await;
+                if stall {
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
                 return;
             }
         }
@@ -393,4 +404,149 @@ pub fn committed_blobs(store: &Path) -> Vec<String> {
         .unwrap_or_default();
     out.sort();
     out
+}
+
+/// One line per tree entry: path, type, mode, link target or content hash
+/// (and owner when `owners`), sorted, for comparing unpacked trees.
+pub fn describe_tree(root: &Path, owners: bool) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(root: &Path, dir: &Path, owners: bool, out: &mut Vec<String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let ft = meta.file_type();
+            let what = if ft.is_symlink() {
+                format!("link -> {}", std::fs::read_link(&path).unwrap().display())
+            } else if ft.is_dir() {
+                "dir".to_string()
+            } else if ft.is_file() {
+                // Read as owner even when the mode is 000.
+                let data = read_forced(&path, meta.mode());
+                format!("file {}", Digest::sha256_of(&data))
+            } else {
+                format!("special {:o}", meta.mode() & 0o170000)
+            };
+            let owner = if owners {
+                format!(" {}:{}", meta.uid(), meta.gid())
+            } else {
+                String::new()
+            };
+            let mode = if ft.is_symlink() {
+                0
+            } else {
+                meta.mode() & 0o7777
+            };
+            out.push(format!("{rel} {what} {mode:o}{owner}"));
+            if ft.is_dir() {
+                let restore = meta.mode() & 0o7777;
+                if restore & 0o500 != 0o500 {
+                    std::fs::set_permissions(
+                        &path,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+                    )
+                    .unwrap();
+                }
+                walk(root, &path, owners, out);
+                if restore & 0o500 != 0o500 {
+                    std::fs::set_permissions(
+                        &path,
+                        std::os::unix::fs::PermissionsExt::from_mode(restore),
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+    fn read_forced(path: &Path, mode: u32) -> Vec<u8> {
+        if let Ok(data) = std::fs::read(path) {
+            return data;
+        }
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let data = std::fs::read(path).unwrap();
+        std::fs::set_permissions(
+            path,
+            std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+        )
+        .unwrap();
+        data
+    }
+    let mut out = Vec::new();
+    walk(root, root, owners, &mut out);
+    out
+}
+
+/// A private docker-registry (Debian's) with htpasswd auth; killed on drop.
+pub struct AuthRegistry {
+    pub addr: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthRegistry {
+    pub fn start(user: &str, password: &str) -> Option<AuthRegistry> {
+        let dir = tempfile::tempdir().unwrap();
+        let htpasswd = std::process::Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .ok()?;
+        if !htpasswd.status.success() {
+            return None;
+        }
+        std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: corral-test\n    path: {d}/htpasswd\n",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let addr = format!("127.0.0.1:{port}");
+        let reg = AuthRegistry {
+            addr: addr.clone(),
+            child,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Some(reg);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies an image with skopeo (layouts, archives, registries).
+pub fn skopeo_copy(args: &[&str]) {
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

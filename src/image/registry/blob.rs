@@ -161,8 +161,9 @@ async fn stream_to_file(
             .append(true)
             .create(true)
             .open(&path);
+        // Unbuffered: what arrived is on disk, so a killed pull can resume it.
         let mut file = match file {
-            Ok(f) => std::io::BufWriter::with_capacity(1 << 20, f),
+            Ok(f) => f,
             Err(e) => return (hasher, 0, Err(e)),
         };
         while let Some(chunk) = rx.blocking_recv() {
