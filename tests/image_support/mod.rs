@@ -332,6 +332,9 @@ impl LayerApplier for TestApplier {
             hasher: <sha2::Sha256 as sha2::Digest>::new(),
         };
         let mut entries = 0;
+        // Read-only directories (0555) are made writable while filling them
+        // (rootless has no CAP_DAC_OVERRIDE) and restored at the end.
+        let mut restore = Vec::new();
         {
             let mut archive = tar::Archive::new(&mut reader);
             for entry in archive.entries()? {
@@ -346,12 +349,37 @@ impl LayerApplier for TestApplier {
                 if name.starts_with(".wh.") {
                     continue;
                 }
-                if kind.is_dir() || kind.is_file() {
+                if kind.is_dir() {
+                    entry.unpack_in(root)?;
+                    let mode = entry.header().mode()?;
+                    let dir = root.join(&path);
+                    std::fs::set_permissions(
+                        &dir,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                    )?;
+                    restore.push((dir, mode));
+                } else if kind.is_file() {
+                    if let Some(parent) = root.join(&path).parent() {
+                        use std::os::unix::fs::PermissionsExt;
+                        if let Ok(meta) = std::fs::metadata(parent) {
+                            let mode = meta.permissions().mode();
+                            if mode & 0o200 == 0 {
+                                std::fs::set_permissions(parent, PermissionsExt::from_mode(0o755))?;
+                                restore.push((parent.to_path_buf(), mode));
+                            }
+                        }
+                    }
                     entry.unpack_in(root)?;
                 }
             }
         }
         std::io::copy(&mut reader, &mut std::io::sink())?;
+        for (dir, mode) in restore.into_iter().rev() {
+            std::fs::set_permissions(
+                &dir,
+                std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+            )?;
+        }
         let digest = hex::encode(sha2::Digest::finalize(reader.hasher));
         Ok(AppliedLayer {
             diff_id: format!("sha256:{digest}"),
@@ -361,8 +389,9 @@ impl LayerApplier for TestApplier {
     }
 
     fn clone_tree(&self, parent: &Path, dest: &Path) -> Result<(), ApplyError> {
+        // Hard links, like the real clone_tree: no need to read mode-000 files.
         let status = std::process::Command::new("cp")
-            .arg("-a")
+            .arg("-al")
             .arg(parent)
             .arg(dest)
             .status()?;
