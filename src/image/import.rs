@@ -2,19 +2,16 @@
 //! docker-save tar. Tars are read in place (members found by seeking,
 //! never extracted); every blob is verified before it enters the store.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Component, Path, PathBuf};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::applier::LayerApplier;
 use super::digest::{Digest, Hasher};
-use super::manifest::{
-    self, parse_config, parse_document, Descriptor, Document, MAX_DOCUMENT_BYTES,
-};
+use super::manifest::{self, parse_config, parse_document, Descriptor, Document};
 use super::platform::Platform;
 use super::progress::Progress;
 use super::pull::{materialize, record, select_platform, Resolved};
@@ -23,6 +20,12 @@ use super::store::Store;
 use super::{Image, ImageError};
 
 const MAX_INDEX_DEPTH: usize = 8;
+
+mod docker_save;
+mod source;
+
+use self::docker_save::docker_images;
+use self::source::Source;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -90,152 +93,6 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Where members come from: a directory or a tar read in place.
-enum Source {
-    Dir(PathBuf),
-    Tar {
-        path: PathBuf,
-        members: HashMap<String, (u64, u64)>,
-    },
-}
-
-impl Source {
-    fn open(path: &Path) -> Result<Source, ImportError> {
-        let meta = std::fs::metadata(path).map_err(|source| ImportError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if meta.is_dir() {
-            return Ok(Source::Dir(path.to_path_buf()));
-        }
-        let scan_err = |source| ImportError::ScanTar {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::open(path).map_err(|source| ImportError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mut archive = tar::Archive::new(file);
-        let mut members = HashMap::new();
-        let mut links = Vec::new();
-        for entry in archive.entries_with_seek().map_err(scan_err)? {
-            let entry = entry.map_err(scan_err)?;
-            let name = normalize(&entry.path().map_err(scan_err)?);
-            let Some(name) = name else { continue };
-            match entry.header().entry_type() {
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    members.insert(name, (entry.raw_file_position(), entry.size()));
-                }
-                tar::EntryType::Symlink | tar::EntryType::Link => {
-                    if let Ok(Some(target)) = entry.link_name() {
-                        links.push((name, entry.header().entry_type(), target.into_owned()));
-                    }
-                }
-                _ => {}
-            }
-        }
-        // docker-save dedupes layers with links; resolve them one level deep.
-        for (name, kind, target) in links {
-            let resolved = if kind == tar::EntryType::Symlink {
-                let base = Path::new(&name).parent().unwrap_or(Path::new(""));
-                normalize(&base.join(&target))
-            } else {
-                normalize(&target)
-            };
-            if let Some(found) = resolved.and_then(|t| members.get(&t).copied()) {
-                members.insert(name, found);
-            }
-        }
-        Ok(Source::Tar {
-            path: path.to_path_buf(),
-            members,
-        })
-    }
-
-    fn exists(&self, member: &str) -> bool {
-        match self {
-            Source::Dir(root) => safe_join(root, member).is_some_and(|p| p.is_file()),
-            Source::Tar { members, .. } => members.contains_key(member),
-        }
-    }
-
-    /// A reader of the member and its size.
-    fn reader(&self, member: &str) -> Result<(Box<dyn Read>, u64), ImportError> {
-        let missing = || ImportError::MissingMember {
-            member: member.to_string(),
-        };
-        let read_err = |source| ImportError::ReadMember {
-            member: member.to_string(),
-            source,
-        };
-        match self {
-            Source::Dir(root) => {
-                let path = safe_join(root, member).ok_or_else(missing)?;
-                let file = File::open(&path).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => missing(),
-                    _ => read_err(e),
-                })?;
-                let size = file.metadata().map_err(read_err)?.len();
-                Ok((Box::new(file), size))
-            }
-            Source::Tar { path, members } => {
-                let (offset, size) = *members.get(member).ok_or_else(missing)?;
-                let mut file = File::open(path).map_err(read_err)?;
-                file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
-                Ok((Box::new(file.take(size)), size))
-            }
-        }
-    }
-
-    fn read_small(&self, member: &str) -> Result<Vec<u8>, ImportError> {
-        let (reader, size) = self.reader(member)?;
-        if size > MAX_DOCUMENT_BYTES {
-            return Err(ImportError::TooLarge {
-                member: member.to_string(),
-            });
-        }
-        let mut out = Vec::with_capacity(size as usize);
-        reader
-            .take(MAX_DOCUMENT_BYTES)
-            .read_to_end(&mut out)
-            .map_err(|source| ImportError::ReadMember {
-                member: member.to_string(),
-                source,
-            })?;
-        Ok(out)
-    }
-
-    fn read_json<T: for<'de> Deserialize<'de>>(&self, member: &str) -> Result<T, ImportError> {
-        let bytes = self.read_small(member)?;
-        serde_json::from_slice(&bytes).map_err(|source| ImportError::ParseMember {
-            member: member.to_string(),
-            source,
-        })
-    }
-}
-
-/// `./a//b` → `a/b`; `None` for anything escaping with `..` or empty.
-fn normalize(path: &Path) -> Option<String> {
-    let mut parts: Vec<String> = Vec::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-            Component::CurDir | Component::RootDir => {}
-            Component::ParentDir => {
-                parts.pop()?;
-            }
-            Component::Prefix(_) => return None,
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join("/"))
-}
-
-fn safe_join(root: &Path, member: &str) -> Option<PathBuf> {
-    let clean = normalize(Path::new(member))?;
-    (clean == member.trim_start_matches("./")).then(|| root.join(clean))
 }
 
 fn blob_member(digest: &Digest) -> String {
@@ -404,7 +261,7 @@ fn read_verified(source: &Source, desc: &Descriptor) -> Result<Vec<u8>, ImportEr
     Ok(bytes)
 }
 
-fn store_small(
+pub(super) fn store_small(
     store: &Store,
     digest: &Digest,
     bytes: &[u8],
@@ -459,7 +316,7 @@ fn copy_blob(
     Ok(())
 }
 
-fn hash_into_tmp(
+pub(super) fn hash_into_tmp(
     mut reader: Box<dyn Read>,
     store: &Store,
     algorithm: super::digest::Algorithm,
@@ -491,129 +348,10 @@ fn hash_into_tmp(
     Ok((hasher.finish(), tmp))
 }
 
-#[derive(Deserialize)]
-struct DockerSaveEntry {
-    #[serde(rename = "Config")]
-    config: String,
-    #[serde(rename = "RepoTags", default)]
-    repo_tags: Option<Vec<String>>,
-    #[serde(rename = "Layers")]
-    layers: Vec<String>,
-}
-
-fn docker_images(
-    source: &Source,
-    store: &Store,
-    progress: &dyn Progress,
-) -> Result<Vec<(Option<String>, Resolved)>, ImportError> {
-    let entries: Vec<DockerSaveEntry> = source.read_json("manifest.json")?;
-    let mut out = Vec::new();
-    for entry in entries {
-        let config_bytes = source.read_small(&entry.config)?;
-        let config_digest = Digest::sha256_of(&config_bytes);
-        // Older docker names the config by its hex; check it when it does.
-        let stem = Path::new(&entry.config)
-            .file_name()
-            .map(|f| f.to_string_lossy().trim_end_matches(".json").to_string())
-            .unwrap_or_default();
-        if stem.len() == 64
-            && stem.bytes().all(|b| b.is_ascii_hexdigit())
-            && stem != config_digest.hex()
-        {
-            return Err(ImportError::DigestMismatch {
-                member: entry.config.clone(),
-                expected: format!("sha256:{stem}"),
-                actual: config_digest.to_string(),
-            });
-        }
-        store_small(store, &config_digest, &config_bytes, &entry.config)?;
-        let config = parse_config(&config_digest, &config_bytes).map_err(|source| {
-            ImportError::Manifest {
-                member: entry.config.clone(),
-                source,
-            }
-        })?;
-        let mut layers = Vec::new();
-        for member in &entry.layers {
-            let (reader, size) = source.reader(member)?;
-            let (digest, tmp) =
-                hash_into_tmp(reader, store, super::digest::Algorithm::Sha256, member)?;
-            if store.has_blob(&digest) {
-                let _ = std::fs::remove_file(&tmp);
-            } else {
-                progress.layer_started("", &digest, size);
-                store
-                    .commit_blob(&digest, &tmp)
-                    .map_err(|e| ImportError::WriteBlob {
-                        path: tmp.clone(),
-                        source: std::io::Error::other(e.to_string()),
-                    })?;
-                progress.layer_downloaded(&digest);
-            }
-            let media_type = sniff_layer_type(&store.blob_path(&digest));
-            layers.push(Descriptor {
-                media_type: media_type.to_string(),
-                digest,
-                size,
-                platform: None,
-                annotations: Default::default(),
-                urls: Vec::new(),
-            });
-        }
-        // A synthetic Docker v2 manifest makes the image look pulled.
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": manifest::DOCKER_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.docker.container.image.v1+json",
-                "digest": config_digest.to_string(),
-                "size": config_bytes.len(),
-            },
-            "layers": layers,
-        });
-        let manifest_bytes =
-            serde_json::to_vec(&manifest).map_err(|source| ImportError::ParseMember {
-                member: "manifest.json".to_string(),
-                source,
-            })?;
-        let manifest_digest = Digest::sha256_of(&manifest_bytes);
-        store_small(store, &manifest_digest, &manifest_bytes, "manifest.json")?;
-        let name = entry.repo_tags.and_then(|t| t.into_iter().next());
-        out.push((
-            name,
-            Resolved {
-                manifest_digest,
-                index_digest: None,
-                config_digest,
-                platform: Some(Platform {
-                    os: config.os.clone(),
-                    architecture: config.architecture.clone(),
-                    variant: config.variant.clone(),
-                })
-                .filter(|p| !p.os.is_empty()),
-                config,
-                layers,
-            },
-        ));
-    }
-    Ok(out)
-}
-
-fn sniff_layer_type(path: &Path) -> &'static str {
-    let mut magic = [0u8; 4];
-    let n = File::open(path)
-        .and_then(|mut f| f.read(&mut magic))
-        .unwrap_or(0);
-    match &magic[..n] {
-        [0x1f, 0x8b, ..] => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-        [0x28, 0xb5, 0x2f, 0xfd] => "application/vnd.oci.image.layer.v1.tar+zstd",
-        _ => "application/vnd.oci.image.layer.v1.tar",
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::source::{normalize, safe_join};
+    use std::path::{Path, PathBuf};
 
     #[test]
     fn normalize_member_names() {
