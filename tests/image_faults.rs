@@ -1,6 +1,6 @@
 //! Registry client against a scripted in-process server: retries, resume,
-#![allow(clippy::unwrap_used)]
 //! size and digest checks, auth flows, redirects, mirrors.
+#![allow(clippy::unwrap_used)]
 
 mod image_support;
 
@@ -561,4 +561,28 @@ fn second_image_on_same_base_reuses_chains() {
     ))
     .unwrap();
     assert_eq!(server.requests().len(), n);
+}
+
+#[test]
+fn manifest_not_matching_its_digest_is_refused() {
+    let img = TestImage::new(1, 100);
+    let i2 = img.clone();
+    let lie = corral::image::Digest::sha256_of(b"something else");
+    let server = FakeServer::start(move |req| {
+        if req.method == "HEAD" && req.path.contains("/manifests/") {
+            let headers = vec![("Docker-Content-Digest".to_string(), lie.to_string())];
+            return Reply::Full(200, headers, Vec::new());
+        }
+        i2.answer(req).unwrap_or(status(404))
+    });
+    let store = tempfile::tempdir().unwrap();
+    let err = pull(
+        store.path(),
+        &format!("{}/t/img:1", server.addr),
+        fast_options(),
+    )
+    .unwrap_err();
+    let text = error_chain(&err);
+    assert!(text.contains("does not match its digest"), "{text}");
+    assert!(committed_blobs(store.path()).is_empty(), "nothing stored");
 }
