@@ -603,7 +603,7 @@ impl TestImage {
         let blobs = dir.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).unwrap();
         std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        let mut put = |d: &Digest, b: &[u8]| std::fs::write(blobs.join(d.hex()), b).unwrap();
+        let put = |d: &Digest, b: &[u8]| std::fs::write(blobs.join(d.hex()), b).unwrap();
         put(&self.manifest_digest, &self.manifest);
         put(&self.config_digest, &self.config);
         for (d, b) in &self.layers {
