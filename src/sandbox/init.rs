@@ -1,0 +1,420 @@
+//! The re-executed `step` child and the sandbox's PID 1.
+//!
+//! ```text
+//! corral __sandbox step     joins the holder's user+net namespaces, unshares
+//!  │                        mnt|pid|uts|ipc, forwards signals to init, exits
+//!  │                        like the command (re-raising its signal)
+//!  └─ init (PID 1)          applies the setup plan, pivot_root, reaps every
+//!      └─ the command       orphan, forwards signals; drops caps, seccomp, exec
+//! ```
+//! Setup failures go to the launcher over the status pipe (fd 4); the status
+//! pipe is close-on-exec, so EOF tells the launcher the command was exec'd.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::apply::apply;
+use super::plan::{plan, StepDirs};
+use super::spec::{SandboxSpec, StepRequest};
+use super::sys::LinuxSys;
+use super::{caps, rlimits, seccomp};
+
+/// The spec pipe and the status pipe of a step child.
+pub const SPEC_FD: i32 = 3;
+pub const STATUS_FD: i32 = 4;
+
+/// Signals the step process and init pass on to the command.
+const FORWARDED: [i32; 9] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+    libc::SIGALRM,
+];
+
+fn fail(status: &mut File, msg: &str) -> i32 {
+    let _ = status.write_all(msg.as_bytes());
+    125
+}
+
+fn last_error(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// `corral __sandbox step`: returns the exit code of the step process.
+pub fn step_main() -> i32 {
+    // SAFETY: the launcher put these fds in place for us; we own them now.
+    let (mut spec_pipe, mut status) =
+        unsafe { (File::from_raw_fd(SPEC_FD), File::from_raw_fd(STATUS_FD)) };
+    set_cloexec(STATUS_FD);
+    let mut json = Vec::new();
+    if let Err(err) = spec_pipe.read_to_end(&mut json) {
+        return fail(
+            &mut status,
+            &format!("failed to read the sandbox spec: {err}"),
+        );
+    }
+    drop(spec_pipe);
+    let req: StepRequest = match serde_json::from_slice(&json) {
+        Ok(req) => req,
+        Err(err) => return fail(&mut status, &format!("invalid sandbox spec: {err}")),
+    };
+    if let Err(msg) = die_with_parent(req.parent_pid) {
+        return fail(&mut status, &msg);
+    }
+    if let Err(msg) = join_and_unshare(&req) {
+        return fail(&mut status, &msg);
+    }
+    let blocked = block_signals();
+    let (result_r, result_w) = match pipe() {
+        Ok(p) => p,
+        Err(msg) => return fail(&mut status, &msg),
+    };
+    let (lifeline_r, lifeline_w) = match pipe() {
+        Ok(p) => p,
+        Err(msg) => return fail(&mut status, &msg),
+    };
+    // SAFETY: we are single-threaded (a freshly exec'd process).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return fail(&mut status, &last_error("failed to fork the sandbox init"));
+    }
+    if pid == 0 {
+        drop(result_r);
+        drop(lifeline_w);
+        let code = init_main(&req, status, File::from(result_w), lifeline_r);
+        // SAFETY: leaving the child without running parent-owned destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(result_w);
+    drop(lifeline_r);
+    drop(status);
+    let code = supervise_init(pid, &blocked, File::from(result_r));
+    drop(lifeline_w);
+    code
+}
+
+fn set_cloexec(fd: i32) {
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| format!("failed to create a pipe: {e}"))
+}
+
+/// Dies with the process that spawned us, closing the fork/prctl race.
+fn die_with_parent(parent: i32) -> Result<(), String> {
+    // SAFETY: prctl/getppid without pointers.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 {
+            return Err(last_error("failed to set the parent-death signal"));
+        }
+        if libc::getppid() != parent {
+            libc::_exit(125);
+        }
+    }
+    Ok(())
+}
+
+fn join_and_unshare(req: &StepRequest) -> Result<(), String> {
+    let ns = |kind: &str| {
+        let path = format!("/proc/{}/ns/{kind}", req.holder_pid);
+        File::open(&path).map_err(|e| format!("failed to open {path} of the stage holder: {e}"))
+    };
+    let user = ns("user")?;
+    let net = if req.join_net { Some(ns("net")?) } else { None };
+    // SAFETY: setns/unshare on fds we hold, in a single-threaded process.
+    unsafe {
+        if libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) < 0 {
+            return Err(last_error("failed to join the stage's user namespace"));
+        }
+        if let Some(net) = &net {
+            if libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET) < 0 {
+                return Err(last_error("failed to join the stage's network namespace"));
+            }
+        }
+        let flags =
+            libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        if libc::unshare(flags) < 0 {
+            return Err(last_error(
+                "failed to unshare mount, pid, uts and ipc namespaces",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn signal_set(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in signals {
+            libc::sigaddset(&mut set, *sig);
+        }
+        set
+    }
+}
+
+/// Blocks the forwarded signals and SIGCHLD so the loops can `sigwaitinfo`.
+fn block_signals() -> libc::sigset_t {
+    let mut all = FORWARDED.to_vec();
+    all.push(libc::SIGCHLD);
+    let set = signal_set(&all);
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    set
+}
+
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    loop {
+        // SAFETY: valid sigset pointer, null info.
+        let sig = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+        if sig > 0 {
+            return sig;
+        }
+    }
+}
+
+/// The step process: forwards signals to init and exits like the command.
+fn supervise_init(init: i32, set: &libc::sigset_t, mut result: File) -> i32 {
+    loop {
+        let sig = wait_signal(set);
+        if sig != libc::SIGCHLD {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(init, sig) };
+            continue;
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        let done = unsafe { libc::waitpid(init, &mut status, libc::WNOHANG) };
+        if done != init {
+            continue;
+        }
+        let mut raw = [0u8; 4];
+        if result.read_exact(&mut raw).is_ok() {
+            return exit_like(i32::from_ne_bytes(raw));
+        }
+        if libc::WIFEXITED(status) {
+            return libc::WEXITSTATUS(status);
+        }
+        return 128 + libc::WTERMSIG(status);
+    }
+}
+
+/// Exits with the command's code, or dies by the command's signal so our
+/// own parent sees the same wait status.
+fn exit_like(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        return libc::WEXITSTATUS(status);
+    }
+    let sig = libc::WTERMSIG(status);
+    // SAFETY: resetting our own signal state before re-raising.
+    unsafe {
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(sig, libc::SIG_DFL);
+        let set = signal_set(&[sig]);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), sig);
+    }
+    128 + sig
+}
+
+/// PID 1 of the sandbox. Returns only on setup failure.
+fn init_main(req: &StepRequest, mut status: File, mut result: File, lifeline: OwnedFd) -> i32 {
+    // SAFETY: prctl without pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if parent_gone(&lifeline) {
+        return 125;
+    }
+    drop(lifeline);
+    let ops = plan(&req.spec, &StepDirs::under(&req.step_dir));
+    if let Err(err) = apply(&mut LinuxSys, &ops) {
+        return fail(&mut status, &super::error_chain(&err));
+    }
+    let set = signal_set(&{
+        let mut all = FORWARDED.to_vec();
+        all.push(libc::SIGCHLD);
+        all
+    });
+    // SAFETY: we are single-threaded.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return fail(&mut status, &last_error("failed to fork the command"));
+    }
+    if child == 0 {
+        drop(result);
+        let code = exec_command(&req.spec, &mut status);
+        // SAFETY: the exec failed; leave the child at once.
+        unsafe { libc::_exit(code) };
+    }
+    drop(status);
+    loop {
+        let sig = wait_signal(&set);
+        if sig != libc::SIGCHLD {
+            // SAFETY: signalling our child.
+            unsafe { libc::kill(child, sig) };
+            continue;
+        }
+        loop {
+            let mut wstatus = 0;
+            // SAFETY: reaping any child, ours or reparented orphans.
+            let pid = unsafe { libc::waitpid(-1, &mut wstatus, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            if pid == child {
+                let _ = result.write_all(&wstatus.to_ne_bytes());
+                return 0;
+            }
+        }
+    }
+}
+
+fn parent_gone(lifeline: &OwnedFd) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: lifeline.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    n > 0 && fds[0].revents & (libc::POLLHUP | libc::POLLIN) != 0
+}
+
+/// In the command child: confine, then exec. Returns 126/127 on failure.
+fn exec_command(spec: &SandboxSpec, status: &mut File) -> i32 {
+    // SAFETY: restoring a clean signal mask for the command.
+    unsafe {
+        let empty = signal_set(&[]);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    if let Err(err) = rlimits::apply(&spec.limits) {
+        return fail(status, &format!("failed to set resource limits: {err}"));
+    }
+    let cwd = Path::new(&spec.cwd);
+    if let Err(err) = std::env::set_current_dir(cwd) {
+        return fail(
+            status,
+            &format!("failed to enter working directory {}: {err}", spec.cwd),
+        );
+    }
+    if !spec.privileged {
+        if let Err(err) = caps::restrict_to(caps::default_mask()) {
+            return fail(status, &format!("failed to drop capabilities: {err}"));
+        }
+    }
+    if let Some((uid, gid)) = spec.user {
+        if let Err(msg) = switch_user(uid, gid) {
+            return fail(status, &msg);
+        }
+    }
+    let path_var = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let Some(program) = spec.argv.first() else {
+        return fail(
+            status,
+            "no command given and the image has no entrypoint or cmd",
+        );
+    };
+    let Some(resolved) = resolve(program, path_var.unwrap_or(super::spec::DEFAULT_PATH)) else {
+        let _ = writeln!(std::io::stderr(), "corral: {program}: not found in PATH");
+        return 127;
+    };
+    let (Ok(prog_c), Ok(argv), Ok(envp)) = (
+        CString::new(resolved.as_os_str().as_bytes()),
+        spec.argv
+            .iter()
+            .map(|a| CString::new(a.as_str()))
+            .collect::<Result<Vec<_>, _>>(),
+        spec.env
+            .iter()
+            .map(|(k, v)| CString::new(format!("{k}={v}")))
+            .collect::<Result<Vec<_>, _>>(),
+    ) else {
+        return fail(
+            status,
+            "command, arguments or environment contain a NUL byte",
+        );
+    };
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    if !spec.privileged {
+        // Last before exec, so as few of our own syscalls as possible run under it.
+        if let Err(err) = seccomp::install(&seccomp::build(&seccomp::denied_syscalls())) {
+            return fail(
+                status,
+                &format!("failed to install the seccomp filter: {err}"),
+            );
+        }
+    } else {
+        // SAFETY: prctl without pointers.
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    }
+    // SAFETY: NUL-terminated arrays of valid C strings.
+    unsafe { libc::execve(prog_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    let err = std::io::Error::last_os_error();
+    let (code, why) = match err.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => (127, "not found"),
+        _ => (126, "cannot execute"),
+    };
+    let _ = writeln!(std::io::stderr(), "corral: {program}: {why} ({err})");
+    code
+}
+
+fn switch_user(uid: u32, gid: u32) -> Result<(), String> {
+    // SAFETY: credential syscalls without pointers (setgroups with none).
+    unsafe {
+        // Refused (EPERM) when setgroups is denied in a single-ID map; harmless.
+        libc::setgroups(0, std::ptr::null());
+        if libc::setresgid(gid, gid, gid) < 0 {
+            return Err(last_error(&format!(
+                "failed to switch to gid {gid} (is it mapped in this user namespace?)"
+            )));
+        }
+        if libc::setresuid(uid, uid, uid) < 0 {
+            return Err(last_error(&format!(
+                "failed to switch to uid {uid} (is it mapped in this user namespace?)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `execvp`'s lookup, but with the sandbox's `PATH`.
+fn resolve(program: &str, path: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let mut fallback = None;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        if let Ok(meta) = candidate.metadata() {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Some(candidate);
+            }
+            fallback.get_or_insert(candidate);
+        }
+    }
+    fallback
+}
