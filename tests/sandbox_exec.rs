@@ -1,6 +1,8 @@
 //! `corral exec` on a busybox rootfs: namespaces, mounts, exit codes,
 //! reaping, teardown and ports. Runs as root and as both test users.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 #[path = "sandbox_util.rs"]
 mod util;

@@ -1,6 +1,6 @@
 //! Helpers of the sandbox tests, included with `#[path]` (this file also
 //! builds as an empty test binary).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
