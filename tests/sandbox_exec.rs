@@ -388,3 +388,36 @@ fn host_root_is_read_only_with_a_private_tmp() {
     assert!(!Path::new("/tmp/mine").exists() || !Path::new("/etc/corral-test").exists());
     assert!(!Path::new("/etc/corral-test").exists());
 }
+
+#[test]
+fn memory_limit_without_cgroups_is_an_rlimit_and_warned() {
+    if !common::require_namespaces("memory_limit_without_cgroups_is_an_rlimit_and_warned") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run(
+        &["--memory", "256m", "--cpus", "1", "--network", "none"],
+        "ulimit -v",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), (256 * 1024).to_string());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--memory") && err.contains("--cpus"),
+        "limits must never be ignored silently: {err}"
+    );
+}
+
+#[test]
+fn default_seccomp_and_capabilities_apply_unless_privileged() {
+    if !common::require_namespaces("default_seccomp_and_capabilities_apply_unless_privileged") {
+        return;
+    }
+    let env = Env::new();
+    let script = "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status | tr -s '\t ' ' '";
+    let out = env.run_ok(&["--network", "none"], script);
+    assert_eq!(out, "CapEff: 00000000a80425fb\nNoNewPrivs: 1\nSeccomp: 2\n");
+    let out = env.run_ok(&["--network", "none", "--privileged"], script);
+    assert!(out.contains("Seccomp: 0"), "{out}");
+    assert!(!out.contains("CapEff: 00000000a80425fb"), "{out}");
+}
