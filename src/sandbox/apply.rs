@@ -85,6 +85,9 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
             }
             bind(sys, source, target, true, *read_only)
         }
+        SetupOp::WriteFile { path, contents } => {
+            sys.write_file(path, contents).map_err(at("write", path))
+        }
         SetupOp::Mkdir { path, mode } => sys
             .mkdir_all(path, *mode)
             .map_err(at("create directory", path)),
@@ -207,16 +210,27 @@ fn mount_overlay(
         escape(upper),
         escape(work)
     );
-    // Inside a user namespace overlay keeps its own xattrs in user.*;
-    // older kernels without `userxattr` accept the mount without it.
+    // Inside a user namespace overlay keeps its own xattrs in user.*.
+    // `volatile` skips syncing the upper fs, which otherwise makes the
+    // unmount at sandbox exit wait for a journal flush (tens of ms); the
+    // upper dir is thrown away anyway. Older kernels lack both options.
     let native = sys
         .mount(
             "overlay",
             target,
             "overlay",
             0,
-            &format!("{options},userxattr"),
+            &format!("{options},userxattr,volatile"),
         )
+        .or_else(|_| {
+            sys.mount(
+                "overlay",
+                target,
+                "overlay",
+                0,
+                &format!("{options},userxattr"),
+            )
+        })
         .or_else(|_| sys.mount("overlay", target, "overlay", 0, &options));
     let err = match native {
         Ok(()) => return Ok(()),
@@ -280,6 +294,13 @@ mod tests {
         assert_eq!(
             sys.calls,
             vec![
+                Call::Mount {
+                    source: "overlay".into(),
+                    target: "/t".into(),
+                    fstype: "overlay".into(),
+                    flags: 0,
+                    data: format!("{opts},userxattr,volatile")
+                },
                 Call::Mount {
                     source: "overlay".into(),
                     target: "/t".into(),

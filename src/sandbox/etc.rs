@@ -1,16 +1,7 @@
 //! Generated `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`: files in
 //! the step's state dir, bind-mounted over the image's (never written into it).
 
-use std::io;
-use std::path::Path;
-
 use super::spec::SandboxSpec;
-
-pub fn write_files(dir: &Path, spec: &SandboxSpec) -> io::Result<()> {
-    std::fs::write(dir.join("hosts"), hosts(spec))?;
-    std::fs::write(dir.join("hostname"), format!("{}\n", spec.hostname))?;
-    std::fs::write(dir.join("resolv.conf"), resolv_conf())
-}
 
 pub fn hosts(spec: &SandboxSpec) -> String {
     let mut out = format!(

@@ -242,7 +242,11 @@ fn init_main(req: &StepRequest, mut status: File, mut result: File, lifeline: Ow
         return 125;
     }
     drop(lifeline);
-    let ops = plan(&req.spec, &StepDirs::under(&req.step_dir));
+    let ops = plan(
+        &req.spec,
+        &StepDirs::under(&req.step_dir),
+        &super::etc::resolv_conf(),
+    );
     if let Err(err) = apply(&mut LinuxSys, &ops) {
         return fail(&mut status, &super::error_chain(&err));
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::init::{SPEC_FD, STATUS_FD};
 use super::spec::{HolderRequest, IdMapping, NetworkMode, SandboxSpec, StageSpec, StepRequest};
-use super::{etc, idmap, net, SandboxError};
+use super::{idmap, net, SandboxError};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -255,8 +255,7 @@ impl Stage {
     /// on its stderr). Setup failures are errors.
     pub fn spawn(&self, spec: &SandboxSpec, stdio: StepStdio) -> Result<Step, SandboxError> {
         let id = self.next_step.fetch_add(1, Ordering::Relaxed);
-        let step_dir = self.spec.run_dir.join("steps").join(id.to_string());
-        prepare_step_dir(&step_dir, spec)?;
+        let step_dir = self.spec.run_dir.join("mnt");
         let req = StepRequest {
             spec: spec.clone(),
             holder_pid: self.holder.pid(),
@@ -350,28 +349,16 @@ impl Stage {
             }
             wait_all(&fds, Duration::from_secs(5));
         }
-        let removed = self.holder.remove(&self.spec.run_dir);
+        // Sandboxes keep their writes on private tmpfs mounts, so the run dir
+        // holds only our own files; the holder (root of the stage's user
+        // namespace) is the fallback for anything else.
+        let removed = match std::fs::remove_dir_all(&self.spec.run_dir) {
+            Ok(()) => Ok(()),
+            Err(_) => self.holder.remove(&self.spec.run_dir),
+        };
         self.holder.finish();
-        if removed.is_err() {
-            // The holder is gone; what we own ourselves we can still remove.
-            let _ = std::fs::remove_dir_all(&self.spec.run_dir);
-        }
         removed
     }
-}
-
-fn prepare_step_dir(step_dir: &Path, spec: &SandboxSpec) -> Result<(), SandboxError> {
-    let dirs = super::plan::StepDirs::under(step_dir);
-    for dir in [&dirs.root, &dirs.upper, &dirs.work, &dirs.etc] {
-        std::fs::create_dir_all(dir).map_err(|source| SandboxError::CreateStateDir {
-            path: dir.clone(),
-            source,
-        })?;
-    }
-    etc::write_files(&dirs.etc, spec).map_err(|source| SandboxError::CreateStateDir {
-        path: dirs.etc.clone(),
-        source,
-    })
 }
 
 /// A close-on-exec pipe whose fds are ≥ 10, so the child's dup2 onto 3 and 4

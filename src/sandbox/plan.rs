@@ -1,13 +1,22 @@
 //! Spec → ordered list of setup operations (bubblewrap's op list). Pure: the
 //! applier in `apply.rs` turns each op into kernel calls.
+//!
+//! Everything a sandbox writes lives on a tmpfs mounted over the stage's
+//! `mnt` dir inside the sandbox's own mount namespace: the overlay's upper
+//! and work dirs, the new root's mount point and the generated /etc files.
+//! It vanishes with the namespace, so teardown deletes nothing on disk and a
+//! crash leaves nothing owned by subordinate IDs behind.
 
 use std::path::{Path, PathBuf};
 
 use super::spec::{Rootfs, SandboxSpec};
 
-/// Files of one step's state dir (created by the launcher).
+/// Paths on the sandbox's private scratch tmpfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepDirs {
+    /// Mount point of the scratch tmpfs (shared by all steps of a stage:
+    /// each mounts its own tmpfs there, in its own mount namespace).
+    pub scratch: PathBuf,
     /// Mount point of the new root.
     pub root: PathBuf,
     pub upper: PathBuf,
@@ -17,12 +26,13 @@ pub struct StepDirs {
 }
 
 impl StepDirs {
-    pub fn under(step_dir: &Path) -> StepDirs {
+    pub fn under(scratch: &Path) -> StepDirs {
         StepDirs {
-            root: step_dir.join("root"),
-            upper: step_dir.join("upper"),
-            work: step_dir.join("work"),
-            etc: step_dir.join("etc"),
+            scratch: scratch.to_path_buf(),
+            root: scratch.join("root"),
+            upper: scratch.join("upper"),
+            work: scratch.join("work"),
+            etc: scratch.join("etc"),
         }
     }
 }
@@ -32,6 +42,11 @@ impl StepDirs {
 pub enum SetupOp {
     /// Stop mount events from propagating back to the host.
     MakeMountsPrivate,
+    /// A file with generated contents (on the scratch tmpfs).
+    WriteFile {
+        path: PathBuf,
+        contents: String,
+    },
     /// Overlay of `lower` (read-only) and `upper` at `target`; falls back to
     /// fuse-overlayfs, then to a copy.
     MountOverlay {
@@ -132,10 +147,34 @@ pub const READ_ONLY_PATHS: [&str; 5] = [
 
 use super::sys::flags::{NODEV, NOEXEC, NOSUID};
 
-/// Builds the setup of one sandbox.
-pub fn plan(spec: &SandboxSpec, dirs: &StepDirs) -> Vec<SetupOp> {
+/// Builds the setup of one sandbox; `resolv_conf` is the generated
+/// `/etc/resolv.conf` (read from the host by the caller).
+pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<SetupOp> {
     let root = &dirs.root;
-    let mut ops = vec![SetupOp::MakeMountsPrivate];
+    let mut ops = vec![
+        SetupOp::MakeMountsPrivate,
+        SetupOp::MountTmpfs {
+            target: dirs.scratch.clone(),
+            mode: 0o700,
+            flags: NOSUID | NODEV,
+        },
+    ];
+    for dir in [root, &dirs.upper, &dirs.work, &dirs.etc] {
+        ops.push(SetupOp::Mkdir {
+            path: dir.clone(),
+            mode: 0o755,
+        });
+    }
+    for (name, contents) in [
+        ("hosts", super::etc::hosts(spec)),
+        ("hostname", format!("{}\n", spec.hostname)),
+        ("resolv.conf", resolv_conf.to_string()),
+    ] {
+        ops.push(SetupOp::WriteFile {
+            path: dirs.etc.join(name),
+            contents,
+        });
+    }
     match &spec.rootfs {
         Rootfs::Image { lower } | Rootfs::Dir(lower) => ops.push(SetupOp::MountOverlay {
             lower: lower.clone(),
@@ -274,8 +313,12 @@ mod tests {
         StepDirs::under(Path::new("/run/s1"))
     }
 
+    fn plan(spec: &SandboxSpec, dirs: &StepDirs) -> Vec<SetupOp> {
+        super::plan(spec, dirs, "nameserver 192.0.2.1\n")
+    }
+
     #[test]
-    fn image_rootfs_starts_with_overlay_and_ends_with_pivot() {
+    fn image_rootfs_starts_with_scratch_then_overlay_and_ends_with_pivot() {
         let spec = SandboxSpec::new(
             Rootfs::Image {
                 lower: "/store/img".into(),
@@ -284,9 +327,49 @@ mod tests {
         );
         let ops = plan(&spec, &dirs());
         assert_eq!(
-            ops[..3],
+            ops[..6],
             [
                 SetupOp::MakeMountsPrivate,
+                SetupOp::MountTmpfs {
+                    target: "/run/s1".into(),
+                    mode: 0o700,
+                    flags: NOSUID | NODEV
+                },
+                SetupOp::Mkdir {
+                    path: "/run/s1/root".into(),
+                    mode: 0o755
+                },
+                SetupOp::Mkdir {
+                    path: "/run/s1/upper".into(),
+                    mode: 0o755
+                },
+                SetupOp::Mkdir {
+                    path: "/run/s1/work".into(),
+                    mode: 0o755
+                },
+                SetupOp::Mkdir {
+                    path: "/run/s1/etc".into(),
+                    mode: 0o755
+                },
+            ]
+        );
+        assert_eq!(
+            ops[6..11],
+            [
+                SetupOp::WriteFile {
+                    path: "/run/s1/etc/hosts".into(),
+                    contents:
+                        "127.0.0.1\tlocalhost corral\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                            .into()
+                },
+                SetupOp::WriteFile {
+                    path: "/run/s1/etc/hostname".into(),
+                    contents: "corral\n".into()
+                },
+                SetupOp::WriteFile {
+                    path: "/run/s1/etc/resolv.conf".into(),
+                    contents: "nameserver 192.0.2.1\n".into()
+                },
                 SetupOp::MountOverlay {
                     lower: "/store/img".into(),
                     upper: "/run/s1/upper".into(),
@@ -379,7 +462,7 @@ mod tests {
         let spec = SandboxSpec::new(Rootfs::HostRoot, vec!["sh".into()]);
         let ops = plan(&spec, &dirs());
         assert_eq!(
-            ops[1],
+            ops[9],
             SetupOp::Bind {
                 source: "/".into(),
                 target: "/run/s1/root".into(),

@@ -144,7 +144,8 @@ pub struct StepRequest {
     pub join_net: bool,
     /// PID of the process that spawned the step (PDEATHSIG race check).
     pub parent_pid: i32,
-    /// Per-step state dir (overlay upper/work, mount point, /etc files).
+    /// Where the step mounts its private scratch tmpfs (overlay upper/work,
+    /// root mount point, /etc files): the stage's `mnt` dir.
     pub step_dir: PathBuf,
     pub mapping: IdMapping,
 }

@@ -21,6 +21,11 @@ pub fn create_locked(run_dir: &Path) -> Result<File, SandboxError> {
         path: run_dir.to_path_buf(),
         source,
     })?;
+    let mnt = run_dir.join("mnt");
+    std::fs::create_dir(&mnt).map_err(|source| SandboxError::CreateStateDir {
+        path: mnt.clone(),
+        source,
+    })?;
     let lock_path = run_dir.join("lock");
     let file = File::create(&lock_path).map_err(|source| SandboxError::CreateStateDir {
         path: lock_path.clone(),
@@ -68,11 +73,15 @@ fn older_than(path: &Path, age: Duration) -> bool {
 /// belong to mapped IDs. Returns how many were removed.
 pub fn remove_stale(run_root: &Path, exe: &Path) -> Result<usize, SandboxError> {
     let stale = stale_dirs(run_root);
-    if stale.is_empty() {
-        return Ok(0);
+    let count = stale.len();
+    let stubborn: Vec<PathBuf> = stale
+        .into_iter()
+        .filter(|dir| std::fs::remove_dir_all(dir).is_err())
+        .collect();
+    if !stubborn.is_empty() {
+        super::launch::remove_as_namespace_root(exe, &stubborn)?;
     }
-    super::launch::remove_as_namespace_root(exe, &stale)?;
-    Ok(stale.len())
+    Ok(count)
 }
 
 /// A fresh, unique stage dir name under `run_root`.

@@ -32,6 +32,7 @@ pub trait Sys {
     /// touching its other, possibly locked, flags (`mount_setattr(2)`).
     fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()>;
     fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()>;
+    fn write_file(&mut self, path: &Path, contents: &str) -> io::Result<()>;
     /// Creates an empty file unless something exists at `path`.
     fn touch(&mut self, path: &Path) -> io::Result<()>;
     fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()>;
@@ -137,6 +138,10 @@ impl Sys for LinuxSys {
             .create(path)
     }
 
+    fn write_file(&mut self, path: &Path, contents: &str) -> io::Result<()> {
+        std::fs::write(path, contents)
+    }
+
     fn touch(&mut self, path: &Path) -> io::Result<()> {
         if path.symlink_metadata().is_ok() {
             return Ok(());
@@ -212,6 +217,10 @@ pub enum Call {
     Touch {
         path: PathBuf,
     },
+    WriteFile {
+        path: PathBuf,
+        contents: String,
+    },
     Symlink {
         target: String,
         link: PathBuf,
@@ -269,6 +278,13 @@ impl Sys for RecordingSys {
         self.calls.push(Call::MkdirAll {
             path: path.to_path_buf(),
             mode,
+        });
+        Ok(())
+    }
+    fn write_file(&mut self, path: &Path, contents: &str) -> io::Result<()> {
+        self.calls.push(Call::WriteFile {
+            path: path.to_path_buf(),
+            contents: contents.to_string(),
         });
         Ok(())
     }
