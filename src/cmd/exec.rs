@@ -3,12 +3,11 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use corral::cli::{ExecArgs, GlobalArgs, NetworkMode as CliNetwork};
 use corral::sandbox::{
-    self, BindMount, Limits, NetworkMode, PortForward, Rootfs, SandboxSpec, Stage, StageSpec,
+    self, BindMount, Limits, NetworkMode, PortForward, Rootfs, SandboxSpec, StageSpec, Step,
     StepStdio,
 };
 
@@ -101,29 +100,14 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
     // Block the signals we forward before any thread or child exists; the
     // children get a clean mask from std::process::Command.
     let signals = SignalFd::new()?;
-    let stage = Stage::start(stage_spec).context("failed to start the sandbox")?;
-    let result = run_step(&stage, &spec, &signals);
-    let shutdown = stage.shutdown(Duration::from_secs(2));
-    let code = result?;
-    if let Err(err) = shutdown {
-        tracing::warn!("sandbox cleanup: {}", error_chain(&err));
-    }
+    // One sandbox needs no stage holder: its own process makes the namespaces.
+    let mut step = sandbox::run_once(stage_spec, &spec, StepStdio::Inherit)
+        .context("failed to start the sandbox")?;
+    let code = wait_forwarding_signals(&mut step, &signals)?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
-}
-
-fn run_step(stage: &Stage, spec: &SandboxSpec, signals: &SignalFd) -> anyhow::Result<i32> {
-    let mut step = stage.spawn(spec, StepStdio::Inherit)?;
+fn wait_forwarding_signals(step: &mut Step, signals: &SignalFd) -> anyhow::Result<i32> {
     loop {
         let mut fds = [
             libc::pollfd {

@@ -12,14 +12,14 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::apply::apply;
 use super::plan::{plan, StepDirs};
-use super::spec::{SandboxSpec, StepRequest};
+use super::spec::{NetworkMode, SandboxSpec, StepRequest};
 use super::sys::LinuxSys;
 use super::{caps, rlimits, seccomp};
 
@@ -52,27 +52,34 @@ fn last_error(what: &str) -> String {
 /// `corral __sandbox step`: returns the exit code of the step process.
 pub fn step_main() -> i32 {
     // SAFETY: the launcher put these fds in place for us; we own them now.
-    let (mut spec_pipe, mut status) =
+    let (spec_pipe, mut status) =
         unsafe { (File::from_raw_fd(SPEC_FD), File::from_raw_fd(STATUS_FD)) };
+    set_cloexec(SPEC_FD);
     set_cloexec(STATUS_FD);
-    let mut json = Vec::new();
-    if let Err(err) = spec_pipe.read_to_end(&mut json) {
+    let mut spec_pipe = BufReader::new(spec_pipe);
+    let mut json = String::new();
+    if let Err(err) = spec_pipe.read_line(&mut json) {
         return fail(
             &mut status,
             &format!("failed to read the sandbox spec: {err}"),
         );
     }
-    drop(spec_pipe);
-    let req: StepRequest = match serde_json::from_slice(&json) {
+    let req: StepRequest = match serde_json::from_str(&json) {
         Ok(req) => req,
         Err(err) => return fail(&mut status, &format!("invalid sandbox spec: {err}")),
     };
     if let Err(msg) = die_with_parent(req.parent_pid) {
         return fail(&mut status, &msg);
     }
-    if let Err(msg) = join_and_unshare(&req) {
+    let joined = if req.holder_pid == 0 {
+        create_own_namespaces(&req, &mut spec_pipe, &mut status)
+    } else {
+        join_and_unshare(&req)
+    };
+    if let Err(msg) = joined {
         return fail(&mut status, &msg);
     }
+    drop(spec_pipe);
     let blocked = block_signals();
     let (result_r, result_w) = match pipe() {
         Ok(p) => p,
@@ -100,6 +107,84 @@ pub fn step_main() -> i32 {
     let code = supervise_init(pid, &blocked, File::from(result_r));
     drop(lifeline_w);
     code
+}
+
+/// A one-off sandbox without a holder: host port listeners first, then the
+/// user and network namespaces (the launcher writes our ID maps), a port
+/// forwarder process, then the other namespaces.
+fn create_own_namespaces(
+    req: &StepRequest,
+    spec_pipe: &mut BufReader<File>,
+    status: &mut File,
+) -> Result<(), String> {
+    let listeners = super::net::bind_listeners(&req.ports).map_err(|e| super::error_chain(&e))?;
+    let mut flags = libc::CLONE_NEWUSER;
+    if req.network != NetworkMode::Host {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: unshare in a single-threaded process.
+    if unsafe { libc::unshare(flags) } < 0 {
+        return Err(last_error(
+            "failed to create the sandbox's user and network namespaces",
+        ));
+    }
+    status
+        .write_all(b"unshared\n")
+        .map_err(|e| format!("launcher gone: {e}"))?;
+    let mut line = String::new();
+    spec_pipe
+        .read_line(&mut line)
+        .map_err(|e| format!("launcher gone: {e}"))?;
+    if line.trim_end() != "mapped" {
+        return Err("the launcher did not write our id maps".into());
+    }
+    if req.network != NetworkMode::Host {
+        super::net::loopback_up().map_err(|e| super::error_chain(&e))?;
+    }
+    if !listeners.is_empty() {
+        spawn_forwarder_process(listeners)?;
+    }
+    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    // SAFETY: unshare in a single-threaded process.
+    if unsafe { libc::unshare(flags) } < 0 {
+        return Err(last_error(
+            "failed to unshare mount, pid, uts and ipc namespaces",
+        ));
+    }
+    Ok(())
+}
+
+/// Forwarder threads cannot live in a process that unshared its pid
+/// namespace (clone refuses CLONE_THREAD there), so they get a child of
+/// their own, which dies with us.
+fn spawn_forwarder_process(
+    listeners: Vec<(std::net::TcpListener, super::spec::PortForward)>,
+) -> Result<(), String> {
+    // SAFETY: single-threaded; the child only closes fds, sets PDEATHSIG and
+    // runs the forwarders.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(last_error("failed to fork the port forwarder"));
+    }
+    if pid > 0 {
+        return Ok(());
+    }
+    // SAFETY: closing fds the forwarder must not keep open (the spec and
+    // status pipes, the step's stdio), then waiting forever.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+        libc::close(SPEC_FD);
+        libc::close(STATUS_FD);
+    }
+    super::net::spawn_forwarders(listeners);
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    }
 }
 
 fn set_cloexec(fd: i32) {
@@ -132,7 +217,11 @@ fn join_and_unshare(req: &StepRequest) -> Result<(), String> {
         File::open(&path).map_err(|e| format!("failed to open {path} of the stage holder: {e}"))
     };
     let user = ns("user")?;
-    let net = if req.join_net { Some(ns("net")?) } else { None };
+    let net = if req.network != NetworkMode::Host {
+        Some(ns("net")?)
+    } else {
+        None
+    };
     // SAFETY: setns/unshare on fds we hold, in a single-threaded process.
     unsafe {
         if libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) < 0 {

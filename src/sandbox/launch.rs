@@ -209,6 +209,8 @@ pub struct Step {
     pidfd: OwnedFd,
     live: LiveSteps,
     exit: Option<StepExit>,
+    /// The run dir of a one-off step ([`run_once`]), removed at its end.
+    owned: Option<OwnedRunDir>,
 }
 
 impl Stage {
@@ -254,77 +256,17 @@ impl Stage {
     /// exec'd (a command that cannot be exec'd exits 126/127 with a reason
     /// on its stderr). Setup failures are errors.
     pub fn spawn(&self, spec: &SandboxSpec, stdio: StepStdio) -> Result<Step, SandboxError> {
-        let id = self.next_step.fetch_add(1, Ordering::Relaxed);
-        let step_dir = self.spec.run_dir.join("mnt");
         let req = StepRequest {
             spec: spec.clone(),
             holder_pid: self.holder.pid(),
-            join_net: self.spec.network != NetworkMode::Host,
+            network: self.spec.network,
+            ports: Vec::new(),
             parent_pid: std::process::id() as i32,
-            step_dir,
+            step_dir: self.spec.run_dir.join("mnt"),
             mapping: self.mapping,
         };
-        let json = serde_json::to_vec(&req).map_err(|e| SandboxError::HolderProtocol {
-            message: e.to_string(),
-        })?;
-        let (spec_r, spec_w) = high_pipe()?;
-        let (status_r, status_w) = high_pipe()?;
-        let exe = self.spec.exe.clone();
-        let (child_r, child_w) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
-        let spawned = on_spawner(move || {
-            let mut cmd = Command::new(&exe);
-            cmd.args(["__sandbox", "step"]);
-            match stdio {
-                StepStdio::Inherit => cmd
-                    .stdin(Stdio::inherit())
-                    .stdout(Stdio::inherit())
-                    .stderr(Stdio::inherit()),
-                StepStdio::Piped => cmd
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped()),
-            };
-            // SAFETY: dup2 is async-signal-safe; the sources are high
-            // close-on-exec fds distinct from 3 and 4.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::dup2(child_r, SPEC_FD) < 0 || libc::dup2(child_w, STATUS_FD) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-            let child = cmd.spawn();
-            drop(spec_r);
-            drop(status_w);
-            child
-        });
-        let child = spawned
-            .and_then(|r| r)
-            .map_err(|source| SandboxError::SpawnStep {
-                exe: self.spec.exe.clone(),
-                source,
-            })?;
-        let pidfd = pidfd_open(child.id()).map_err(|source| SandboxError::SpawnStep {
-            exe: self.spec.exe.clone(),
-            source,
-        })?;
-        let mut step = Step {
-            id,
-            child,
-            pidfd,
-            live: self.live.clone(),
-            exit: None,
-        };
-        let mut spec_w = File::from(spec_w);
-        let _ = spec_w.write_all(&json);
-        drop(spec_w);
-        let mut message = String::new();
-        let _ = File::from(status_r).read_to_string(&mut message);
-        if !message.is_empty() {
-            let _ = step.wait();
-            return Err(SandboxError::Setup { message });
-        }
+        let id = self.next_step.fetch_add(1, Ordering::Relaxed);
+        let step = spawn_step(&self.spec.exe, &req, stdio, id, self.live.clone(), None)?;
         if let Ok(dup) = step.pidfd.try_clone() {
             if let Ok(mut live) = self.live.lock() {
                 live.insert(id, dup);
@@ -359,6 +301,139 @@ impl Stage {
         self.holder.finish();
         removed
     }
+}
+
+/// A one-sandbox stage without a holder: the sandbox's own process creates
+/// the user and network namespaces and forwards `stage.ports` (one process
+/// and several round trips fewer; what `corral exec` uses). The run dir is
+/// removed when the returned step is waited for or dropped.
+pub fn run_once(
+    stage: StageSpec,
+    spec: &SandboxSpec,
+    stdio: StepStdio,
+) -> Result<Step, SandboxError> {
+    let lock = super::state::create_locked(&stage.run_dir)?;
+    let req = StepRequest {
+        spec: spec.clone(),
+        holder_pid: 0,
+        network: stage.network,
+        ports: stage.ports.clone(),
+        parent_pid: std::process::id() as i32,
+        step_dir: stage.run_dir.join("mnt"),
+        mapping: idmap::choose(),
+    };
+    let owned = OwnedRunDir {
+        path: stage.run_dir.clone(),
+        _lock: lock,
+    };
+    spawn_step(
+        &stage.exe,
+        &req,
+        stdio,
+        0,
+        LiveSteps::default(),
+        Some(owned),
+    )
+}
+
+/// A run dir a one-off step removes when it ends.
+struct OwnedRunDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl Drop for OwnedRunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+fn spawn_step(
+    exe: &Path,
+    req: &StepRequest,
+    stdio: StepStdio,
+    id: u64,
+    live: LiveSteps,
+    owned: Option<OwnedRunDir>,
+) -> Result<Step, SandboxError> {
+    let mut json = serde_json::to_vec(req).map_err(|e| SandboxError::HolderProtocol {
+        message: e.to_string(),
+    })?;
+    json.push(b'\n');
+    let (spec_r, spec_w) = high_pipe()?;
+    let (status_r, status_w) = high_pipe()?;
+    let exe_owned = exe.to_path_buf();
+    let (child_r, child_w) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
+    let spawned = on_spawner(move || {
+        let mut cmd = Command::new(&exe_owned);
+        cmd.args(["__sandbox", "step"]);
+        match stdio {
+            StepStdio::Inherit => cmd
+                .stdin(Stdio::inherit())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit()),
+            StepStdio::Piped => cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        };
+        // SAFETY: dup2 is async-signal-safe; the sources are high
+        // close-on-exec fds distinct from 3 and 4.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(child_r, SPEC_FD) < 0 || libc::dup2(child_w, STATUS_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn();
+        drop(spec_r);
+        drop(status_w);
+        child
+    });
+    let spawn_err = |source| SandboxError::SpawnStep {
+        exe: exe.to_path_buf(),
+        source,
+    };
+    let child = spawned.and_then(|r| r).map_err(spawn_err)?;
+    let pidfd = pidfd_open(child.id()).map_err(spawn_err)?;
+    let mut step = Step {
+        id,
+        child,
+        pidfd,
+        live,
+        exit: None,
+        owned,
+    };
+    let mut spec_w = File::from(spec_w);
+    let _ = spec_w.write_all(&json);
+    let mut status = BufReader::new(File::from(status_r));
+    let mut message = String::new();
+    if req.holder_pid == 0 {
+        let _ = status.read_line(&mut message);
+        if message == "unshared\n" {
+            message.clear();
+            let mapped = idmap::write_maps(step.pid() as i32, req.mapping);
+            if let Err(err) = mapped {
+                drop(step);
+                return Err(SandboxError::WriteIdMaps { source: err });
+            }
+            let _ = spec_w.write_all(b"mapped\n");
+            if req.network == NetworkMode::Private {
+                if let Err(msg) = net::start_egress(step.pid() as i32) {
+                    tracing::warn!("{msg}");
+                }
+            }
+        }
+    }
+    drop(spec_w);
+    let _ = status.read_to_string(&mut message);
+    if !message.is_empty() {
+        let _ = step.wait();
+        return Err(SandboxError::Setup { message });
+    }
+    Ok(step)
 }
 
 /// A close-on-exec pipe whose fds are ≥ 10, so the child's dup2 onto 3 and 4
@@ -486,6 +561,7 @@ impl Step {
         if let Ok(mut live) = self.live.lock() {
             live.remove(&self.id);
         }
+        self.owned = None;
         exit
     }
 

@@ -31,7 +31,7 @@ pub mod sys;
 
 use std::path::PathBuf;
 
-pub use launch::{Stage, Step, StepExit, StepStdio};
+pub use launch::{run_once, Stage, Step, StepExit, StepStdio};
 pub use spec::{
     default_exe, BindMount, IdMapping, Limits, NetworkMode, PortForward, Rootfs, SandboxSpec,
     StageSpec,

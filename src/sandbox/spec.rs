@@ -139,9 +139,13 @@ pub enum IdMapping {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRequest {
     pub spec: SandboxSpec,
-    /// The holder whose user and network namespaces to join.
+    /// The holder whose user and network namespaces to join; 0 for a
+    /// one-off sandbox that creates its own (see `network` and `ports`).
     pub holder_pid: i32,
-    pub join_net: bool,
+    /// The stage's network (with a holder: whether to join its netns).
+    pub network: NetworkMode,
+    /// Published ports of a one-off sandbox (ignored with a holder).
+    pub ports: Vec<PortForward>,
     /// PID of the process that spawned the step (PDEATHSIG race check).
     pub parent_pid: i32,
     /// Where the step mounts its private scratch tmpfs (overlay upper/work,
