@@ -91,7 +91,8 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
             CliNetwork::Host => NetworkMode::Host,
         },
         ports: parse_ports(&args.publish)?,
-        run_dir: sandbox::new_run_dir(&run_root, "exec"),
+        // Shared by all one-off sandboxes: only a mount point (see run_once).
+        run_dir: run_root.join(".exec"),
         exe,
     };
     if stage_spec.network == NetworkMode::Host && !stage_spec.ports.is_empty() {

@@ -209,8 +209,6 @@ pub struct Step {
     pidfd: OwnedFd,
     live: LiveSteps,
     exit: Option<StepExit>,
-    /// The run dir of a one-off step ([`run_once`]), removed at its end.
-    owned: Option<OwnedRunDir>,
 }
 
 impl Stage {
@@ -266,7 +264,7 @@ impl Stage {
             mapping: self.mapping,
         };
         let id = self.next_step.fetch_add(1, Ordering::Relaxed);
-        let step = spawn_step(&self.spec.exe, &req, stdio, id, self.live.clone(), None)?;
+        let step = spawn_step(&self.spec.exe, &req, stdio, id, self.live.clone())?;
         if let Ok(dup) = step.pidfd.try_clone() {
             if let Ok(mut live) = self.live.lock() {
                 live.insert(id, dup);
@@ -305,47 +303,38 @@ impl Stage {
 
 /// A one-sandbox stage without a holder: the sandbox's own process creates
 /// the user and network namespaces and forwards `stage.ports` (one process
-/// and several round trips fewer; what `corral exec` uses). The run dir is
-/// removed when the returned step is waited for or dropped.
+/// and several round trips fewer; what `corral exec` uses).
+///
+/// A one-off sandbox writes nothing to disk: `stage.run_dir` only serves as
+/// the mount point of its private scratch tmpfs, is created when missing,
+/// may be shared by any number of concurrent sandboxes and is left in place
+/// (name it with a leading `.` under the store's `run/`, where
+/// [`crate::sandbox::remove_stale`] skips it).
 pub fn run_once(
     stage: StageSpec,
     spec: &SandboxSpec,
     stdio: StepStdio,
 ) -> Result<Step, SandboxError> {
-    let lock = super::state::create_locked(&stage.run_dir)?;
+    if !stage.run_dir.is_dir() {
+        if let Err(source) = std::fs::create_dir_all(&stage.run_dir) {
+            if !stage.run_dir.is_dir() {
+                return Err(SandboxError::CreateStateDir {
+                    path: stage.run_dir,
+                    source,
+                });
+            }
+        }
+    }
     let req = StepRequest {
         spec: spec.clone(),
         holder_pid: 0,
         network: stage.network,
         ports: stage.ports.clone(),
         parent_pid: std::process::id() as i32,
-        step_dir: stage.run_dir.join("mnt"),
+        step_dir: stage.run_dir.clone(),
         mapping: idmap::choose(),
     };
-    let owned = OwnedRunDir {
-        path: stage.run_dir.clone(),
-        _lock: lock,
-    };
-    spawn_step(
-        &stage.exe,
-        &req,
-        stdio,
-        0,
-        LiveSteps::default(),
-        Some(owned),
-    )
-}
-
-/// A run dir a one-off step removes when it ends.
-struct OwnedRunDir {
-    path: PathBuf,
-    _lock: File,
-}
-
-impl Drop for OwnedRunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
+    spawn_step(&stage.exe, &req, stdio, 0, LiveSteps::default())
 }
 
 fn spawn_step(
@@ -354,7 +343,6 @@ fn spawn_step(
     stdio: StepStdio,
     id: u64,
     live: LiveSteps,
-    owned: Option<OwnedRunDir>,
 ) -> Result<Step, SandboxError> {
     let mut json = serde_json::to_vec(req).map_err(|e| SandboxError::HolderProtocol {
         message: e.to_string(),
@@ -404,7 +392,6 @@ fn spawn_step(
         pidfd,
         live,
         exit: None,
-        owned,
     };
     let mut spec_w = File::from(spec_w);
     let _ = spec_w.write_all(&json);
@@ -561,7 +548,6 @@ impl Step {
         if let Ok(mut live) = self.live.lock() {
             live.remove(&self.id);
         }
-        self.owned = None;
         exit
     }
 

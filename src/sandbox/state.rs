@@ -45,13 +45,15 @@ fn try_lock(file: &File) -> bool {
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
-/// Dirs under `run_root` left by dead corral processes.
+/// Dirs under `run_root` left by dead corral processes (dot-dirs are shared
+/// mount points of one-off sandboxes and never stale).
 pub fn stale_dirs(run_root: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(run_root) else {
         return Vec::new();
     };
     entries
         .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| e.path())
         .filter(|dir| dir.is_dir())
         .filter(|dir| match File::open(dir.join("lock")) {
