@@ -433,3 +433,19 @@ fn default_seccomp_and_capabilities_apply_unless_privileged() {
     assert!(out.contains("Seccomp: 0"), "{out}");
     assert!(!out.contains("CapEff: 00000000a80425fb"), "{out}");
 }
+
+#[test]
+fn read_only_rootfs_workdir_and_env_are_applied() {
+    if !common::require_namespaces("read_only_rootfs_workdir_and_env_are_applied") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run_ok(
+        &["--read-only", "-w", "/etc", "-e", "GREETING=hi there", "--network", "none"],
+        "pwd; echo \"$GREETING\"; touch /x 2>/dev/null || echo root-ro; touch /tmp/x && echo tmp-rw",
+    );
+    assert_eq!(out, "/etc\nhi there\nroot-ro\ntmp-rw\n");
+    let out = env.run(&["-w", "/nope", "--network", "none"], "true");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("/nope"), "{}", stderr(&out));
+}

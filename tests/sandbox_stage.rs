@@ -167,3 +167,44 @@ fn busy_port_fails_stage_start_and_signals_map_to_step_exits() {
     assert!(err.to_string().contains("/does/not/exist"), "{err}");
     stage.shutdown(Duration::from_secs(1)).unwrap();
 }
+
+#[test]
+fn stage_is_shareable_across_threads_and_a_dropped_stage_leaves_nothing() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>() {}
+    assert_send_sync::<Stage>();
+    assert_send::<corral::sandbox::Step>();
+    if !common::require_namespaces(
+        "stage_is_shareable_across_threads_and_a_dropped_stage_leaves_nothing",
+    ) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let stage = std::sync::Arc::new(stage(tmp.path(), NetworkMode::None, Vec::new()).unwrap());
+    let marker = format!("sleep {}", 500_000 + fastrand::u32(..99_999));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (stage, spec) = (
+                stage.clone(),
+                sh(&rootfs, &format!("echo up; exec {marker}")),
+            );
+            std::thread::spawn(move || {
+                let mut step = stage.spawn(&spec, StepStdio::Piped).unwrap();
+                let mut up = [0u8; 3];
+                step.take_stdout().unwrap().read_exact(&mut up).unwrap();
+                std::mem::forget(step); // leave it running: the stage must clean up
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(util::processes_with(&marker).len(), 2);
+    drop(std::sync::Arc::into_inner(stage).unwrap());
+    assert!(
+        eventually(5, || util::processes_with(&marker).is_empty()),
+        "steps survived the stage"
+    );
+    assert!(!tmp.path().join("store/run/stage-1").exists());
+}

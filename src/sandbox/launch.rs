@@ -169,7 +169,8 @@ type LiveSteps = Arc<Mutex<HashMap<u64, OwnedFd>>>;
 pub struct Stage {
     spec: StageSpec,
     mapping: IdMapping,
-    holder: Holder,
+    /// `None` once torn down.
+    holder: Option<Holder>,
     live: LiveSteps,
     next_step: AtomicU64,
     /// flock on `run_dir/lock`, held while the stage lives.
@@ -233,7 +234,7 @@ impl Stage {
         Ok(Stage {
             spec,
             mapping,
-            holder,
+            holder: Some(holder),
             live: Arc::default(),
             next_step: AtomicU64::new(0),
             _lock: lock,
@@ -242,7 +243,7 @@ impl Stage {
 
     /// PID of the holder (its `/proc/PID/ns/{user,net}` are the stage's).
     pub fn holder_pid(&self) -> u32 {
-        self.holder.child.id()
+        self.holder.as_ref().map(|h| h.child.id()).unwrap_or(0)
     }
 
     /// How IDs are mapped in this stage.
@@ -254,9 +255,17 @@ impl Stage {
     /// exec'd (a command that cannot be exec'd exits 126/127 with a reason
     /// on its stderr). Setup failures are errors.
     pub fn spawn(&self, spec: &SandboxSpec, stdio: StepStdio) -> Result<Step, SandboxError> {
+        let holder_pid = match &self.holder {
+            Some(holder) => holder.pid(),
+            None => {
+                return Err(SandboxError::HolderDied {
+                    status: "stage already shut down".into(),
+                })
+            }
+        };
         let req = StepRequest {
             spec: spec.clone(),
-            holder_pid: self.holder.pid(),
+            holder_pid,
             network: self.spec.network,
             ports: Vec::new(),
             parent_pid: std::process::id() as i32,
@@ -276,6 +285,13 @@ impl Stage {
     /// SIGTERM to every live step, `grace` to exit, then SIGKILL; the holder
     /// removes the run dir and exits.
     pub fn shutdown(mut self, grace: Duration) -> Result<(), SandboxError> {
+        self.teardown(grace)
+    }
+
+    fn teardown(&mut self, grace: Duration) -> Result<(), SandboxError> {
+        let Some(mut holder) = self.holder.take() else {
+            return Ok(());
+        };
         let fds: Vec<OwnedFd> = match self.live.lock() {
             Ok(mut live) => live.drain().map(|(_, fd)| fd).collect(),
             Err(_) => Vec::new(),
@@ -294,10 +310,18 @@ impl Stage {
         // namespace) is the fallback for anything else.
         let removed = match std::fs::remove_dir_all(&self.spec.run_dir) {
             Ok(()) => Ok(()),
-            Err(_) => self.holder.remove(&self.spec.run_dir),
+            Err(_) => holder.remove(&self.spec.run_dir),
         };
-        self.holder.finish();
+        holder.finish();
         removed
+    }
+}
+
+/// A stage dropped without [`Stage::shutdown`] is torn down at once: its
+/// steps are killed, the holder exits, the run dir is removed.
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let _ = self.teardown(Duration::ZERO);
     }
 }
 
