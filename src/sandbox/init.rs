@@ -10,18 +10,14 @@
 //! Setup failures go to the launcher over the status pipe (fd 4); the status
 //! pipe is close-on-exec, so EOF tells the launcher the command was exec'd.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
 
 use super::apply::apply;
 use super::plan::{plan, StepDirs};
-use super::spec::{NetworkMode, SandboxSpec, StepRequest};
+use super::spec::{NetworkMode, StepRequest};
 use super::sys::LinuxSys;
-use super::{caps, rlimits, seccomp};
 
 /// The spec pipe and the status pipe of a step child.
 pub const SPEC_FD: i32 = 3;
@@ -40,12 +36,12 @@ const FORWARDED: [i32; 9] = [
     libc::SIGALRM,
 ];
 
-fn fail(status: &mut File, msg: &str) -> i32 {
+pub(crate) fn fail(status: &mut File, msg: &str) -> i32 {
     let _ = status.write_all(msg.as_bytes());
     125
 }
 
-fn last_error(what: &str) -> String {
+pub(crate) fn last_error(what: &str) -> String {
     format!("{what}: {}", std::io::Error::last_os_error())
 }
 
@@ -243,7 +239,7 @@ fn join_and_unshare(req: &StepRequest) -> Result<(), String> {
     Ok(())
 }
 
-fn signal_set(signals: &[i32]) -> libc::sigset_t {
+pub(crate) fn signal_set(signals: &[i32]) -> libc::sigset_t {
     // SAFETY: sigset_t is plain data initialised by sigemptyset.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -351,7 +347,7 @@ fn init_main(req: &StepRequest, mut status: File, mut result: File, lifeline: Ow
     }
     if child == 0 {
         drop(result);
-        let code = exec_command(&req.spec, &mut status);
+        let code = super::command::exec_command(&req.spec, &mut status);
         // SAFETY: the exec failed; leave the child at once.
         unsafe { libc::_exit(code) };
     }
@@ -387,127 +383,4 @@ fn parent_gone(lifeline: &OwnedFd) -> bool {
     // SAFETY: one valid pollfd.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
     n > 0 && fds[0].revents & (libc::POLLHUP | libc::POLLIN) != 0
-}
-
-/// In the command child: confine, then exec. Returns 126/127 on failure.
-fn exec_command(spec: &SandboxSpec, status: &mut File) -> i32 {
-    // SAFETY: restoring a clean signal mask for the command.
-    unsafe {
-        let empty = signal_set(&[]);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
-    if let Err(err) = rlimits::apply(&spec.limits) {
-        return fail(status, &format!("failed to set resource limits: {err}"));
-    }
-    let cwd = Path::new(&spec.cwd);
-    if let Err(err) = std::env::set_current_dir(cwd) {
-        return fail(
-            status,
-            &format!("failed to enter working directory {}: {err}", spec.cwd),
-        );
-    }
-    if !spec.privileged {
-        if let Err(err) = caps::restrict_to(caps::default_mask()) {
-            return fail(status, &format!("failed to drop capabilities: {err}"));
-        }
-    }
-    if let Some((uid, gid)) = spec.user {
-        if let Err(msg) = switch_user(uid, gid) {
-            return fail(status, &msg);
-        }
-    }
-    let path_var = spec
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str());
-    let Some(program) = spec.argv.first() else {
-        return fail(
-            status,
-            "no command given and the image has no entrypoint or cmd",
-        );
-    };
-    let Some(resolved) = resolve(program, path_var.unwrap_or(super::spec::DEFAULT_PATH)) else {
-        let _ = writeln!(std::io::stderr(), "corral: {program}: not found in PATH");
-        return 127;
-    };
-    let (Ok(prog_c), Ok(argv), Ok(envp)) = (
-        CString::new(resolved.as_os_str().as_bytes()),
-        spec.argv
-            .iter()
-            .map(|a| CString::new(a.as_str()))
-            .collect::<Result<Vec<_>, _>>(),
-        spec.env
-            .iter()
-            .map(|(k, v)| CString::new(format!("{k}={v}")))
-            .collect::<Result<Vec<_>, _>>(),
-    ) else {
-        return fail(
-            status,
-            "command, arguments or environment contain a NUL byte",
-        );
-    };
-    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
-    envp_p.push(std::ptr::null());
-    if !spec.privileged {
-        // Last before exec, so as few of our own syscalls as possible run under it.
-        if let Err(err) = seccomp::install(&seccomp::build(&seccomp::denied_syscalls())) {
-            return fail(
-                status,
-                &format!("failed to install the seccomp filter: {err}"),
-            );
-        }
-    } else {
-        // SAFETY: prctl without pointers.
-        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    }
-    // SAFETY: NUL-terminated arrays of valid C strings.
-    unsafe { libc::execve(prog_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
-    let err = std::io::Error::last_os_error();
-    let (code, why) = match err.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => (127, "not found"),
-        _ => (126, "cannot execute"),
-    };
-    let _ = writeln!(std::io::stderr(), "corral: {program}: {why} ({err})");
-    code
-}
-
-fn switch_user(uid: u32, gid: u32) -> Result<(), String> {
-    // SAFETY: credential syscalls without pointers (setgroups with none).
-    unsafe {
-        // Refused (EPERM) when setgroups is denied in a single-ID map; harmless.
-        libc::setgroups(0, std::ptr::null());
-        if libc::setresgid(gid, gid, gid) < 0 {
-            return Err(last_error(&format!(
-                "failed to switch to gid {gid} (is it mapped in this user namespace?)"
-            )));
-        }
-        if libc::setresuid(uid, uid, uid) < 0 {
-            return Err(last_error(&format!(
-                "failed to switch to uid {uid} (is it mapped in this user namespace?)"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// `execvp`'s lookup, but with the sandbox's `PATH`.
-fn resolve(program: &str, path: &str) -> Option<PathBuf> {
-    if program.contains('/') {
-        return Some(PathBuf::from(program));
-    }
-    let mut fallback = None;
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let candidate = Path::new(dir).join(program);
-        if let Ok(meta) = candidate.metadata() {
-            use std::os::unix::fs::PermissionsExt;
-            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-                return Some(candidate);
-            }
-            fallback.get_or_insert(candidate);
-        }
-    }
-    fallback
 }

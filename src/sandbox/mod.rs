@@ -15,6 +15,7 @@
 
 mod apply;
 pub mod caps;
+mod command;
 mod etc;
 mod holder;
 pub mod idmap;
@@ -27,6 +28,7 @@ pub mod rlimits;
 pub mod seccomp;
 pub mod spec;
 mod state;
+mod step;
 pub mod sys;
 
 use std::path::PathBuf;
