@@ -449,3 +449,29 @@ fn read_only_rootfs_workdir_and_env_are_applied() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("/nope"), "{}", stderr(&out));
 }
+
+#[test]
+fn user_option_switches_ids_where_the_mapping_allows() {
+    if !common::require_namespaces("user_option_switches_ids_where_the_mapping_allows") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run(
+        &["-u", "1000:1000", "--network", "none"],
+        "id -u; id -g; grep CapEff /proc/self/status",
+    );
+    let map_lines = stdout(&env.run(&["--network", "none"], "cat /proc/self/uid_map"))
+        .lines()
+        .count();
+    if common::is_root() || map_lines > 1 {
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "1000\n1000\nCapEff:\t0000000000000000\n");
+    } else {
+        assert_eq!(out.status.code(), Some(125));
+        assert!(
+            stderr(&out).contains("id 1000 (is it mapped"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
