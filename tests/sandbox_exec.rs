@@ -475,3 +475,28 @@ fn user_option_switches_ids_where_the_mapping_allows() {
         );
     }
 }
+
+#[test]
+fn fds_inherited_by_corral_do_not_reach_the_sandbox() {
+    use std::os::unix::process::CommandExt;
+    if !common::require_namespaces("fds_inherited_by_corral_do_not_reach_the_sandbox") {
+        return;
+    }
+    let env = Env::new();
+    let leaked = std::fs::File::open("/etc/hostname").unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&leaked);
+    let mut cmd = env.exec(&["--network", "none"], "ls /proc/self/fd | tr '\\n' ' '");
+    // SAFETY: dup2 only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 0-2 and the directory fd of `ls` itself.
+    assert_eq!(stdout(&out), "0 1 2 3 ");
+}
