@@ -500,3 +500,29 @@ fn fds_inherited_by_corral_do_not_reach_the_sandbox() {
     // 0-2 and the directory fd of `ls` itself.
     assert_eq!(stdout(&out), "0 1 2 3 ");
 }
+
+#[test]
+fn generated_etc_files_replace_symlinks_in_the_image() {
+    if !common::require_namespaces("generated_etc_files_replace_symlinks_in_the_image") {
+        return;
+    }
+    let env = Env::new();
+    std::os::unix::fs::symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        env.rootfs.join("etc/resolv.conf"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/nonexistent/hosts", env.rootfs.join("etc/hosts")).unwrap();
+    let out = env.run_ok(
+        &["--hostname", "symbox", "--network", "none"],
+        "test -L /etc/resolv.conf && echo link; test -f /etc/resolv.conf && echo file; grep -c symbox /etc/hosts",
+    );
+    assert_eq!(out, "file\n1\n");
+    assert!(env
+        .rootfs
+        .join("etc/resolv.conf")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
