@@ -526,3 +526,22 @@ fn generated_etc_files_replace_symlinks_in_the_image() {
         .file_type()
         .is_symlink());
 }
+
+#[test]
+fn volume_targets_follow_symlinks_inside_the_rootfs() {
+    if !common::require_namespaces("volume_targets_follow_symlinks_inside_the_rootfs") {
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.rootfs.join("srv")).unwrap();
+    std::os::unix::fs::symlink("/srv", env.rootfs.join("work")).unwrap();
+    let host = env.tmp.path().join("data");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "via-link\n").unwrap();
+    let vol = format!("{}:/work/sub:ro", host.display());
+    let out = env.run_ok(
+        &["-v", &vol, "--network", "none"],
+        "cat /srv/sub/f; cat /work/sub/f",
+    );
+    assert_eq!(out, "via-link\nvia-link\n");
+}
