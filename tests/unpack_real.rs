@@ -23,8 +23,11 @@ fn sh(script: &str, dir: &Path) {
     assert!(status.success(), "{script}");
 }
 
-/// Path -> (kind, mode, mtime, content) plus the hard-link groups by path.
-fn describe(root: &Path) -> (Vec<(PathBuf, String, u32, i64, Vec<u8>)>, Vec<Vec<PathBuf>>) {
+/// (path, kind, mode, mtime, content or link target) of one entry.
+type Row = (PathBuf, String, u32, i64, Vec<u8>);
+
+/// Every entry plus the hard-link groups by path.
+fn describe(root: &Path) -> (Vec<Row>, Vec<Vec<PathBuf>>) {
     let snap = snapshot(root, None);
     let mut groups: BTreeMap<u64, Vec<PathBuf>> = BTreeMap::new();
     let mut rows = Vec::new();
