@@ -400,14 +400,15 @@ fn basic_auth_against_htpasswd_registry() {
 
 #[test]
 fn kill_during_pull_then_pull_again() {
-    // A registry that serves layer 0 at once and stalls layer 1 halfway.
+    // A registry that stalls layer 0 halfway and serves layer 1 at once
+    // (layer 0 first: nothing can be applied before it is complete).
     let img = TestImage::new(2, 300_000);
     let stall = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (i2, s2) = (img.clone(), stall.clone());
-    let blob1 = img.blob_path(1);
+    let stalled = img.blob_path(0);
     let server = FakeServer::start(move |req| {
-        if req.path.ends_with(&blob1) && s2.load(std::sync::atomic::Ordering::SeqCst) {
-            let body = &i2.layers[1].1;
+        if req.path.ends_with(&stalled) && s2.load(std::sync::atomic::Ordering::SeqCst) {
+            let body = &i2.layers[0].1;
             return Reply::Stall(
                 200,
                 vec![],
@@ -419,25 +420,30 @@ fn kill_during_pull_then_pull_again() {
     });
     let store = tempfile::tempdir().unwrap();
     let image = format!("{}/t/killed:1", server.addr);
+    let log = store.path().join("pull.log");
     let mut child = common::corral(store.path())
-        .args(["-q", "pull", &image])
+        .args(["-v", "pull", &image])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let partial = store
         .path()
-        .join(format!("tmp/sha256-{}.partial", img.layers[1].0.hex()));
-    let half = (img.layers[1].1.len() / 2) as u64;
-    let blob0 = store
+        .join(format!("tmp/sha256-{}.partial", img.layers[0].0.hex()));
+    let half = (img.layers[0].1.len() / 2) as u64;
+    let done_blob = store
         .path()
-        .join(format!("blobs/sha256/{}", img.layers[0].0.hex()));
+        .join(format!("blobs/sha256/{}", img.layers[1].0.hex()));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !(blob0.exists() && partial.metadata().map(|m| m.len() == half).unwrap_or(false)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pull never reached the stall"
-        );
+    while !(done_blob.exists() && partial.metadata().map(|m| m.len() == half).unwrap_or(false)) {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!(
+                "pull never reached the stall (partial {:?} bytes of {half}):\n{}",
+                partial.metadata().map(|m| m.len()).ok(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     rustix::process::kill_process(
@@ -448,7 +454,7 @@ fn kill_during_pull_then_pull_again() {
     child.wait().unwrap();
 
     // Consistent: no half blob visible, no image recorded, no chain dirs.
-    assert!(!committed_blobs(store.path()).contains(&img.layers[1].0.hex().to_string()));
+    assert!(!committed_blobs(store.path()).contains(&img.layers[0].0.hex().to_string()));
     assert!(!store.path().join("index.json").exists());
     assert_eq!(
         std::fs::read_dir(store.path().join("layers"))
@@ -460,12 +466,12 @@ fn kill_during_pull_then_pull_again() {
     stall.store(false, std::sync::atomic::Ordering::SeqCst);
     let pulled = ensure(store.path(), &image, fast_options()).unwrap();
     assert!(pulled.rootfs.join("file-1").is_file());
-    // Layer 0 was not downloaded twice; layer 1 resumed where it stopped.
-    assert_eq!(server.count("GET", &img.blob_path(0)), 1);
+    // Layer 1 was not downloaded twice; layer 0 resumed where it stopped.
+    assert_eq!(server.count("GET", &img.blob_path(1)), 1);
     let gets: Vec<_> = server
         .requests()
         .into_iter()
-        .filter(|r| r.method == "GET" && r.path.ends_with(&img.blob_path(1)))
+        .filter(|r| r.method == "GET" && r.path.ends_with(&img.blob_path(0)))
         .collect();
     assert_eq!(
         gets.last().unwrap().header("range"),

@@ -156,6 +156,19 @@ fn platform_of(config: &ConfigFile) -> Option<Platform> {
 /// Picks the entry for `want`, skipping attestations; an exact variant
 /// match beats a descriptor without a variant.
 pub fn select_platform<'a>(entries: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
+    let want = want.clone().normalized();
+    // arm64 hosts run arm/v7 binaries when no arm64 image exists (containerd does the same).
+    let fallback = (want.architecture == "arm64").then(|| Platform {
+        os: want.os.clone(),
+        architecture: "arm".to_string(),
+        variant: Some("v7".to_string()),
+    });
+    std::iter::once(&want)
+        .chain(fallback.as_ref())
+        .find_map(|p| select_exact(entries, p))
+}
+
+fn select_exact<'a>(entries: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
     let candidates: Vec<&Descriptor> = entries
         .iter()
         .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
@@ -165,7 +178,6 @@ pub fn select_platform<'a>(entries: &'a [Descriptor], want: &Platform) -> Option
                 .is_some_and(|p| !p.is_unknown() && want.matches(p))
         })
         .collect();
-    let want = want.clone().normalized();
     candidates
         .iter()
         .find(|d| {
@@ -458,6 +470,16 @@ mod tests {
         assert_eq!(pick("linux/arm64/v8"), Some(entries[2].clone()));
         assert_eq!(pick("linux/arm"), Some(entries[3].clone()));
         assert_eq!(pick("linux/s390x"), None);
+        // Without an arm64 entry, arm64 falls back to arm/v7.
+        let no_arm64: Vec<_> = entries
+            .iter()
+            .filter(|d| d.platform.as_ref().unwrap().architecture != "arm64")
+            .cloned()
+            .collect();
+        assert_eq!(
+            select_platform(&no_arm64, &Platform::parse("linux/arm64").unwrap()),
+            Some(&entries[3])
+        );
         assert_eq!(pick("unknown/unknown"), None);
         assert_eq!(
             available_platforms(&entries),

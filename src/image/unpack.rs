@@ -34,6 +34,12 @@
 //! 1970..=9999 (negative → 0, 2^40 → 9999-12-31), directory mtimes set after
 //! the layer; device nodes only with `allow_devices`, otherwise skipped with
 //! one warning; sockets and other entry types skipped; sparse files rejected.
+//! Owners: `Keep` chowns (before chmod, which keeps setuid); an owner outside
+//! the user namespace's map (EINVAL) and every non-root owner under
+//! `SquashToCaller` is recorded as `uid:gid:0mode` in
+//! `user.containers.override_stat` (the image's own copy is ignored).
+//! Xattrs: `user.*` kept, `security.capability` only when root, the rest
+//! skipped. Non-zero bytes after the end of the archive are an error.
 //! Rootless, directories get u+rwx while the layer is written and their real
 //! mode at the end. The stream is inflated and hashed on the calling thread
 //! and applied on a second one (bounded channel of 1 MiB chunks); nothing is
