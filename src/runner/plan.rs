@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::resolve::{Condition, ResolveError, ResolvedStep, StageContext};
 use crate::pipeline::model::{
-    ExecutionItem, Infrastructure, Shell, Stage, Status, StepGroup, StepKind, When,
+    ExecutionItem, Infrastructure, Stage, Status, StepGroup, StepKind, When,
 };
 use crate::pipeline::secret::Masker;
 
@@ -73,7 +73,7 @@ impl Printer<'_, '_> {
                         None => None,
                     };
                     let it = step.iteration.as_ref().map(iteration);
-                    self.step(&resolved, step.spec.shell, &n, &pad, when, it);
+                    self.step(&resolved, &n, &pad, when, it);
                 }
                 ExecutionItem::Parallel(p) => {
                     let limit = p
@@ -112,7 +112,6 @@ impl Printer<'_, '_> {
     fn step(
         &mut self,
         s: &ResolvedStep,
-        shell: Shell,
         n: &str,
         pad: &str,
         when: Option<String>,
@@ -151,13 +150,6 @@ impl Printer<'_, '_> {
             Some(argv) => {
                 let shown: Vec<String> = argv.iter().map(|a| quote(a)).collect();
                 let _ = writeln!(out, "{d}argv: {}", shown.join(" "));
-                if s.kind == StepKind::Run && !s.output_variables.is_empty() {
-                    let _ = writeln!(
-                        out,
-                        "{d}       (plus {:?} lines writing the output variables)",
-                        shell
-                    );
-                }
             }
             None => {
                 let _ = writeln!(out, "{d}argv: (the image's entrypoint and cmd)");

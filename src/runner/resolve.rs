@@ -37,7 +37,7 @@ pub use stage::{Condition, StageContext};
 
 use crate::config::{Config, ConnectorConfig};
 use crate::pipeline::expr::{parse_template, Reference};
-use crate::pipeline::model::{ExecutionItem, Pipeline, PullPolicy, Stage, StepKind, Str};
+use crate::pipeline::model::{Pipeline, PullPolicy, Stage, StepKind, Str, Variable};
 use crate::pipeline::secret::{Masker, SecretStore};
 use crate::pipeline::strategy::{self, Inputs};
 
@@ -157,6 +157,7 @@ pub struct RunContext {
     secrets: SecretStore,
     connectors: BTreeMap<String, ConnectorConfig>,
     codebase: Option<Codebase>,
+    given: vars::Given,
     options: RunOptions,
     /// Outputs of finished stages, by stage id.
     stage_outputs: BTreeMap<String, StepOutputs>,
@@ -173,7 +174,7 @@ impl RunContext {
         config: &Config,
         options: RunOptions,
     ) -> Result<RunContext, ResolveError> {
-        check_var_names(pipeline, &options.vars)?;
+        let given = given_vars(pipeline, &options.vars)?;
         let codebase = if options.read_codebase {
             let dir = options.codebase_dir.clone().unwrap_or_else(|| {
                 pipeline
@@ -194,6 +195,7 @@ impl RunContext {
             secrets,
             connectors: config.connectors.clone(),
             codebase,
+            given,
             options,
             stage_outputs: BTreeMap::new(),
         };
@@ -340,40 +342,37 @@ fn select_stages(pipeline: &Pipeline, wanted: &[String]) -> Result<Vec<usize>, R
         .collect())
 }
 
-fn check_var_names(
+/// Checks that each `--var` names a variable, and sorts out which
+/// variables it sets (see [`vars::Given`]).
+fn given_vars(
     pipeline: &Pipeline,
-    vars: &BTreeMap<String, String>,
-) -> Result<(), ResolveError> {
-    let mut known: Vec<&str> = pipeline.variables.iter().map(|v| v.name.as_str()).collect();
+    values: &BTreeMap<String, String>,
+) -> Result<vars::Given, ResolveError> {
+    let mut all: Vec<&Variable> = pipeline.variables.iter().collect();
     for stage in &pipeline.stages {
-        known.extend(stage.variables.iter().map(|v| v.name.as_str()));
-        for item in &stage.execution {
-            group_var_names(item, &mut known);
-        }
+        all.extend(&stage.variables);
+        stage::for_each_group(&stage.execution, &mut |g| all.extend(&g.variables));
     }
-    for name in vars.keys() {
-        if !known.contains(&name.as_str()) {
-            let hint = crate::pipeline::location::suggest(name, known.iter().copied())
-                .map(|h| format!("; {h}"))
-                .unwrap_or_default();
+    for name in values.keys() {
+        if !all.iter().any(|v| &v.name.value == name) {
+            let hint =
+                crate::pipeline::location::suggest(name, all.iter().map(|v| v.name.as_str()))
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
             return Err(ResolveError::UnknownVar {
                 name: name.clone(),
                 hint,
             });
         }
     }
-    Ok(())
-}
-
-fn group_var_names<'a>(item: &'a ExecutionItem, out: &mut Vec<&'a str>) {
-    match item {
-        ExecutionItem::Step(_) => {}
-        ExecutionItem::Parallel(p) => p.items.iter().for_each(|i| group_var_names(i, out)),
-        ExecutionItem::Group(g) => {
-            out.extend(g.variables.iter().map(|v| v.name.as_str()));
-            g.steps.iter().for_each(|i| group_var_names(i, out));
-        }
-    }
+    Ok(vars::Given {
+        values: values.clone(),
+        input_names: all
+            .iter()
+            .filter(|v| vars::input_spec(v).is_some())
+            .map(|v| v.name.value.clone())
+            .collect(),
+    })
 }
 
 /// Reads every secret the selected stages refer to (config-file sources

@@ -88,7 +88,7 @@ impl<'r> StageScope<'r> {
             &mut origins,
             "pipeline.variables",
             &p.variables,
-            &opts.vars,
+            &run.given,
             &run.secrets,
             file,
         )?;
@@ -103,7 +103,7 @@ impl<'r> StageScope<'r> {
             &mut origins,
             "stage.variables",
             &stage.variables,
-            &opts.vars,
+            &run.given,
             &run.secrets,
             file,
         )?;
@@ -183,7 +183,7 @@ impl<'r> StageContext<'r> {
                 &mut s.origins,
                 "stepGroup.variables",
                 &g.variables,
-                &self.run.options.vars,
+                &self.run.given,
                 &self.run.secrets,
                 file,
             )?;

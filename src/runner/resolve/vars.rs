@@ -2,12 +2,14 @@
 //! secret-typed variables from the secret store, values that refer to
 //! other values.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::error::{MissingSecret, ResolveError};
 use super::render::located;
-use crate::pipeline::expr::{parse_template, ExprError, MapScope, Scope, SecretScope, Value};
+use crate::pipeline::expr::{
+    parse_template, ExprError, InputSpec, MapScope, Scope, SecretScope, Value,
+};
 use crate::pipeline::model::{Str, Variable, VariableType};
 use crate::pipeline::secret::SecretStore;
 
@@ -22,15 +24,40 @@ pub fn secret_ref(id: &str) -> (SecretScope, &str) {
     }
 }
 
-/// The text of a variable before expressions in it are rendered.
-fn raw_value(var: &Variable, given: Option<&String>, file: &Path) -> Result<String, ResolveError> {
-    let name = &var.name.value;
-    let input = var
-        .value
+/// The runtime input spec when a variable's value is `<+input>...`.
+pub fn input_spec(var: &Variable) -> Option<InputSpec> {
+    var.value
         .as_ref()
         .filter(|v| v.is_expression())
         .and_then(|v| parse_template(&v.value).ok())
-        .and_then(|t| t.as_input().cloned());
+        .and_then(|t| t.as_input().cloned())
+}
+
+/// `--var` values. A name that some runtime input (`<+input>`) carries
+/// goes to the inputs of that name only; any other name overrides the
+/// fixed values of that name (a local-run convenience Harness lacks).
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    pub values: BTreeMap<String, String>,
+    pub input_names: BTreeSet<String>,
+}
+
+impl Given {
+    fn for_variable(&self, var: &Variable, is_input: bool) -> Option<&String> {
+        let name = &var.name.value;
+        if is_input || !self.input_names.contains(name) {
+            self.values.get(name)
+        } else {
+            None
+        }
+    }
+}
+
+/// The text of a variable before expressions in it are rendered.
+fn raw_value(var: &Variable, given: &Given, file: &Path) -> Result<String, ResolveError> {
+    let name = &var.name.value;
+    let input = input_spec(var);
+    let given = given.for_variable(var, input.is_some());
     if let Some(given) = given {
         if let Some(spec) = &input {
             if !spec.allowed.is_empty() && !spec.allowed.contains(given) {
@@ -78,13 +105,13 @@ pub fn set_variables(
     origins: &mut Origins,
     prefix: &str,
     vars: &[Variable],
-    given: &BTreeMap<String, String>,
+    given: &Given,
     secrets: &SecretStore,
     file: &Path,
 ) -> Result<(), ResolveError> {
     for var in vars {
         let path = format!("{prefix}.{}", var.name.value);
-        let text = raw_value(var, given.get(&var.name.value), file)?;
+        let text = raw_value(var, given, file)?;
         let origin = var
             .value
             .clone()
