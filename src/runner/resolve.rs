@@ -24,6 +24,8 @@ mod render;
 pub mod script;
 mod stage;
 mod step;
+#[cfg(test)]
+mod tests;
 mod vars;
 
 use std::collections::BTreeMap;
