@@ -35,7 +35,7 @@ use std::time::Duration;
 pub use codebase::Codebase;
 pub use error::{MissingSecret, ResolveError};
 pub use script::parse_output_file;
-pub use stage::{Condition, StageContext};
+pub use stage::{for_each_step, Condition, StageContext};
 
 use crate::config::{Config, ConnectorConfig};
 use crate::pipeline::expr::{parse_template, Reference};
@@ -110,8 +110,9 @@ pub struct RunOptions {
     /// `<+pipeline.executionId>`, `HARNESS_EXECUTION_ID`.
     pub execution_id: String,
     /// Checkout the codebase is read from; default: the pipeline file's
-    /// directory. `Some(None)`-like opt-out: set `read_codebase` false.
+    /// directory.
     pub codebase_dir: Option<PathBuf>,
+    /// False: no git lookups at all (codebase values are null).
     pub read_codebase: bool,
 }
 
@@ -282,6 +283,20 @@ impl RunContext {
         self.stage_outputs.insert(stage_id.to_string(), outputs);
     }
 
+    /// Resolves every step of the selected stages as `--dry-run` does, so
+    /// a bad image reference or a value of the wrong kind stops the run
+    /// before its first step.
+    pub fn check_plan(&self) -> Result<(), ResolveError> {
+        for stage in self.stages() {
+            let sc = self.stage(stage)?;
+            sc.stage_when_preview()?;
+            stage::for_each_step(&stage.execution, &[], &mut |step, groups| {
+                sc.preview_step(step, groups).map(|_| ())
+            })?;
+        }
+        Ok(())
+    }
+
     /// The context of one stage of [`RunContext::pipeline`].
     pub fn stage<'r>(&'r self, stage: &'r Stage) -> Result<StageContext<'r>, ResolveError> {
         StageContext::new(self, stage)
@@ -327,7 +342,10 @@ fn select_stages(pipeline: &Pipeline, wanted: &[String]) -> Result<Vec<usize>, R
                 pipeline.stages.iter().map(|s| s.id.as_str()),
             )
             .map(|h| format!("; {h}"))
-            .unwrap_or_default();
+            .unwrap_or_else(|| {
+                let ids: Vec<&str> = pipeline.stages.iter().map(|s| s.id.as_str()).collect();
+                format!("; its stages are {}", ids.join(", "))
+            });
             return Err(ResolveError::UnknownStage {
                 id: id.clone(),
                 file: pipeline.file.clone(),

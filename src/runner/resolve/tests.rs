@@ -327,3 +327,69 @@ fn matrix_ports_limits_and_pull_policy() {
     );
     assert_eq!(bg.timeout, Duration::from_secs(7200));
 }
+
+#[test]
+fn stage_selection_and_outputs_across_stages_and_group_copies() {
+    let yaml = "pipeline:\n  name: p\n  identifier: p\n  stages:\n    - stage:\n        name: one\n        identifier: one\n        type: CI\n        spec:\n          execution:\n            steps:\n              - stepGroup:\n                  name: g\n                  identifier: g\n                  strategy:\n                    repeat:\n                      items: [a, b]\n                  steps:\n                    - step:\n                        type: Run\n                        name: w\n                        identifier: w\n                        spec:\n                          command: O=<+repeat.item>\n                          outputVariables:\n                            - name: O\n                    - step:\n                        type: Run\n                        name: r\n                        identifier: r\n                        spec:\n                          command: echo <+steps.w.output.outputVariables.O>\n    - stage:\n        name: two\n        identifier: two\n        type: CI\n        spec:\n          execution:\n            steps:\n              - step:\n                  type: Run\n                  name: x\n                  identifier: x\n                  spec:\n                    image: alpine:<+pipeline.stages.one.spec.execution.steps.w.output.outputVariables.O>\n";
+    let err = RunContext::new(
+        &load(yaml),
+        store(),
+        &Config::default(),
+        RunOptions {
+            stages: vec!["twoo".into()],
+            read_codebase: false,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("did you mean `two`?"), "{err}");
+    let mut run = ctx(yaml);
+    run.check_plan().unwrap();
+    let stages: Vec<String> = run.stages().iter().map(|s| s.id.value.clone()).collect();
+    assert_eq!(stages, ["one", "two"]);
+    // Inside copy g_1, `steps.w` is that copy's step.
+    let outputs = StepOutputs::from([
+        (
+            "g_0.w".to_string(),
+            BTreeMap::from([("O".to_string(), "a".to_string())]),
+        ),
+        (
+            "g_1.w".to_string(),
+            BTreeMap::from([("O".to_string(), "b".to_string())]),
+        ),
+    ]);
+    {
+        let one = run.stages()[0];
+        let sc = run.stage(one).unwrap();
+        let mut seen = Vec::new();
+        for_each_step(&one.execution, &[], &mut |step, groups| {
+            if step.id.value == "r" {
+                let r = sc.resolve_step(step, groups, &outputs)?;
+                seen.push((r.id, r.argv.unwrap()[2].clone()));
+            }
+            Ok::<(), ResolveError>(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [
+                ("g_0_r".to_string(), "set -e; echo a".to_string()),
+                ("g_1_r".to_string(), "set -e; echo b".to_string())
+            ]
+        );
+    }
+    run.record_outputs(
+        "one",
+        StepOutputs::from([(
+            "g_1.w".to_string(),
+            BTreeMap::from([("O".to_string(), "3.20".to_string())]),
+        )]),
+    );
+    let x = {
+        let two = run.stages()[1];
+        let sc = run.stage(two).unwrap();
+        let (step, groups) = find(&two.execution, "x").unwrap();
+        sc.resolve_step(step, &groups, &StepOutputs::new()).unwrap()
+    };
+    assert_eq!(x.image.as_deref(), Some("docker.io/library/alpine:3.20"));
+}
