@@ -31,6 +31,9 @@ fi
 if [ ! -f "$cache/layouts.done" ]; then
   rm -rf "$cache/fixtures"
   mkdir -p "$cache/fixtures/layouts"
+  # Trim what images usually drop (docs, man pages, locales, apt lists).
+  rm -rf "$cache/rootfs"/usr/share/{doc,man,info,locale}/* "$cache/rootfs"/var/lib/apt/lists/* \
+    "$cache/rootfs"/var/cache/apt/*.bin "$cache/rootfs"/var/cache/debconf/*-old
   python3 - "$cache" <<'PY'
 import gzip, hashlib, io, json, os, subprocess, sys, tarfile
 cache = sys.argv[1]
@@ -95,7 +98,7 @@ corral_b="$CORRAL_BIN --store $work/s/corral -q pull $a && $CORRAL_BIN --store $
 podman_args="--root $work/s/podman --runroot $work/s/podman-run --storage-driver overlay"
 podman_a="podman $podman_args pull -q --tls-verify=false $a >/dev/null"
 podman_b="podman $podman_args pull -q --tls-verify=false $a >/dev/null && podman $podman_args pull -q --tls-verify=false $b >/dev/null"
-skopeo_a="skopeo copy -q --src-tls-verify=false docker://$a oci:$work/s/oci:a && umoci unpack --image $work/s/oci:a $work/s/bundle-a >/dev/null"
+skopeo_a="mkdir -p $work/s && skopeo copy -q --src-tls-verify=false docker://$a oci:$work/s/oci:a && umoci unpack --image $work/s/oci:a $work/s/bundle-a >/dev/null"
 skopeo_b="$skopeo_a && skopeo copy -q --src-tls-verify=false docker://$b oci:$work/s/oci:b && umoci unpack --image $work/s/oci:b $work/s/bundle-b >/dev/null"
 
 echo "== cold pull of one image ($runs runs each, store wiped before each)"

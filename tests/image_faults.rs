@@ -1,6 +1,6 @@
 //! Registry client against a scripted in-process server: retries, resume,
-#![allow(clippy::unwrap_used)]
 //! size and digest checks, auth flows, redirects, mirrors.
+#![allow(clippy::unwrap_used)]
 
 mod image_support;
 
@@ -179,7 +179,12 @@ fn truncated_blob_fails_and_commits_nothing() {
     let text = error_chain(&err);
     assert!(text.contains(&server.addr), "{text}");
     assert!(text.contains("t/img"), "{text}");
-    assert!(!committed_blobs(store.path()).contains(&img.layers[0].0.hex().to_string()));
+    // Not even the manifest or config: they are stored with the image.
+    assert!(
+        committed_blobs(store.path()).is_empty(),
+        "{:?}",
+        committed_blobs(store.path())
+    );
     assert!(!store.path().join("index.json").exists());
     assert_eq!(
         std::fs::read_dir(store.path().join("layers"))
@@ -561,4 +566,75 @@ fn second_image_on_same_base_reuses_chains() {
     ))
     .unwrap();
     assert_eq!(server.requests().len(), n);
+}
+
+#[test]
+fn manifest_not_matching_its_digest_is_refused() {
+    let img = TestImage::new(1, 100);
+    let i2 = img.clone();
+    let lie = corral::image::Digest::sha256_of(b"something else");
+    let server = FakeServer::start(move |req| {
+        if req.method == "HEAD" && req.path.contains("/manifests/") {
+            let headers = vec![("Docker-Content-Digest".to_string(), lie.to_string())];
+            return Reply::Full(200, headers, Vec::new());
+        }
+        i2.answer(req).unwrap_or(status(404))
+    });
+    let store = tempfile::tempdir().unwrap();
+    let err = pull(
+        store.path(),
+        &format!("{}/t/img:1", server.addr),
+        fast_options(),
+    )
+    .unwrap_err();
+    let text = error_chain(&err);
+    assert!(text.contains("does not match its digest"), "{text}");
+    assert!(committed_blobs(store.path()).is_empty(), "nothing stored");
+}
+
+#[test]
+fn identity_token_from_docker_config_is_exchanged() {
+    let img = TestImage::new(1, 500);
+    let i2 = img.clone();
+    let addr = Arc::new(std::sync::Mutex::new(String::new()));
+    let a2 = addr.clone();
+    let server = FakeServer::start(move |req| {
+        let addr = a2.lock().unwrap().clone();
+        if req.path.starts_with("/token") {
+            let form = String::from_utf8_lossy(&req.body).to_string();
+            let ok_grant = req.method == "POST"
+                && form.contains("grant_type=refresh_token")
+                && form.contains("refresh_token=refresh-me")
+                && form.contains("scope=repository%3At%2Fimg%3Apull");
+            return if ok_grant {
+                ok(br#"{"access_token":"exchanged"}"#)
+            } else {
+                status(401)
+            };
+        }
+        if req.header("authorization") != Some("Bearer exchanged") {
+            let challenge = format!("Bearer realm=\"http://{addr}/token\",service=\"svc\"");
+            return Reply::Full(
+                401,
+                vec![("WWW-Authenticate".into(), challenge)],
+                Vec::new(),
+            );
+        }
+        i2.answer(req).unwrap_or(status(404))
+    });
+    *addr.lock().unwrap() = server.addr.clone();
+    let cfg = tempfile::tempdir().unwrap();
+    std::fs::write(
+        cfg.path().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"identitytoken":"refresh-me"}}}}}}"#,
+            server.addr
+        ),
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let mut options = fast_options();
+    options.credential_sources.docker_config_dir = Some(cfg.path().to_path_buf());
+    pull(store.path(), &format!("{}/t/img:1", server.addr), options).unwrap();
+    assert_eq!(server.count("POST", "/token"), 1);
 }

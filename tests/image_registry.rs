@@ -472,3 +472,59 @@ fn kill_during_pull_then_pull_again() {
         Some(format!("bytes={half}-").as_str())
     );
 }
+
+#[test]
+fn import_checks_diff_ids_and_names() {
+    let img = TestImage::new(2, 500);
+    let work = tempfile::tempdir().unwrap();
+
+    // Fewer diff_ids than layers.
+    let config: serde_json::Value = serde_json::from_slice(&img.config).unwrap();
+    let mut short = config.clone();
+    short["rootfs"]["diff_ids"].as_array_mut().unwrap().pop();
+    let bad = work.path().join("bad");
+    img.with_config(short)
+        .write_layout(&bad, Some("example.com/x/y:z"));
+    let store = tempfile::tempdir().unwrap();
+    let err = import(store.path(), &bad, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("2 layers but its config lists 1 diff_ids"),
+        "{err}"
+    );
+    assert!(!store.path().join("index.json").exists());
+
+    // A wrong diff_id: the layer unpacks to something else.
+    let mut wrong = config.clone();
+    wrong["rootfs"]["diff_ids"][1] = image::Digest::sha256_of(b"nope").to_string().into();
+    let bad = work.path().join("wrong");
+    img.with_config(wrong)
+        .write_layout(&bad, Some("example.com/x/y:z"));
+    let err = import(store.path(), &bad, None).unwrap_err();
+    let text = format!("{err:?}");
+    assert!(text.contains("DiffIdMismatch"), "{text}");
+    assert!(!store.path().join("index.json").exists());
+    assert_eq!(
+        std::fs::read_dir(store.path().join("layers"))
+            .unwrap()
+            .count(),
+        1,
+        "only the good lower chain"
+    );
+
+    // A bare tag annotation is not a name: --name is required.
+    let good = work.path().join("good");
+    img.write_layout(&good, Some("v1"));
+    let err = import(store.path(), &good, None).unwrap_err();
+    assert!(format!("{err:?}").contains("NoName"), "{err:?}");
+    let imported = import(store.path(), &good, Some("example.com/x/y:good")).unwrap();
+    assert_eq!(imported[0].reference, "example.com/x/y:good");
+    assert_eq!(imported[0].manifest_digest, img.manifest_digest);
+    // A layout annotated with a full reference names itself.
+    let named = work.path().join("named");
+    img.write_layout(&named, Some("example.com/x/y:named"));
+    assert_eq!(
+        import(store.path(), &named, None).unwrap()[0].reference,
+        "example.com/x/y:named"
+    );
+}

@@ -234,7 +234,7 @@ fn offline_pull_uses_the_store_or_names_the_image() {
     let Some(_) = corral_ok(test, store.path(), &["-q", "pull", &image]) else {
         return;
     };
-    // Offline with the image present: no network needed (a dead mirror proves it).
+    // Offline with the image present succeeds from the store.
     corral_ok(test, store.path(), &["-q", "pull", "--offline", &image]).unwrap();
     let out = common::corral(store.path())
         .args(["-q", "pull", &image])

@@ -115,7 +115,7 @@ pub fn import_path(
     let source = Source::open(path).map_err(wrap)?;
     let _gc = store.lock("gc", false)?;
     let images = if source.exists("oci-layout") && source.exists("index.json") {
-        oci_images(&source, store).map_err(wrap)?
+        oci_images(&source).map_err(wrap)?
     } else if source.exists("manifest.json") {
         docker_images(&source, store, progress).map_err(wrap)?
     } else {
@@ -158,10 +158,7 @@ struct OciIndex {
     manifests: Vec<Descriptor>,
 }
 
-fn oci_images(
-    source: &Source,
-    store: &Store,
-) -> Result<Vec<(Option<String>, Resolved)>, ImportError> {
+fn oci_images(source: &Source) -> Result<Vec<(Option<String>, Resolved)>, ImportError> {
     let index: OciIndex = source.read_json("index.json")?;
     let want = Platform::host();
     let mut out = Vec::new();
@@ -172,23 +169,23 @@ fn oci_images(
             .or_else(|| top.annotations.get("org.opencontainers.image.ref.name"))
             .filter(|n| Reference::parse(n).is_ok() && (n.contains('/') || n.contains(':')))
             .cloned();
-        out.push((name, resolve_oci(source, store, top, &want)?));
+        out.push((name, resolve_oci(source, top, &want)?));
     }
     Ok(out)
 }
 
 fn resolve_oci(
     source: &Source,
-    store: &Store,
     top: &Descriptor,
     want: &Platform,
 ) -> Result<Resolved, ImportError> {
     let mut desc = top.clone();
     let mut index_digest = None;
+    let mut documents = Vec::new();
     for _ in 0..=MAX_INDEX_DEPTH {
         let member = blob_member(&desc.digest);
         let bytes = read_verified(source, &desc)?;
-        store_small(store, &desc.digest, &bytes, &member)?;
+        documents.push((desc.digest.clone(), bytes.clone()));
         let media = Some(desc.media_type.as_str()).filter(|m| !m.is_empty());
         let doc = parse_document(&desc.digest, &bytes, media).map_err(|source| {
             ImportError::Manifest {
@@ -213,7 +210,7 @@ fn resolve_oci(
             Document::Manifest { config, layers } => {
                 let config_bytes = read_verified(source, &config)?;
                 let config_member = blob_member(&config.digest);
-                store_small(store, &config.digest, &config_bytes, &config_member)?;
+                documents.push((config.digest.clone(), config_bytes.clone()));
                 let parsed = parse_config(&config.digest, &config_bytes).map_err(|source| {
                     ImportError::Manifest {
                         member: config_member,
@@ -234,6 +231,7 @@ fn resolve_oci(
                     }),
                     config: parsed,
                     layers,
+                    documents,
                 });
             }
         }
@@ -259,20 +257,6 @@ fn read_verified(source: &Source, desc: &Descriptor) -> Result<Vec<u8>, ImportEr
         });
     }
     Ok(bytes)
-}
-
-pub(super) fn store_small(
-    store: &Store,
-    digest: &Digest,
-    bytes: &[u8],
-    member: &str,
-) -> Result<(), ImportError> {
-    store
-        .write_blob(digest, bytes)
-        .map_err(|e| ImportError::WriteBlob {
-            path: PathBuf::from(member),
-            source: std::io::Error::other(e.to_string()),
-        })
 }
 
 /// Copies a blob member into the store, hashing as it goes. `expected_size`

@@ -31,6 +31,9 @@ pub(crate) struct Resolved {
     pub config: ConfigFile,
     pub layers: Vec<Descriptor>,
     pub platform: Option<Platform>,
+    /// Manifests, index and config, verified; written to the store only
+    /// when the image is recorded, so a failed pull adds nothing.
+    pub documents: Vec<(Digest, Vec<u8>)>,
 }
 
 /// Resolves `reference` to a single-platform manifest and its config,
@@ -53,6 +56,7 @@ pub(crate) async fn resolve(
     let mut expected = fetched.media_type.clone();
     let mut index_digest = None;
     let mut platform = None;
+    let mut documents = Vec::new();
     for depth in 0..=MAX_INDEX_DEPTH {
         let doc = parse_document(&fetched.digest, &fetched.bytes, expected.as_deref()).map_err(
             |source| {
@@ -62,12 +66,7 @@ pub(crate) async fn resolve(
                 })
             },
         )?;
-        store
-            .write_blob(&fetched.digest, &fetched.bytes)
-            .map_err(|source| ImageError::Store {
-                image: reference.to_string(),
-                source,
-            })?;
+        documents.push((fetched.digest.clone(), fetched.bytes.clone()));
         match doc {
             Document::Index(entries) => {
                 if depth == MAX_INDEX_DEPTH {
@@ -93,6 +92,7 @@ pub(crate) async fn resolve(
             }
             Document::Manifest { config, layers } => {
                 let config_bytes = fetch_config(client, store, reference, &config).await?;
+                documents.push((config.digest.clone(), config_bytes.clone()));
                 let parsed = parse_config(&config.digest, &config_bytes).map_err(|source| {
                     err(RegistryError::Manifest {
                         reference: reference.to_string(),
@@ -106,6 +106,7 @@ pub(crate) async fn resolve(
                     platform: platform.or_else(|| platform_of(&parsed)),
                     config: parsed,
                     layers,
+                    documents,
                 });
             }
         }
@@ -138,9 +139,6 @@ async fn fetch_config(
             image: reference.to_string(),
             source: Box::new(source),
         })?;
-    store
-        .write_blob(&config.digest, &bytes)
-        .map_err(store_err)?;
     Ok(bytes)
 }
 
@@ -393,6 +391,14 @@ pub(crate) fn record(
         created: now_rfc3339(),
     };
     let stored = entry.clone();
+    for (digest, bytes) in &resolved.documents {
+        store
+            .write_blob(digest, bytes)
+            .map_err(|source| ImageError::Store {
+                image: image.to_string(),
+                source,
+            })?;
+    }
     store
         .update_index(|index| {
             index.images.insert(image.to_string(), stored);

@@ -19,6 +19,7 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
 }
 
 impl Seen {
@@ -130,10 +131,22 @@ async fn serve(mut sock: tokio::net::TcpStream, handler: Arc<Handler>, log: Arc<
                 headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
             }
         }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < length {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body: Vec<u8> = buf.drain(..length).collect();
         let seen = Seen {
             method: first.first().unwrap_or(&"").to_string(),
             path: first.get(1).unwrap_or(&"").to_string(),
             headers,
+            body,
         };
         log.lock().unwrap().push(seen.clone());
         let head_only = seen.method == "HEAD";
@@ -578,4 +591,46 @@ pub fn skopeo_copy(args: &[&str]) {
         "skopeo copy {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+impl TestImage {
+    /// The same layers with another config (e.g. a wrong diff_id list).
+    pub fn with_config(&self, config: serde_json::Value) -> TestImage {
+        let config = serde_json::to_vec(&config).unwrap();
+        let config_digest = Digest::sha256_of(&config);
+        let mut manifest: serde_json::Value = serde_json::from_slice(&self.manifest).unwrap();
+        manifest["config"]["digest"] = config_digest.to_string().into();
+        manifest["config"]["size"] = config.len().into();
+        let manifest = serde_json::to_vec(&manifest).unwrap();
+        TestImage {
+            manifest_digest: Digest::sha256_of(&manifest),
+            manifest,
+            config,
+            config_digest,
+            layers: self.layers.clone(),
+        }
+    }
+
+    /// Writes an OCI layout of this image to `dir`, tagged `tag`.
+    pub fn write_layout(&self, dir: &Path, tag: Option<&str>) {
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let put = |d: &Digest, b: &[u8]| std::fs::write(blobs.join(d.hex()), b).unwrap();
+        put(&self.manifest_digest, &self.manifest);
+        put(&self.config_digest, &self.config);
+        for (d, b) in &self.layers {
+            put(d, b);
+        }
+        let mut desc = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": self.manifest_digest.to_string(),
+            "size": self.manifest.len(),
+        });
+        if let Some(tag) = tag {
+            desc["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": tag});
+        }
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [desc]});
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    }
 }

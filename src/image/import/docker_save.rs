@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::source::Source;
-use super::{hash_into_tmp, store_small, ImportError};
+use super::{hash_into_tmp, ImportError};
 use crate::image::digest::{Algorithm, Digest};
 use crate::image::manifest::{self, parse_config, Descriptor};
 use crate::image::platform::Platform;
@@ -51,7 +51,6 @@ pub(super) fn docker_images(
                 actual: config_digest.to_string(),
             });
         }
-        store_small(store, &config_digest, &config_bytes, &entry.config)?;
         let config = parse_config(&config_digest, &config_bytes).map_err(|source| {
             ImportError::Manifest {
                 member: entry.config.clone(),
@@ -101,14 +100,13 @@ pub(super) fn docker_images(
                 source,
             })?;
         let manifest_digest = Digest::sha256_of(&manifest_bytes);
-        store_small(store, &manifest_digest, &manifest_bytes, "manifest.json")?;
         let name = entry.repo_tags.and_then(|t| t.into_iter().next());
         out.push((
             name,
             Resolved {
-                manifest_digest,
+                manifest_digest: manifest_digest.clone(),
                 index_digest: None,
-                config_digest,
+                config_digest: config_digest.clone(),
                 platform: Some(Platform {
                     os: config.os.clone(),
                     architecture: config.architecture.clone(),
@@ -117,6 +115,10 @@ pub(super) fn docker_images(
                 .filter(|p| !p.os.is_empty()),
                 config,
                 layers,
+                documents: vec![
+                    (config_digest.clone(), config_bytes),
+                    (manifest_digest.clone(), manifest_bytes),
+                ],
             },
         ));
     }
