@@ -12,11 +12,11 @@ use corral::runner::resolve::{RunContext, RunOptions};
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.dry_run {
-        return Err(anyhow::anyhow!(
-            "`corral run` without --dry-run is not available in this build yet; \
-             use `corral run --dry-run {}` to see what would run",
+        eprintln!(
+            "hint: `corral run --dry-run {}` shows what would run",
             args.file.display()
-        ));
+        );
+        return super::not_yet("run");
     }
     dry_run(global, &args)
 }
