@@ -393,3 +393,31 @@ fn stage_selection_and_outputs_across_stages_and_group_copies() {
     };
     assert_eq!(x.image.as_deref(), Some("docker.io/library/alpine:3.20"));
 }
+
+#[test]
+fn values_built_from_secrets_are_secret_too() {
+    let yaml = stage(&indent(
+        "- step:\n    type: Run\n    name: a\n    identifier: a\n    spec:\n      command: echo $AUTH\n      envVariables:\n        UPPER: <+pipeline.variables.AUTH.toUpperCase()>\n",
+    ))
+    .replace(
+        "      value: pipeline-only\n",
+        "      value: pipeline-only\n    - name: T\n      type: Secret\n      value: tok\n    - name: AUTH\n      type: String\n      value: user:<+pipeline.variables.T>\n",
+    );
+    let run = ctx(&yaml);
+    let a = resolve(&run, "a", &StepOutputs::new()).unwrap();
+    let auth = format!("user:{SECRET}");
+    assert_eq!(env(&a, "T"), Some(SECRET));
+    assert_eq!(env(&a, "AUTH"), Some(auth.as_str()));
+    assert_eq!(env(&a, "UPPER"), Some(auth.to_uppercase().as_str()));
+    for v in [SECRET.to_string(), auth.clone(), auth.to_uppercase()] {
+        assert!(a.secret_values.contains(&v), "{v} not listed for masking");
+    }
+    // The plan masks all three.
+    let stage = run.stages()[0];
+    let text = crate::runner::plan::stage_plan(&run.stage(stage).unwrap(), &run.masker()).unwrap();
+    assert!(
+        !text.contains(SECRET) && !text.contains(&auth.to_uppercase()),
+        "{text}"
+    );
+    assert!(text.contains("UPPER=**************"), "{text}");
+}
