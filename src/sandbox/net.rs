@@ -125,7 +125,7 @@ pub fn egress_helper() -> Option<&'static str> {
 }
 
 /// Keeps an egress helper alive; dropping it stops the helper.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EgressGuard {
     child: Option<std::process::Child>,
     /// slirp4netns exits when this pipe closes (also when we die).
@@ -134,19 +134,21 @@ pub struct EgressGuard {
 
 impl Drop for EgressGuard {
     fn drop(&mut self) {
-        self.exit_pipe = None;
+        let closed_pipe = self.exit_pipe.take().is_some();
         if let Some(child) = &mut self.child {
+            if !closed_pipe {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }
 }
 
-/// Gives the netns of `pid` a route out. pasta forks into the background
-/// once the namespace is configured and quits when it vanishes; slirp4netns
-/// stays our child and quits when the returned guard is dropped.
+/// Gives the netns of `pid` a route out; the helper stays our child and
+/// stops when the returned guard is dropped or we die.
 pub fn start_egress(pid: i32) -> Result<EgressGuard, String> {
     match egress_helper() {
-        Some("pasta") => start_pasta(pid).map(|()| EgressGuard::default()),
+        Some("pasta") => start_pasta(pid),
         Some(_) => start_slirp4netns(pid),
         None => {
             Err("neither pasta nor slirp4netns is usable; the sandbox has only loopback".into())
@@ -154,40 +156,57 @@ pub fn start_egress(pid: i32) -> Result<EgressGuard, String> {
     }
 }
 
-fn start_pasta(pid: i32) -> Result<(), String> {
-    let helper = "pasta";
-    let mut cmd = Command::new(helper);
-    cmd.args([
-        "--config-net",
-        "--quiet",
-        "-t",
-        "none",
-        "-u",
-        "none",
-        "-T",
-        "none",
-        "-U",
-        "none",
-    ]);
+/// pasta in the foreground as our child: given a PID it never notices that
+/// the namespace is gone, so it dies with us (PDEATHSIG) or with the guard.
+/// Ready once the namespace has a default route.
+fn start_pasta(pid: i32) -> Result<EgressGuard, String> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("pasta");
+    cmd.args(["--config-net", "--quiet", "--foreground"]);
+    cmd.args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"]);
     // pasta drops root to nobody, who may not enter root's user namespace.
     if rustix::process::geteuid().is_root() {
         cmd.args(["--runas", "0"]);
     }
-    let out = cmd
-        .arg(pid.to_string())
+    cmd.arg(pid.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("failed to run {helper}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{helper} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        .stderr(Stdio::null());
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let child = super::launch::on_spawner(move || cmd.spawn())
+        .and_then(|r| r)
+        .map_err(|e| format!("failed to run pasta: {e}"))?;
+    let mut guard = EgressGuard {
+        child: Some(child),
+        exit_pipe: None,
+    };
+    let routes = format!("/proc/{pid}/net/route");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let table = std::fs::read_to_string(&routes).unwrap_or_default();
+        if table
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some("00000000"))
+        {
+            return Ok(guard);
+        }
+        if let Some(child) = &mut guard.child {
+            if let Ok(Some(status)) = child.try_wait() {
+                guard.child = None;
+                return Err(format!("pasta failed ({status})"));
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("pasta did not configure the network within 5 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
     }
 }
 
