@@ -27,31 +27,42 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
 }
 
-/// The one place `exec` reaches the image store (to be wired to
-/// `image::ensure(...)` once the store lands).
-fn resolve_image(_store: &Path, image: &str, _args: &ExecArgs) -> anyhow::Result<ResolvedImage> {
-    bail!("cannot resolve image {image}: the image store is not in this build yet; use --rootfs DIR or --host-root")
-}
-
-/// The store directory: --store/CORRAL_STORE, else $XDG_DATA_HOME/corral
-/// ($HOME/.local/share/corral), /var/lib/corral for root.
-pub fn store_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
-    if let Some(store) = &global.store {
-        return Ok(store.clone());
-    }
-    if rustix::process::geteuid().is_root() {
-        return Ok(PathBuf::from("/var/lib/corral"));
-    }
-    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(data).join("corral"));
-    }
-    let home =
-        std::env::var_os("HOME").context("neither --store, XDG_DATA_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".local/share/corral"))
+/// The one place `exec` reaches the image store: pulled when missing
+/// (`--offline` never touches the network), like `docker run`.
+fn resolve_image(
+    store: &Path,
+    image: &str,
+    args: &ExecArgs,
+    quiet: bool,
+) -> anyhow::Result<ResolvedImage> {
+    let store = corral::image::Store::open(store)
+        .with_context(|| format!("cannot open the store at {}", store.display()))?;
+    let options = super::image::registry_options(&args.registry)?;
+    let progress = super::image::Reporter::new(quiet);
+    let found = corral::image::ensure(
+        &store,
+        image,
+        corral::image::PullPolicy::IfNotPresent,
+        &options,
+        &progress,
+    )
+    .with_context(|| format!("cannot get image {image}"))?;
+    progress.finish();
+    let config = found.config;
+    Ok(ResolvedImage {
+        rootfs: found.rootfs,
+        config: ImageConfig {
+            env: config.env,
+            entrypoint: config.entrypoint.unwrap_or_default(),
+            cmd: config.cmd.unwrap_or_default(),
+            working_dir: config.working_dir.unwrap_or_default(),
+            user: config.user.unwrap_or_default(),
+        },
+    })
 }
 
 pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let store = store_dir(global)?;
+    let store = super::store_dir(global)?;
     let (rootfs, config) = if args.host_root {
         (Rootfs::HostRoot, ImageConfig::default())
     } else if let Some(dir) = &args.rootfs {
@@ -66,7 +77,7 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
             .image
             .as_deref()
             .context("an image, --rootfs or --host-root is required")?;
-        let resolved = resolve_image(&store, image, &args)?;
+        let resolved = resolve_image(&store, image, &args, global.quiet > 0)?;
         (
             Rootfs::Image {
                 lower: resolved.rootfs,

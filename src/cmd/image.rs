@@ -160,14 +160,14 @@ fn human_bytes(n: u64) -> String {
 }
 
 /// Progress on stderr: bars on a terminal, plain lines otherwise, nothing with -q.
-struct Reporter {
+pub struct Reporter {
     quiet: bool,
     bars: Option<MultiProgress>,
     layers: Mutex<HashMap<Digest, ProgressBar>>,
 }
 
 impl Reporter {
-    fn new(quiet: bool) -> Self {
+    pub fn new(quiet: bool) -> Self {
         let bars = (!quiet && std::io::stderr().is_terminal()).then(MultiProgress::new);
         Reporter {
             quiet,
@@ -188,7 +188,7 @@ impl Reporter {
         }
     }
 
-    fn finish(&self) {
+    pub fn finish(&self) {
         if let Ok(mut layers) = self.layers.lock() {
             for (_, bar) in layers.drain() {
                 bar.finish_and_clear();

@@ -6,7 +6,7 @@ use corral::cli::{GlobalArgs, InfoArgs};
 use corral::sandbox::{self, probe};
 
 pub fn run(global: &GlobalArgs, args: InfoArgs) -> anyhow::Result<ExitCode> {
-    let store = super::exec::store_dir(global)?;
+    let store = super::store_dir(global)?;
     let report = probe::probe(&sandbox::default_exe(), &store);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -15,6 +15,13 @@ use corral::cli::{Cli, CompletionsArgs};
 /// Exit code for a failure of corral itself (as docker and podman use it).
 pub const RUNNER_ERROR: u8 = 125;
 
+/// The store directory: `--store`/CORRAL_STORE, else the config file's
+/// `store`, else the per-user default (see `Config::store_dir`).
+pub fn store_dir(global: &corral::cli::GlobalArgs) -> anyhow::Result<std::path::PathBuf> {
+    let config = corral::config::Config::load(global.config.as_deref())?;
+    Ok(config.store_dir(global.store.as_deref()))
+}
+
 /// Prints an error and its causes once: `error: …` then `  caused by: …`.
 pub fn print_error(err: &anyhow::Error) {
     eprintln!("error: {err}");
