@@ -1,5 +1,6 @@
-//! `corral exec IMAGE`: the image is pulled through a mirror when missing,
 //! its config applies, and writes inside never reach the stored image.
+//! `corral exec IMAGE`: the image is pulled through a mirror when missing,
+#![allow(clippy::unwrap_used)]
 mod common;
 
 use std::process::Output;
