@@ -1,5 +1,5 @@
-//! its config applies, and writes inside never reach the stored image.
 //! `corral exec IMAGE`: the image is pulled through a mirror when missing,
+//! its config applies, and writes inside never reach the stored image.
 #![allow(clippy::unwrap_used)]
 mod common;
 
