@@ -9,9 +9,12 @@ use clap::Parser;
 use corral::cli::{Cli, ColorChoice, Command, ImageCommand};
 
 fn main() -> ExitCode {
+    // Re-executed sandbox processes must stay single-threaded and quiet, and
+    // start fast: hand them over before clap or anything else is set up.
+    if let Some(args) = internal_sandbox_args() {
+        return cmd::sandbox_internal(&args);
+    }
     let cli = Cli::parse();
-    // Re-executed sandbox processes must stay single-threaded and quiet:
-    // hand them over before anything else is set up.
     if let Command::Sandbox(args) = &cli.command {
         return cmd::sandbox_internal(&args.args);
     }
@@ -38,6 +41,15 @@ fn main() -> ExitCode {
             ExitCode::from(cmd::RUNNER_ERROR)
         }
     }
+}
+
+/// `corral __sandbox ROLE…` exactly as the launcher spawns it (argv[1]).
+fn internal_sandbox_args() -> Option<Vec<String>> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "__sandbox" {
+        return None;
+    }
+    args.map(|a| a.into_string().ok()).collect()
 }
 
 fn unreachable_internal() -> anyhow::Result<ExitCode> {

@@ -84,14 +84,14 @@ fn command_is_pid_2_under_our_init_and_host_processes_are_invisible() {
     let env = Env::new();
     let out = env.run_ok(
         &["--network", "none"],
-        "echo $$; ls /proc | grep -c '^[0-9]'; tr '\\0' ' ' < /proc/1/cmdline",
+        "echo $$; ls /proc | grep -c '^[0-9]'; cat /proc/1/comm",
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "2", "{out}");
     // init, sh, and the ls/grep pipeline: never the host's processes.
     let visible: u32 = lines[1].parse().unwrap();
     assert!(visible <= 5, "{visible} processes visible:\n{out}");
-    assert!(lines[2].contains("__sandbox step"), "{out}");
+    assert_eq!(lines[2], "corral-init", "{out}");
     assert!(
         env.run_dirs().is_empty(),
         "run dir left behind: {:?}",

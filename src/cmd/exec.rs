@@ -136,8 +136,11 @@ fn wait_forwarding_signals(step: &mut Step, signals: &SignalFd) -> anyhow::Resul
         // SAFETY: two valid pollfds.
         unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
         if fds[1].revents & libc::POLLIN != 0 {
-            if let Some(sig) = signals.read() {
-                let _ = step.signal(sig);
+            // A terminal's ^C already reached the sandbox's process group.
+            if let Some((sig, from_tty)) = signals.read() {
+                if !from_tty {
+                    let _ = step.signal(sig);
+                }
             }
         }
         if fds[0].revents & libc::POLLIN != 0 {
@@ -172,7 +175,8 @@ impl SignalFd {
         }
     }
 
-    fn read(&self) -> Option<i32> {
+    /// The signal and whether the kernel (a terminal) sent it.
+    fn read(&self) -> Option<(i32, bool)> {
         // SAFETY: reading one signalfd_siginfo into a zeroed struct.
         unsafe {
             let mut info: libc::signalfd_siginfo = std::mem::zeroed();
@@ -182,7 +186,8 @@ impl SignalFd {
                 (&mut info as *mut libc::signalfd_siginfo).cast(),
                 size,
             );
-            (n == size as isize).then_some(info.ssi_signo as i32)
+            (n == size as isize)
+                .then_some((info.ssi_signo as i32, info.ssi_code == libc::SI_KERNEL))
         }
     }
 }

@@ -13,10 +13,12 @@ use super::{caps, rlimits, seccomp};
 
 /// In the command child: confine, then exec. Returns 126/127 on failure.
 pub(crate) fn exec_command(spec: &SandboxSpec, status: &mut File) -> i32 {
-    // SAFETY: restoring a clean signal mask for the command.
+    // SAFETY: restoring a clean signal mask for the command, and SIGPIPE,
+    // which the Rust runtime ignores and an exec would keep ignored.
     unsafe {
         let empty = signal_set(&[]);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     if let Err(err) = rlimits::apply(&spec.limits) {
         return fail(status, &format!("failed to set resource limits: {err}"));

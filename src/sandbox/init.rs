@@ -64,13 +64,19 @@ pub fn step_main() -> i32 {
         Ok(req) => req,
         Err(err) => return fail(&mut status, &format!("invalid sandbox spec: {err}")),
     };
+    run_step(&req, spec_pipe, status)
+}
+
+/// The step process once it has its request: either re-executed
+/// (`step_main`) or forked straight from a single-threaded launcher.
+pub(crate) fn run_step(req: &StepRequest, mut spec_pipe: BufReader<File>, mut status: File) -> i32 {
     if let Err(msg) = die_with_parent(req.parent_pid) {
         return fail(&mut status, &msg);
     }
     let joined = if req.holder_pid == 0 {
-        create_own_namespaces(&req, &mut spec_pipe, &mut status)
+        create_own_namespaces(req, &mut spec_pipe, &mut status)
     } else {
-        join_and_unshare(&req)
+        join_and_unshare(req)
     };
     if let Err(msg) = joined {
         return fail(&mut status, &msg);
@@ -93,7 +99,7 @@ pub fn step_main() -> i32 {
     if pid == 0 {
         drop(result_r);
         drop(lifeline_w);
-        let code = init_main(&req, status, File::from(result_w), lifeline_r);
+        let code = init_main(req, status, File::from(result_w), lifeline_r);
         // SAFETY: leaving the child without running parent-owned destructors.
         unsafe { libc::_exit(code) };
     }
@@ -138,7 +144,8 @@ fn create_own_namespaces(
         super::net::loopback_up().map_err(|e| super::error_chain(&e))?;
     }
     if !listeners.is_empty() {
-        spawn_forwarder_process(listeners)?;
+        let pipes = [spec_pipe.get_ref().as_raw_fd(), status.as_raw_fd()];
+        spawn_forwarder_process(listeners, pipes)?;
     }
     let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     // SAFETY: unshare in a single-threaded process.
@@ -155,6 +162,7 @@ fn create_own_namespaces(
 /// their own, which dies with us.
 fn spawn_forwarder_process(
     listeners: Vec<(std::net::TcpListener, super::spec::PortForward)>,
+    pipes: [i32; 2],
 ) -> Result<(), String> {
     // SAFETY: single-threaded; the child only closes fds, sets PDEATHSIG and
     // runs the forwarders.
@@ -173,8 +181,9 @@ fn spawn_forwarder_process(
         for fd in 0..3 {
             libc::dup2(null, fd);
         }
-        libc::close(SPEC_FD);
-        libc::close(STATUS_FD);
+        for fd in pipes {
+            libc::close(fd);
+        }
     }
     super::net::spawn_forwarders(listeners);
     loop {
@@ -261,12 +270,16 @@ fn block_signals() -> libc::sigset_t {
     set
 }
 
-fn wait_signal(set: &libc::sigset_t) -> i32 {
+/// The next signal of `set`, and whether the kernel sent it (a terminal's
+/// ^C, ^\\, hangup or resize, which reach the command's process group
+/// directly: forwarding them too would deliver them twice).
+fn wait_signal(set: &libc::sigset_t) -> (i32, bool) {
     loop {
-        // SAFETY: valid sigset pointer, null info.
-        let sig = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+        // SAFETY: siginfo_t is plain data; valid sigset and info pointers.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let sig = unsafe { libc::sigwaitinfo(set, &mut info) };
         if sig > 0 {
-            return sig;
+            return (sig, info.si_code == libc::SI_KERNEL);
         }
     }
 }
@@ -274,10 +287,12 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 /// The step process: forwards signals to init and exits like the command.
 fn supervise_init(init: i32, set: &libc::sigset_t, mut result: File) -> i32 {
     loop {
-        let sig = wait_signal(set);
+        let (sig, from_tty) = wait_signal(set);
         if sig != libc::SIGCHLD {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(init, sig) };
+            if !from_tty {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(init, sig) };
+            }
             continue;
         }
         let mut status = 0;
@@ -321,8 +336,12 @@ fn exit_like(status: i32) -> i32 {
 
 /// PID 1 of the sandbox. Returns only on setup failure.
 fn init_main(req: &StepRequest, mut status: File, mut result: File, lifeline: OwnedFd) -> i32 {
-    // SAFETY: prctl without pointers.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // SAFETY: prctl with a NUL-terminated name, or without pointers.
+    unsafe {
+        // Recognisable in `ps` inside the sandbox, however we were started.
+        libc::prctl(libc::PR_SET_NAME, c"corral-init".as_ptr(), 0, 0, 0);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+    }
     if parent_gone(&lifeline) {
         return 125;
     }
@@ -353,10 +372,12 @@ fn init_main(req: &StepRequest, mut status: File, mut result: File, lifeline: Ow
     }
     drop(status);
     loop {
-        let sig = wait_signal(&set);
+        let (sig, from_tty) = wait_signal(&set);
         if sig != libc::SIGCHLD {
-            // SAFETY: signalling our child.
-            unsafe { libc::kill(child, sig) };
+            if !from_tty {
+                // SAFETY: signalling our child.
+                unsafe { libc::kill(child, sig) };
+            }
             continue;
         }
         loop {

@@ -18,9 +18,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::init::{SPEC_FD, STATUS_FD};
+use super::init::{self, SPEC_FD, STATUS_FD};
 use super::spec::{HolderRequest, IdMapping, NetworkMode, SandboxSpec, StageSpec, StepRequest};
-use super::step::{pidfd_open, pidfd_signal, wait_all};
+use super::step::{pidfd_open, pidfd_signal, wait_all, StepProcess};
 pub use super::step::{Step, StepExit, StepStdio};
 use super::{idmap, net, SandboxError};
 
@@ -347,12 +347,88 @@ fn spawn_step(
     id: u64,
     live: LiveSteps,
 ) -> Result<Step, SandboxError> {
-    let mut json = serde_json::to_vec(req).map_err(|e| SandboxError::HolderProtocol {
-        message: e.to_string(),
-    })?;
-    json.push(b'\n');
     let (spec_r, spec_w) = high_pipe()?;
     let (status_r, status_w) = high_pipe()?;
+    let spawn_err = |source| SandboxError::SpawnStep {
+        exe: exe.to_path_buf(),
+        source,
+    };
+    // A one-off sandbox of a single-threaded launcher (`corral exec`) is
+    // forked rather than re-executed: one exec, dynamic link and runtime
+    // start of our big binary fewer on every `corral exec`.
+    let fork = req.holder_pid == 0 && stdio == StepStdio::Inherit && single_threaded();
+    let child = if fork {
+        fork_step(req, spec_r, status_w, &spec_w, &status_r).map_err(spawn_err)?
+    } else {
+        reexec_step(exe, stdio, spec_r, status_w).map_err(spawn_err)?
+    };
+    let pidfd = match pidfd_open(child.id()) {
+        Ok(fd) => fd,
+        Err(err) => {
+            let mut child = child;
+            kill_and_reap(&mut child);
+            return Err(spawn_err(err));
+        }
+    };
+    let mut step = Step {
+        id,
+        child,
+        pidfd,
+        live,
+        exit: None,
+        egress: None,
+    };
+    let mut spec_w = File::from(spec_w);
+    if !fork {
+        let mut json = serde_json::to_vec(req).map_err(|e| SandboxError::HolderProtocol {
+            message: e.to_string(),
+        })?;
+        json.push(b'\n');
+        let _ = spec_w.write_all(&json);
+    }
+    let mut status = BufReader::new(File::from(status_r));
+    let mut message = String::new();
+    if req.holder_pid == 0 {
+        let _ = status.read_line(&mut message);
+        if message == "unshared\n" {
+            message.clear();
+            let mapped = idmap::write_maps(step.pid() as i32, req.mapping);
+            if let Err(err) = mapped {
+                drop(step);
+                return Err(SandboxError::WriteIdMaps { source: err });
+            }
+            // Before `mapped`, so the command never runs without its route out.
+            if req.network == NetworkMode::Private {
+                match net::start_egress(step.pid() as i32) {
+                    Ok(guard) => step.egress = Some(guard),
+                    Err(msg) => tracing::warn!("{msg}"),
+                }
+            }
+            let _ = spec_w.write_all(b"mapped\n");
+        }
+    }
+    drop(spec_w);
+    let _ = status.read_to_string(&mut message);
+    if !message.is_empty() {
+        let _ = step.wait();
+        return Err(SandboxError::Setup { message });
+    }
+    Ok(step)
+}
+
+fn kill_and_reap(child: &mut StepProcess) {
+    // SAFETY: signalling our own, not yet reaped child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// `corral __sandbox step` with the spec and status pipes on fds 3 and 4.
+fn reexec_step(
+    exe: &Path,
+    stdio: StepStdio,
+    spec_r: OwnedFd,
+    status_w: OwnedFd,
+) -> std::io::Result<StepProcess> {
     let exe_owned = exe.to_path_buf();
     let (child_r, child_w) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
     let spawned = on_spawner(move || {
@@ -383,50 +459,50 @@ fn spawn_step(
         drop(status_w);
         child
     });
-    let spawn_err = |source| SandboxError::SpawnStep {
-        exe: exe.to_path_buf(),
-        source,
-    };
-    let child = spawned.and_then(|r| r).map_err(spawn_err)?;
-    let pidfd = pidfd_open(child.id()).map_err(spawn_err)?;
-    let mut step = Step {
-        id,
-        child,
-        pidfd,
-        live,
-        exit: None,
-        egress: None,
-    };
-    let mut spec_w = File::from(spec_w);
-    let _ = spec_w.write_all(&json);
-    let mut status = BufReader::new(File::from(status_r));
-    let mut message = String::new();
-    if req.holder_pid == 0 {
-        let _ = status.read_line(&mut message);
-        if message == "unshared\n" {
-            message.clear();
-            let mapped = idmap::write_maps(step.pid() as i32, req.mapping);
-            if let Err(err) = mapped {
-                drop(step);
-                return Err(SandboxError::WriteIdMaps { source: err });
-            }
-            // Before `mapped`, so the command never runs without its route out.
-            if req.network == NetworkMode::Private {
-                match net::start_egress(step.pid() as i32) {
-                    Ok(guard) => step.egress = Some(guard),
-                    Err(msg) => tracing::warn!("{msg}"),
-                }
-            }
-            let _ = spec_w.write_all(b"mapped\n");
+    Ok(StepProcess::Spawned(spawned??))
+}
+
+/// Forks the step process; the child runs [`init::run_step`] on `req` as it
+/// is in memory. Only sound while this process has one thread (no lock can
+/// be held by a thread that does not exist in the child).
+fn fork_step(
+    req: &StepRequest,
+    spec_r: OwnedFd,
+    status_w: OwnedFd,
+    spec_w: &OwnedFd,
+    status_r: &OwnedFd,
+) -> std::io::Result<StepProcess> {
+    // SAFETY: single-threaded (checked by the caller); the child leaves
+    // through _exit without running our destructors.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: the launcher's ends of the pipes, not ours to keep.
+        unsafe {
+            libc::close(spec_w.as_raw_fd());
+            libc::close(status_r.as_raw_fd());
         }
+        let code = init::run_step(
+            req,
+            BufReader::new(File::from(spec_r)),
+            File::from(status_w),
+        );
+        // SAFETY: leaving the forked child without unwinding into the launcher.
+        unsafe { libc::_exit(code) };
     }
-    drop(spec_w);
-    let _ = status.read_to_string(&mut message);
-    if !message.is_empty() {
-        let _ = step.wait();
-        return Err(SandboxError::Setup { message });
-    }
-    Ok(step)
+    Ok(StepProcess::Forked(pid as u32))
+}
+
+/// Whether this process has a single thread (`/proc/self/stat` field 20).
+fn single_threaded() -> bool {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return false;
+    };
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+        .is_some_and(|threads| threads == "1")
 }
 
 /// A close-on-exec pipe whose fds are ≥ 10, so the child's dup2 onto 3 and 4

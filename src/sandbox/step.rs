@@ -3,7 +3,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStderr, ChildStdout};
+use std::process::{Child, ChildStderr, ChildStdout, ExitStatus};
 use std::time::{Duration, Instant};
 
 use super::launch::LiveSteps;
@@ -35,10 +35,65 @@ impl StepExit {
     }
 }
 
+/// The step process: spawned by `std::process::Command` (a re-execution of
+/// corral), or forked straight from a single-threaded launcher.
+pub(crate) enum StepProcess {
+    Spawned(Child),
+    Forked(u32),
+}
+
+impl StepProcess {
+    pub(crate) fn id(&self) -> u32 {
+        match self {
+            StepProcess::Spawned(child) => child.id(),
+            StepProcess::Forked(pid) => *pid,
+        }
+    }
+
+    pub(crate) fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            StepProcess::Spawned(child) => child.wait(),
+            StepProcess::Forked(pid) => loop {
+                match waitpid(*pid, 0)? {
+                    Some(status) => return Ok(status),
+                    None => continue,
+                }
+            },
+        }
+    }
+
+    fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        match self {
+            StepProcess::Spawned(child) => child.try_wait(),
+            StepProcess::Forked(pid) => waitpid(*pid, libc::WNOHANG),
+        }
+    }
+}
+
+/// `waitpid` of our own child; `None` when it is still running (WNOHANG).
+/// A forked step is reaped at most once: `Step` remembers its exit.
+fn waitpid(pid: u32, flags: i32) -> std::io::Result<Option<ExitStatus>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let ret = unsafe { libc::waitpid(pid as libc::pid_t, &mut status, flags) };
+        if ret > 0 {
+            return Ok(Some(ExitStatus::from_raw(status)));
+        }
+        if ret == 0 {
+            return Ok(None);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// One sandbox running in a stage.
 pub struct Step {
     pub(crate) id: u64,
-    pub(crate) child: Child,
+    pub(crate) child: StepProcess,
     pub(crate) pidfd: OwnedFd,
     pub(crate) live: LiveSteps,
     pub(crate) exit: Option<StepExit>,
@@ -107,11 +162,17 @@ impl Step {
     }
 
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
-        self.child.stdout.take()
+        match &mut self.child {
+            StepProcess::Spawned(child) => child.stdout.take(),
+            StepProcess::Forked(_) => None,
+        }
     }
 
     pub fn take_stderr(&mut self) -> Option<ChildStderr> {
-        self.child.stderr.take()
+        match &mut self.child {
+            StepProcess::Spawned(child) => child.stderr.take(),
+            StepProcess::Forked(_) => None,
+        }
     }
 
     /// A pidfd of the step process (readable once it ends), for poll loops.
@@ -141,7 +202,7 @@ impl Step {
         Ok(status.map(|s| self.record(s)))
     }
 
-    fn record(&mut self, status: std::process::ExitStatus) -> StepExit {
+    fn record(&mut self, status: ExitStatus) -> StepExit {
         let exit = match (status.code(), status.signal()) {
             (Some(code), _) => StepExit::Exited(code),
             (None, Some(sig)) => StepExit::Signaled(sig),
