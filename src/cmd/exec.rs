@@ -123,7 +123,7 @@ fn wait_forwarding_signals(step: &mut Step, signals: &SignalFd) -> anyhow::Resul
     loop {
         let mut fds = [
             libc::pollfd {
-                fd: step.pidfd(),
+                fd: step.exit_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },

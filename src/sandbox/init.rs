@@ -64,12 +64,19 @@ pub fn step_main() -> i32 {
         Ok(req) => req,
         Err(err) => return fail(&mut status, &format!("invalid sandbox spec: {err}")),
     };
-    run_step(&req, spec_pipe, status)
+    run_step(&req, spec_pipe, status, None)
 }
 
 /// The step process once it has its request: either re-executed
-/// (`step_main`) or forked straight from a single-threaded launcher.
-pub(crate) fn run_step(req: &StepRequest, mut spec_pipe: BufReader<File>, mut status: File) -> i32 {
+/// (`step_main`) or forked straight from a single-threaded launcher, which
+/// may pass `early`: init writes the command's wait status there as soon as
+/// it has it, so the launcher need not wait for the namespaces' teardown.
+pub(crate) fn run_step(
+    req: &StepRequest,
+    mut spec_pipe: BufReader<File>,
+    mut status: File,
+    early: Option<File>,
+) -> i32 {
     if let Err(msg) = die_with_parent(req.parent_pid) {
         return fail(&mut status, &msg);
     }
@@ -99,13 +106,14 @@ pub(crate) fn run_step(req: &StepRequest, mut spec_pipe: BufReader<File>, mut st
     if pid == 0 {
         drop(result_r);
         drop(lifeline_w);
-        let code = init_main(req, status, File::from(result_w), lifeline_r);
+        let code = init_main(req, status, File::from(result_w), early, lifeline_r);
         // SAFETY: leaving the child without running parent-owned destructors.
         unsafe { libc::_exit(code) };
     }
     drop(result_w);
     drop(lifeline_r);
     drop(status);
+    drop(early);
     let code = supervise_init(pid, &blocked, File::from(result_r));
     drop(lifeline_w);
     code
@@ -335,7 +343,13 @@ fn exit_like(status: i32) -> i32 {
 }
 
 /// PID 1 of the sandbox. Returns only on setup failure.
-fn init_main(req: &StepRequest, mut status: File, mut result: File, lifeline: OwnedFd) -> i32 {
+fn init_main(
+    req: &StepRequest,
+    mut status: File,
+    mut result: File,
+    mut early: Option<File>,
+    lifeline: OwnedFd,
+) -> i32 {
     // SAFETY: prctl with a NUL-terminated name, or without pointers.
     unsafe {
         // Recognisable in `ps` inside the sandbox, however we were started.
@@ -366,6 +380,7 @@ fn init_main(req: &StepRequest, mut status: File, mut result: File, lifeline: Ow
     }
     if child == 0 {
         drop(result);
+        drop(early);
         let code = super::command::exec_command(&req.spec, &mut status);
         // SAFETY: the exec failed; leave the child at once.
         unsafe { libc::_exit(code) };
@@ -388,6 +403,13 @@ fn init_main(req: &StepRequest, mut status: File, mut result: File, lifeline: Ow
                 break;
             }
             if pid == child {
+                if let Some(early) = early.as_mut() {
+                    // Nothing in the sandbox may run once the launcher has
+                    // the status: kill(-1) from PID 1 hits all but us.
+                    // SAFETY: signalling the processes of our pid namespace.
+                    unsafe { libc::kill(-1, libc::SIGKILL) };
+                    let _ = early.write_all(&wstatus.to_ne_bytes());
+                }
                 let _ = result.write_all(&wstatus.to_ne_bytes());
                 return 0;
             }

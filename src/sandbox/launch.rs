@@ -313,6 +313,13 @@ impl Drop for Stage {
 /// may be shared by any number of concurrent sandboxes and is left in place
 /// (name it with a leading `.` under the store's `run/`, where
 /// [`crate::sandbox::remove_stale`] skips it).
+///
+/// From a single-threaded caller with [`StepStdio::Inherit`] the step
+/// process is forked rather than re-executed, and [`Step::wait`] returns as
+/// soon as the command has exited and every other process of the sandbox
+/// was SIGKILLed: the kernel's teardown of the namespaces (mounts, netns)
+/// then finishes after we return and the step process stays a zombie until
+/// the caller exits (meant for a process that runs one sandbox).
 pub fn run_once(
     stage: StageSpec,
     spec: &SandboxSpec,
@@ -357,8 +364,17 @@ fn spawn_step(
     // forked rather than re-executed: one exec, dynamic link and runtime
     // start of our big binary fewer on every `corral exec`.
     let fork = req.holder_pid == 0 && stdio == StepStdio::Inherit && single_threaded();
+    let mut early = None;
     let child = if fork {
-        fork_step(req, spec_r, status_w, &spec_w, &status_r).map_err(spawn_err)?
+        let (early_r, early_w) = high_pipe()?;
+        let parent_ends = [
+            spec_w.as_raw_fd(),
+            status_r.as_raw_fd(),
+            early_r.as_raw_fd(),
+        ];
+        let child = fork_step(req, spec_r, status_w, early_w, parent_ends).map_err(spawn_err)?;
+        early = Some(File::from(early_r));
+        child
     } else {
         reexec_step(exe, stdio, spec_r, status_w).map_err(spawn_err)?
     };
@@ -374,6 +390,7 @@ fn spawn_step(
         id,
         child,
         pidfd,
+        early,
         live,
         exit: None,
         egress: None,
@@ -469,8 +486,8 @@ fn fork_step(
     req: &StepRequest,
     spec_r: OwnedFd,
     status_w: OwnedFd,
-    spec_w: &OwnedFd,
-    status_r: &OwnedFd,
+    early_w: OwnedFd,
+    parent_ends: [i32; 3],
 ) -> std::io::Result<StepProcess> {
     // SAFETY: single-threaded (checked by the caller); the child leaves
     // through _exit without running our destructors.
@@ -479,15 +496,15 @@ fn fork_step(
         return Err(std::io::Error::last_os_error());
     }
     if pid == 0 {
-        // SAFETY: the launcher's ends of the pipes, not ours to keep.
-        unsafe {
-            libc::close(spec_w.as_raw_fd());
-            libc::close(status_r.as_raw_fd());
+        for fd in parent_ends {
+            // SAFETY: the launcher's ends of the pipes, not ours to keep.
+            unsafe { libc::close(fd) };
         }
         let code = init::run_step(
             req,
             BufReader::new(File::from(spec_r)),
             File::from(status_w),
+            Some(File::from(early_w)),
         );
         // SAFETY: leaving the forked child without unwinding into the launcher.
         unsafe { libc::_exit(code) };

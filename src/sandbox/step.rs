@@ -1,6 +1,8 @@
 //! A running sandbox as its launcher sees it: the step process (whose exit
 //! mirrors the command's), its pidfd, stdio pipes and exit status.
 
+use std::fs::File;
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStderr, ChildStdout, ExitStatus};
@@ -95,6 +97,9 @@ pub struct Step {
     pub(crate) id: u64,
     pub(crate) child: StepProcess,
     pub(crate) pidfd: OwnedFd,
+    /// A forked step's early exit report: init writes the command's wait
+    /// status here before the sandbox's namespaces are torn down.
+    pub(crate) early: Option<File>,
     pub(crate) live: LiveSteps,
     pub(crate) exit: Option<StepExit>,
     /// The egress helper of a one-off sandbox; stops after the step.
@@ -122,6 +127,17 @@ pub(crate) fn pidfd_signal(fd: RawFd, sig: i32) -> bool {
             0,
         ) == 0
     }
+}
+
+/// Whether `fd` is readable (or at EOF) right now.
+fn readable(fd: RawFd) -> bool {
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut poll, 1, 0) > 0 }
 }
 
 /// Waits until every pidfd reports its process ended, or `timeout` passes.
@@ -180,8 +196,29 @@ impl Step {
         self.pidfd.as_raw_fd()
     }
 
+    /// An fd that becomes readable once the command's exit is known (maybe
+    /// before the step process has finished tearing down its namespaces);
+    /// [`Step::wait`] then returns at once.
+    pub fn exit_fd(&self) -> RawFd {
+        self.early
+            .as_ref()
+            .map_or(self.pidfd.as_raw_fd(), |f| f.as_raw_fd())
+    }
+
+    /// The command's wait status from the early report, if init sent one.
+    /// The step process then exits on its own (a zombie until we exit).
+    fn early_exit(&mut self) -> Option<StepExit> {
+        let mut early = self.early.take()?;
+        let mut raw = [0u8; 4];
+        early.read_exact(&mut raw).ok()?;
+        Some(self.record(ExitStatus::from_raw(i32::from_ne_bytes(raw))))
+    }
+
     pub fn wait(&mut self) -> Result<StepExit, SandboxError> {
         if let Some(exit) = self.exit {
+            return Ok(exit);
+        }
+        if let Some(exit) = self.early_exit() {
             return Ok(exit);
         }
         let status = self
@@ -194,6 +231,11 @@ impl Step {
     pub fn try_wait(&mut self) -> Result<Option<StepExit>, SandboxError> {
         if let Some(exit) = self.exit {
             return Ok(Some(exit));
+        }
+        if self.early.as_ref().is_some_and(|f| readable(f.as_raw_fd())) {
+            if let Some(exit) = self.early_exit() {
+                return Ok(Some(exit));
+            }
         }
         let status = self
             .child
