@@ -106,7 +106,13 @@ pub(crate) fn run_step(
     if pid == 0 {
         drop(result_r);
         drop(lifeline_w);
-        let code = init_main(req, status, File::from(result_w), early, lifeline_r);
+        let code = init_main(
+            req,
+            status,
+            Some(File::from(result_w)),
+            early,
+            Some(lifeline_r),
+        );
         // SAFETY: leaving the child without running parent-owned destructors.
         unsafe { libc::_exit(code) };
     }
@@ -138,6 +144,28 @@ fn create_own_namespaces(
             "failed to create the sandbox's user and network namespaces",
         ));
     }
+    await_id_maps(req, spec_pipe, status)?;
+    if !listeners.is_empty() {
+        let pipes = [spec_pipe.get_ref().as_raw_fd(), status.as_raw_fd()];
+        spawn_forwarder_process(listeners, pipes)?;
+    }
+    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    // SAFETY: unshare in a single-threaded process.
+    if unsafe { libc::unshare(flags) } < 0 {
+        return Err(last_error(
+            "failed to unshare mount, pid, uts and ipc namespaces",
+        ));
+    }
+    Ok(())
+}
+
+/// Tells the launcher our user namespace exists, waits until it wrote the
+/// ID maps, then brings up `lo` of a new network namespace.
+fn await_id_maps(
+    req: &StepRequest,
+    spec_pipe: &mut BufReader<File>,
+    status: &mut File,
+) -> Result<(), String> {
     status
         .write_all(b"unshared\n")
         .map_err(|e| format!("launcher gone: {e}"))?;
@@ -151,18 +179,28 @@ fn create_own_namespaces(
     if req.network != NetworkMode::Host {
         super::net::loopback_up().map_err(|e| super::error_chain(&e))?;
     }
-    if !listeners.is_empty() {
-        let pipes = [spec_pipe.get_ref().as_raw_fd(), status.as_raw_fd()];
-        spawn_forwarder_process(listeners, pipes)?;
-    }
-    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-    // SAFETY: unshare in a single-threaded process.
-    if unsafe { libc::unshare(flags) } < 0 {
-        return Err(last_error(
-            "failed to unshare mount, pid, uts and ipc namespaces",
-        ));
-    }
     Ok(())
+}
+
+/// PID 1 cloned by a single-threaded launcher straight into all of the
+/// sandbox's namespaces (no step process in between): waits for its ID
+/// maps, then is [`init_main`], reporting the command's exit on `early`.
+pub(crate) fn direct_init(
+    req: &StepRequest,
+    mut spec_pipe: BufReader<File>,
+    mut status: File,
+    early: File,
+) -> i32 {
+    block_signals();
+    // A launcher that died before this prctl closed the spec pipe: the
+    // handshake below then fails and we exit.
+    // SAFETY: prctl without pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if let Err(msg) = await_id_maps(req, &mut spec_pipe, &mut status) {
+        return fail(&mut status, &msg);
+    }
+    drop(spec_pipe);
+    init_main(req, status, None, Some(early), None)
 }
 
 /// Forwarder threads cannot live in a process that unshared its pid
@@ -346,9 +384,9 @@ fn exit_like(status: i32) -> i32 {
 fn init_main(
     req: &StepRequest,
     mut status: File,
-    mut result: File,
+    mut result: Option<File>,
     mut early: Option<File>,
-    lifeline: OwnedFd,
+    lifeline: Option<OwnedFd>,
 ) -> i32 {
     // SAFETY: prctl with a NUL-terminated name, or without pointers.
     unsafe {
@@ -356,7 +394,7 @@ fn init_main(
         libc::prctl(libc::PR_SET_NAME, c"corral-init".as_ptr(), 0, 0, 0);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
     }
-    if parent_gone(&lifeline) {
+    if lifeline.as_ref().is_some_and(parent_gone) {
         return 125;
     }
     drop(lifeline);
@@ -410,7 +448,9 @@ fn init_main(
                     unsafe { libc::kill(-1, libc::SIGKILL) };
                     let _ = early.write_all(&wstatus.to_ne_bytes());
                 }
-                let _ = result.write_all(&wstatus.to_ne_bytes());
+                if let Some(result) = result.as_mut() {
+                    let _ = result.write_all(&wstatus.to_ne_bytes());
+                }
                 return 0;
             }
         }

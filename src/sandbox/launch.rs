@@ -372,7 +372,12 @@ fn spawn_step(
             status_r.as_raw_fd(),
             early_r.as_raw_fd(),
         ];
-        let child = fork_step(req, spec_r, status_w, early_w, parent_ends).map_err(spawn_err)?;
+        let child = if req.ports.is_empty() {
+            clone_init(req, spec_r, status_w, early_w, parent_ends)
+        } else {
+            fork_step(req, spec_r, status_w, early_w, parent_ends)
+        };
+        let child = child.map_err(spawn_err)?;
         early = Some(File::from(early_r));
         child
     } else {
@@ -507,6 +512,58 @@ fn fork_step(
             Some(File::from(early_w)),
         );
         // SAFETY: leaving the forked child without unwinding into the launcher.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(StepProcess::Forked(pid as u32))
+}
+
+/// Clones the sandbox's PID 1 straight into new user, network (unless the
+/// host's), mount, pid, uts and ipc namespaces: one process fewer than a
+/// step process that unshares and forks init. Same soundness condition as
+/// [`fork_step`]; published ports need the step process (their listeners
+/// and forwarder live outside the pid namespace).
+fn clone_init(
+    req: &StepRequest,
+    spec_r: OwnedFd,
+    status_w: OwnedFd,
+    early_w: OwnedFd,
+    parent_ends: [i32; 3],
+) -> std::io::Result<StepProcess> {
+    let mut flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC;
+    if req.network != NetworkMode::Host {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: a fork-like clone (no CLONE_VM, no new stack) of a
+    // single-threaded process; the child leaves through _exit.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        for fd in parent_ends {
+            // SAFETY: the launcher's ends of the pipes, not ours to keep.
+            unsafe { libc::close(fd) };
+        }
+        let code = init::direct_init(
+            req,
+            BufReader::new(File::from(spec_r)),
+            File::from(status_w),
+            File::from(early_w),
+        );
+        // SAFETY: leaving the cloned child without unwinding into the launcher.
         unsafe { libc::_exit(code) };
     }
     Ok(StepProcess::Forked(pid as u32))

@@ -14,7 +14,17 @@
 //! rather than being forked by the holder: the holder then may use threads
 //! (port forwarders) and needs no fd-passing protocol for stdio.
 //! [`run_once`] (used by `corral exec`) skips the holder: the step process
-//! makes its own user and network namespaces.
+//! makes its own user and network namespaces. From a single-threaded
+//! launcher it skips the re-execution too, and without published ports the
+//! step process as well:
+//!
+//! ```text
+//! corral exec (one thread)          run_once
+//!  └─ init (PID 1)                  clone(USER|NET|MNT|PID|UTS|IPC); we write
+//!      │                            its ID maps; setup as above; reports the
+//!      │                            command's wait status to us on a pipe
+//!      └─ command
+//! ```
 //!
 //! Use by the stage executor (sync API; wrap waits in `spawn_blocking`):
 //!
