@@ -37,6 +37,9 @@ fn resolve_image(
 ) -> anyhow::Result<ResolvedImage> {
     let store = corral::image::Store::open(store)
         .with_context(|| format!("cannot open the store at {}", store.display()))?;
+    if let Some(found) = stored_image(&store, image) {
+        return Ok(found);
+    }
     let options = super::image::registry_options(&args.registry)?;
     let progress = super::image::Reporter::new(quiet);
     let found = corral::image::ensure(
@@ -48,8 +51,24 @@ fn resolve_image(
     )
     .with_context(|| format!("cannot get image {image}"))?;
     progress.finish();
+    Ok(resolved(found))
+}
+
+/// A warm image straight from the store index, as `ensure` would find it
+/// first, without its runtime threads and registry client (milliseconds
+/// per `corral exec`). `None` sends the caller the full way (pull, errors).
+fn stored_image(store: &corral::image::Store, image: &str) -> Option<ResolvedImage> {
+    let reference = corral::image::Reference::parse(image).ok()?;
+    // Shared, like a pull: prune takes it exclusively.
+    let _gc = store.lock("gc", false).ok()?;
+    let entry = store.lookup(&reference.to_string()).ok()??;
+    let found = corral::image::Image::from_entry(store, &reference, &entry).ok()?;
+    Some(resolved(found))
+}
+
+fn resolved(found: corral::image::Image) -> ResolvedImage {
     let config = found.config;
-    Ok(ResolvedImage {
+    ResolvedImage {
         rootfs: found.rootfs,
         config: ImageConfig {
             env: config.env,
@@ -58,7 +77,7 @@ fn resolve_image(
             working_dir: config.working_dir.unwrap_or_default(),
             user: config.user.unwrap_or_default(),
         },
-    })
+    }
 }
 
 pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
