@@ -42,7 +42,10 @@ for applet in $(busybox --list); do
 done
 chmod -R a+rX "$work"
 
+# `corral` is the target's command, `corral exec IMAGE true` on a warm image
+# (imported below from the same rootfs; `--rootfs DIR` until then).
 cmds[corral]="$corral --store $work/store exec --rootfs $rootfs --network none -- /bin/true"
+cmds[corral-rootfs]=${cmds[corral]}
 cmds[corral-egress]="$corral --store $work/store exec --rootfs $rootfs -- /bin/true"
 cmds[unshare]="unshare --user --map-root-user --mount --pid --fork true"
 if command -v bwrap >/dev/null; then
@@ -64,13 +67,20 @@ if command -v podman >/dev/null; then
   if tar -C "$rootfs" -c . | podman import --quiet - "$image" >/dev/null 2>&1; then
     imported=1
     cmds[podman]="podman run --rm --network none --cgroups=disabled $image /bin/true"
+    if podman save --quiet --format oci-archive -o "$work/image.tar" "$image" &&
+      "$corral" --store "$work/store" --quiet import --name "$image" "$work/image.tar" >/dev/null; then
+      cmds[corral]="$corral --store $work/store exec --network none $image -- /bin/true"
+    else
+      echo "bench-exec: corral import failed; measuring corral with --rootfs" >&2
+    fi
   else
     echo "bench-exec: podman import failed; skipping podman" >&2
   fi
 fi
 
 echo "load at start: $(uptime)"
-for name in corral corral-egress unshare bwrap crun podman; do
+echo "corral: ${cmds[corral]}"
+for name in corral corral-rootfs corral-egress unshare bwrap crun podman; do
   [ -n "${cmds[$name]:-}" ] || continue
   n=$runs
   [ "$name" = podman ] && n=$(( runs < 10 ? runs : 10 ))
