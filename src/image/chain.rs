@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use super::applier::{ApplyError, LayerApplier};
 use super::digest::Digest;
-use super::store::{remove_tree, Store, StoreError};
+use super::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -114,7 +114,7 @@ pub fn build_chain(
         })
     });
     if result.is_err() {
-        if let Err(e) = remove_tree(&staging) {
+        if let Err(e) = applier.remove_tree(&staging) {
             tracing::warn!("cannot clean up {}: {e}", staging.display());
         }
     }
