@@ -9,6 +9,10 @@ use clap::Parser;
 use corral::cli::{Cli, ColorChoice, Command, ImageCommand};
 
 fn main() -> ExitCode {
+    // The image unpack helper runs in a fresh user namespace: single-threaded.
+    if std::env::args_os().nth(1).as_deref() == Some(corral::image::userns::HELPER_ARG.as_ref()) {
+        return cmd::image_unpack_internal();
+    }
     let cli = Cli::parse();
     // Re-executed sandbox processes must stay single-threaded and quiet:
     // hand them over before anything else is set up.
@@ -16,6 +20,9 @@ fn main() -> ExitCode {
         return cmd::sandbox_internal(&args.args);
     }
     init_tracing(&cli);
+    if let Ok(exe) = std::env::current_exe() {
+        corral::image::register_unpack_helper(exe);
+    }
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(&cli.global, args),
         Command::Run(args) => cmd::run::run(&cli.global, args),
