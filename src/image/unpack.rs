@@ -10,9 +10,48 @@
 //!   directories, so applying the next layer never changes `parent`.
 //!   Chain directories are full flattened rootfs trees keyed by chainID; a
 //!   sandbox mounts the top one as its single overlay lower.
+//! - `remove_tree(path)` deletes a staging or chain dir even when the image
+//!   left directories at 0555/000 and we are not root.
+//!
+//! **Invariant: an existing non-directory inode is never modified.** Files,
+//! symlinks, links and nodes are always unlinked and created anew; only
+//! directories (which `clone_tree` makes fresh) get attribute updates. So a
+//! hard-linked clone can be written without touching the parent chain.
+//!
+//! Path safety: the root is opened once; parents are resolved with
+//! `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`, so
+//! absolute and `..` symlinks are clamped to the root; the last component is
+//! created with `*at` calls and `O_EXCL`/`O_NOFOLLOW`; metadata is set
+//! through fds (`fchown`, `fchmod`, `fsetxattr`, `futimens`) or
+//! `AT_SYMLINK_NOFOLLOW` calls. Names: leading `/` is dropped (`/abs/x` →
+//! `root/abs/x`); a `..` component in an entry name is rejected; hard-link
+//! targets are root-relative with `..` clamped at the root; an entry naming
+//! the root itself must be a directory (CVE-2021-29136).
+//!
+//! Semantics follow the image spec and umoci/containerd: whiteouts hide lower
+//! layers only; the opaque marker acts as if it came first in the layer;
+//! non-directory parents are replaced by directories; mtimes are clamped to
+//! 1970..=9999 (negative → 0, 2^40 → 9999-12-31), directory mtimes set after
+//! the layer; device nodes only with `allow_devices`, otherwise skipped with
+//! one warning; sockets and other entry types skipped; sparse files rejected.
+//! Rootless, directories get u+rwx while the layer is written and their real
+//! mode at the end. The stream is inflated and hashed on the calling thread
+//! and applied on a second one (bounded channel of 1 MiB chunks); nothing is
+//! fsynced — the store should `syncfs` once before committing.
 
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+mod apply;
+mod attrs;
+mod clone;
+mod entry;
+mod fsops;
+mod nodes;
+mod resolve;
+mod stream;
+mod whiteout;
 
 /// How file owners from the tar headers are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +74,34 @@ pub struct UnpackOptions {
     pub max_entries: u64,
 }
 
+impl UnpackOptions {
+    /// Options for the current process: root keeps owners (owners outside
+    /// a user namespace's map are recorded in the xattr), only real root
+    /// creates devices, anyone else squashes to themselves. Caps: 64 GiB,
+    /// 4 M entries.
+    pub fn for_current_user() -> Self {
+        let root = rustix::process::geteuid().is_root();
+        UnpackOptions {
+            ownership: if root {
+                Ownership::Keep
+            } else {
+                Ownership::SquashToCaller
+            },
+            allow_devices: root && in_initial_user_namespace(),
+            max_bytes: 64 << 30,
+            max_entries: 4_000_000,
+        }
+    }
+}
+
+/// True unless /proc/self/uid_map shows a partial map (we are in a user
+/// namespace, where mknod of devices is refused).
+fn in_initial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|map| map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(false)
+}
+
 /// What applying a layer produced.
 #[derive(Debug, Clone)]
 pub struct AppliedLayer {
@@ -46,22 +113,110 @@ pub struct AppliedLayer {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("layer applier not built yet (applying onto {root})")]
-    NotBuilt { root: PathBuf },
+    #[error("failed to open rootfs directory {root}")]
+    OpenRoot {
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to read or decompress the layer stream")]
+    ReadLayer {
+        #[source]
+        source: io::Error,
+    },
+    #[error("unsupported layer compression (first bytes {magic}); only gzip, zstd and plain tar are supported")]
+    UnsupportedCompression { magic: String },
+    #[error("layer expands to more than {limit} bytes; aborted (raise the limit only for trusted images)")]
+    TooLarge { limit: u64 },
+    #[error(
+        "layer has more than {limit} entries; aborted (raise the limit only for trusted images)"
+    )]
+    TooManyEntries { limit: u64 },
+    #[error("failed to parse tar entry #{index} of the layer")]
+    ParseEntry {
+        index: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to read the data of layer entry {path:?}")]
+    ReadEntryData {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("refusing layer entry {path:?}: {reason}")]
+    InvalidEntry { path: String, reason: &'static str },
+    #[error("layer has {nonzero} non-zero bytes after the end of the tar archive")]
+    TrailingData { nonzero: u64 },
+    #[error("failed to {op} {path:?} in the rootfs")]
+    WriteEntry {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to hard-link {path:?} to {target:?}: the target must be an existing non-directory in the rootfs")]
+    LinkTarget {
+        path: String,
+        target: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to clone {path} into the new chain directory")]
+    Clone {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to remove {path}")]
+    RemoveTree {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the layer writer thread panicked")]
+    WriterPanicked,
 }
 
+/// Applies one layer blob onto the rootfs at `root` (see the module doc).
+/// On error the tree is left half-written: the caller discards its staging
+/// dir (with [`remove_tree`]).
 pub fn apply_layer(
     root: &Path,
-    _layer: impl Read,
-    _opts: &UnpackOptions,
+    layer: impl Read,
+    opts: &UnpackOptions,
 ) -> Result<AppliedLayer, UnpackError> {
-    Err(UnpackError::NotBuilt {
-        root: root.to_path_buf(),
+    let mut source = stream::decoder(layer)?;
+    let (tx, rx) = mpsc::sync_channel(4);
+    let (recycle_tx, recycle_rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || {
+            apply::write_layer(root, stream::ChannelReader::new(rx, recycle_tx), opts)
+        });
+        let pumped = stream::pump(&mut *source, tx, recycle_rx, opts.max_bytes);
+        let written = writer.join().map_err(|_| UnpackError::WriterPanicked);
+        // The reader's failure explains the writer's (it saw an abort).
+        match pumped? {
+            stream::PumpEnd::WriterGone => {
+                Err(written?.err().unwrap_or(UnpackError::WriterPanicked))
+            }
+            stream::PumpEnd::Eof { digest, bytes } => Ok(AppliedLayer {
+                diff_id: digest,
+                entries: written??,
+                uncompressed_bytes: bytes,
+            }),
+        }
     })
 }
 
-pub fn clone_tree(_parent: &Path, dest: &Path) -> Result<(), UnpackError> {
-    Err(UnpackError::NotBuilt {
-        root: dest.to_path_buf(),
-    })
+/// Makes `dest` (absent, or an empty directory) a copy of `parent` with new
+/// directories and hard links to every other inode.
+pub fn clone_tree(parent: &Path, dest: &Path) -> Result<(), UnpackError> {
+    clone::clone_tree(parent, dest)
+}
+
+/// Removes `path` recursively, granting ourselves access to directories the
+/// image left at 0555/000. A missing path is not an error.
+pub fn remove_tree(path: &Path) -> Result<(), UnpackError> {
+    clone::remove_tree(path)
 }

@@ -1,0 +1,344 @@
+//! The writer side: applies tar entries onto the rootfs through directory
+//! fds. Non-directories are always unlinked and created anew, never opened
+//! for writing, so inodes shared with the parent chain stay untouched.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{self as rfs, Mode, OFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+use tar::EntryType;
+
+use super::entry::{clean_entry_name, read_meta, Meta};
+use super::fsops::{
+    is_dir_at, open_child_dir, open_in_root, remove_any, split_last, DIR_PATH, DIR_READ,
+};
+use super::stream::{ChannelReader, CHUNK};
+use super::{UnpackError, UnpackOptions};
+
+/// The xattr that records the image's owner when files are squashed to the
+/// caller (the containers-storage convention).
+pub(super) const OVERRIDE_STAT: &[u8] = b"user.containers.override_stat";
+
+/// Directory attributes set once the whole layer is written: the mtime
+/// (children change it) and, rootless, a mode without u+rwx.
+#[derive(Debug, Default)]
+pub(super) struct Deferred {
+    pub mode: Option<u32>,
+    pub mtime: Option<(i64, u32)>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Warned {
+    pub devices: bool,
+    pub capability: bool,
+    pub xattr_unsupported: bool,
+    pub override_unsupported: bool,
+    pub unknown_type: bool,
+    pub unmapped_owner: bool,
+}
+
+pub(super) struct Applier<'a> {
+    pub root: OwnedFd,
+    pub opts: &'a UnpackOptions,
+    pub privileged: bool,
+    pub euid: u32,
+    pub egid: u32,
+    /// Paths written by this layer and all their ancestors: whiteouts spare
+    /// them.
+    pub touched: HashSet<Vec<u8>>,
+    /// Directories this layer created, so they have no lower content to hide.
+    pub fresh: HashSet<Vec<u8>>,
+    pub opaque_done: HashSet<Vec<u8>>,
+    pub deferred: HashMap<Vec<u8>, Deferred>,
+    pub warned: Warned,
+    buf: Vec<u8>,
+}
+
+/// Maps an errno from operation `op` on entry `path` to our error.
+pub(super) fn fail<'p>(op: &'static str, path: &'p [u8]) -> impl FnOnce(Errno) -> UnpackError + 'p {
+    move |errno| UnpackError::WriteEntry {
+        op,
+        path: String::from_utf8_lossy(path).into_owned(),
+        source: errno.into(),
+    }
+}
+
+fn invalid(path: &[u8], reason: &'static str) -> UnpackError {
+    UnpackError::InvalidEntry {
+        path: String::from_utf8_lossy(path).into_owned(),
+        reason,
+    }
+}
+
+pub(super) fn times(meta: &Meta) -> Timestamps {
+    let ts = Timespec {
+        tv_sec: meta.mtime,
+        tv_nsec: meta.mtime_nsec.into(),
+    };
+    Timestamps {
+        last_access: ts,
+        last_modification: ts,
+    }
+}
+
+/// Applies every entry of the tar stream, then the deferred directory
+/// attributes, then checks that nothing but zeros follows the archive.
+pub(super) fn write_layer(
+    root: &Path,
+    reader: ChannelReader,
+    opts: &UnpackOptions,
+) -> Result<u64, UnpackError> {
+    let root_fd = rfs::open(root, DIR_PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+        UnpackError::OpenRoot {
+            root: root.to_path_buf(),
+            source: e.into(),
+        }
+    })?;
+    let mut applier = Applier::new(root_fd, opts);
+    let mut archive = tar::Archive::new(reader);
+    let mut count: u64 = 0;
+    let entries = archive
+        .entries()
+        .map_err(|source| UnpackError::ParseEntry { index: 0, source })?;
+    for entry in entries {
+        let mut entry = entry.map_err(|source| UnpackError::ParseEntry {
+            index: count,
+            source,
+        })?;
+        count += 1;
+        if count > opts.max_entries {
+            return Err(UnpackError::TooManyEntries {
+                limit: opts.max_entries,
+            });
+        }
+        applier.apply(&mut entry, count - 1)?;
+    }
+    applier.finish()?;
+    let nonzero = archive
+        .into_inner()
+        .drain_count_nonzero()
+        .map_err(|source| UnpackError::ReadLayer { source })?;
+    if nonzero > 0 {
+        return Err(UnpackError::TrailingData { nonzero });
+    }
+    Ok(count)
+}
+
+impl<'a> Applier<'a> {
+    pub(super) fn new(root: OwnedFd, opts: &'a UnpackOptions) -> Self {
+        let euid = rustix::process::geteuid();
+        Applier {
+            root,
+            opts,
+            privileged: euid.is_root(),
+            euid: euid.as_raw(),
+            egid: rustix::process::getegid().as_raw(),
+            touched: HashSet::new(),
+            fresh: HashSet::new(),
+            opaque_done: HashSet::new(),
+            deferred: HashMap::new(),
+            warned: Warned::default(),
+            buf: vec![0; CHUNK],
+        }
+    }
+
+    fn apply<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        index: u64,
+    ) -> Result<(), UnpackError> {
+        let raw = entry.path_bytes().into_owned();
+        let kind = entry.header().entry_type();
+        if kind.is_pax_global_extensions() {
+            return Ok(());
+        }
+        let meta = read_meta(entry).map_err(|source| UnpackError::ParseEntry { index, source })?;
+        if kind.is_gnu_sparse() || meta.pax_sparse {
+            return Err(invalid(
+                &raw,
+                "sparse files are not supported (the image spec says layers should not \
+                 contain them); rebuild the image without sparse-file support",
+            ));
+        }
+        let name = clean_entry_name(&raw).map_err(|reason| invalid(&raw, reason))?;
+        let (parent, base) = split_last(&name);
+        if base.starts_with(b".wh.") {
+            return self.whiteout(parent, base);
+        }
+        // Old tars mark directories with a trailing slash only.
+        let is_dir = kind.is_dir() || (kind == EntryType::Regular && raw.ends_with(b"/"));
+        if name.is_empty() {
+            if !is_dir {
+                // CVE-2021-29136: `.` as a symlink would redirect everything.
+                return Err(invalid(&raw, "the rootfs itself can only be a directory"));
+            }
+            return self.directory(&name, &meta);
+        }
+        match kind {
+            _ if is_dir => self.directory(&name, &meta)?,
+            EntryType::Regular | EntryType::Continuous => self.file(&name, &meta, entry)?,
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| invalid(&raw, "the symlink has no target"))?
+                    .into_owned();
+                self.symlink(&name, &target, &meta)?;
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| invalid(&raw, "the hard link has no target"))?
+                    .into_owned();
+                self.hardlink(&name, &target)?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                if !self.special(&name, kind, &meta, entry.header())? {
+                    return Ok(());
+                }
+            }
+            other => {
+                if !self.warned.unknown_type {
+                    self.warned.unknown_type = true;
+                    tracing::warn!(
+                        path = %String::from_utf8_lossy(&raw),
+                        kind = ?other,
+                        "skipping tar entries of unsupported types (sockets, volume labels, ...)"
+                    );
+                }
+                return Ok(());
+            }
+        }
+        self.touch(&name);
+        Ok(())
+    }
+
+    /// Records `name` and its ancestors as written by this layer.
+    fn touch(&mut self, name: &[u8]) {
+        let mut cur = name;
+        while !cur.is_empty() && self.touched.insert(cur.to_vec()) {
+            cur = split_last(cur).0;
+        }
+    }
+
+    /// Runs `op` in the parent directory of `name` (created as needed).
+    /// EEXIST: the existing entry is removed and `op` retried, unless
+    /// `keep_dir` and it is a directory (then `None`). EACCES (rootless, a
+    /// lower directory with mode 0555 or 000): the parent chain gets u+rwx,
+    /// restored when the layer is done, and `op` is retried.
+    pub(super) fn create<T>(
+        &mut self,
+        name: &[u8],
+        what: &'static str,
+        keep_dir: bool,
+        mut op: impl FnMut(BorrowedFd, &[u8]) -> Result<T, Errno>,
+    ) -> Result<(OwnedFd, Option<T>), UnpackError> {
+        let (parent_rel, base) = split_last(name);
+        let mut parent = self
+            .parent_dir(parent_rel)
+            .map_err(fail("create the parent directory of", name))?;
+        let (mut removed, mut granted) = (false, false);
+        loop {
+            let errno = match op(parent.as_fd(), base) {
+                Ok(v) => return Ok((parent, Some(v))),
+                Err(e) => e,
+            };
+            match errno {
+                Errno::EXIST if !removed => {
+                    let existing_dir = is_dir_at(parent.as_fd(), base).map_err(fail(what, name))?;
+                    if keep_dir && existing_dir == Some(true) {
+                        return Ok((parent, None));
+                    }
+                    match remove_any(parent.as_fd(), base) {
+                        Ok(()) => removed = true,
+                        Err(Errno::ACCESS | Errno::PERM) if !granted => {
+                            parent = self.grant_chain(parent_rel).map_err(fail(what, name))?;
+                            granted = true;
+                        }
+                        Err(e) => return Err(fail("replace", name)(e)),
+                    }
+                }
+                Errno::ACCESS if !granted => {
+                    parent = self.grant_chain(parent_rel).map_err(fail(what, name))?;
+                    granted = true;
+                }
+                e => return Err(fail(what, name)(e)),
+            }
+        }
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        name: &[u8],
+        meta: &Meta,
+        entry: &mut tar::Entry<'_, R>,
+    ) -> Result<(), UnpackError> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let (_, fd) = self.create(name, "create file", false, |dir, base| {
+            rfs::openat(dir, base, flags, Mode::from_raw_mode(0o600))
+        })?;
+        let Some(fd) = fd else {
+            return Err(fail("create file", name)(Errno::EXIST));
+        };
+        let mut file = std::fs::File::from(fd);
+        loop {
+            let n = entry
+                .read(&mut self.buf)
+                .map_err(|source| UnpackError::ReadEntryData {
+                    path: String::from_utf8_lossy(name).into_owned(),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&self.buf[..n])
+                .map_err(|e| UnpackError::WriteEntry {
+                    op: "write",
+                    path: String::from_utf8_lossy(name).into_owned(),
+                    source: e,
+                })?;
+        }
+        self.set_owner_fd(file.as_fd(), name, meta)?;
+        rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))
+            .map_err(fail("set the mode of", name))?;
+        self.set_xattrs(file.as_fd(), name, meta)?;
+        rfs::futimens(&file, &times(meta)).map_err(fail("set the times of", name))
+    }
+
+    fn directory(&mut self, name: &[u8], meta: &Meta) -> Result<(), UnpackError> {
+        let fd = if name.is_empty() {
+            open_in_root(self.root.as_fd(), b"", DIR_READ).map_err(fail("open", b"."))?
+        } else {
+            let (parent, made) = self.create(name, "create directory", true, |dir, base| {
+                rfs::mkdirat(dir, base, Mode::from_raw_mode(0o700))
+            })?;
+            if made.is_some() {
+                self.fresh.insert(name.to_vec());
+            }
+            let (_, base) = split_last(name);
+            open_child_dir(parent.as_fd(), base)
+                .map_err(fail("open directory", name))?
+                .0
+        };
+        self.set_owner_fd(fd.as_fd(), name, meta)?;
+        self.set_xattrs(fd.as_fd(), name, meta)?;
+        // Rootless, we need u+rwx to fill the directory; the real mode comes last.
+        let now = if self.privileged {
+            meta.mode
+        } else {
+            meta.mode | 0o700
+        };
+        rfs::fchmod(&fd, Mode::from_raw_mode(now)).map_err(fail("set the mode of", name))?;
+        self.deferred.insert(
+            name.to_vec(),
+            Deferred {
+                mode: (now != meta.mode).then_some(meta.mode),
+                mtime: Some((meta.mtime, meta.mtime_nsec)),
+            },
+        );
+        Ok(())
+    }
+}

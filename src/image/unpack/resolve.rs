@@ -1,0 +1,194 @@
+//! Parent directories: resolved in-root, created on demand (a non-directory
+//! in the way is replaced, umoci's mkdirAll), and made writable when a lower
+//! layer left them 0555/000 and we are not root.
+
+use std::cmp::Reverse;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
+use rustix::io::Errno;
+
+use super::apply::{fail, Applier, Deferred};
+use super::entry::clean_link_target;
+use super::fsops::{chmod_fd, join, open_in_root, remove_any, DIR_PATH, DIR_READ};
+use super::UnpackError;
+
+/// Symlinks followed while creating missing parents (as the kernel's 40).
+const MAX_LINK_HOPS: u32 = 40;
+
+impl Applier<'_> {
+    /// An `O_PATH` handle on directory `rel`, creating what is missing.
+    pub(super) fn parent_dir(&mut self, rel: &[u8]) -> Result<OwnedFd, Errno> {
+        match open_in_root(self.root.as_fd(), rel, DIR_PATH) {
+            Err(Errno::NOENT | Errno::NOTDIR | Errno::ACCESS) => self.mkdir_all(rel, 0),
+            other => other,
+        }
+    }
+
+    fn mkdir_all(&mut self, rel: &[u8], hops: u32) -> Result<OwnedFd, Errno> {
+        if hops > MAX_LINK_HOPS {
+            return Err(Errno::LOOP);
+        }
+        let mut cur = open_in_root(self.root.as_fd(), b"", DIR_PATH)?;
+        let mut prefix: Vec<u8> = Vec::with_capacity(rel.len());
+        for comp in rel.split(|b| *b == b'/').filter(|c| !c.is_empty()) {
+            let parent_len = prefix.len();
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(comp);
+            let mut attempts = 0;
+            cur = loop {
+                attempts += 1;
+                if attempts > 4 {
+                    return Err(Errno::LOOP);
+                }
+                match open_in_root(self.root.as_fd(), &prefix, DIR_PATH) {
+                    Ok(fd) => break fd,
+                    Err(Errno::ACCESS) => {
+                        // `cur` is not searchable (rootless, mode 000 or 0444).
+                        let cur_rel = prefix[..parent_len].to_vec();
+                        self.grant_fd(cur.as_fd(), &cur_rel)?;
+                    }
+                    Err(Errno::NOENT) => {
+                        match rfs::statat(&cur, comp, AtFlags::SYMLINK_NOFOLLOW) {
+                            Err(Errno::NOENT) => {
+                                self.mkdir_in(cur.as_fd(), comp, &prefix, parent_len)?
+                            }
+                            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                                // A dangling symlink (e.g. var/run -> /run before
+                                // /run exists): create its target, in-root.
+                                let target = rfs::readlinkat(&cur, comp, Vec::new())?;
+                                let target = target.to_bytes();
+                                let dest = if target.starts_with(b"/") {
+                                    clean_link_target(target)
+                                } else {
+                                    clean_link_target(&join(&prefix[..parent_len], target))
+                                };
+                                self.mkdir_all(&dest, hops + 1)?;
+                            }
+                            Ok(_) => {
+                                self.remove_in(cur.as_fd(), comp, &prefix, parent_len)?;
+                                self.mkdir_in(cur.as_fd(), comp, &prefix, parent_len)?;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Err(Errno::NOTDIR) => {
+                        // A file (or a link to one) where a directory must be.
+                        self.remove_in(cur.as_fd(), comp, &prefix, parent_len)?;
+                        self.mkdir_in(cur.as_fd(), comp, &prefix, parent_len)?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+        }
+        Ok(cur)
+    }
+
+    fn mkdir_in(
+        &mut self,
+        dir: BorrowedFd,
+        comp: &[u8],
+        prefix: &[u8],
+        parent_len: usize,
+    ) -> Result<(), Errno> {
+        let mode = Mode::from_raw_mode(0o755);
+        let res = match rfs::mkdirat(dir, comp, mode) {
+            Err(Errno::ACCESS) => {
+                self.grant_fd(dir, &prefix[..parent_len])?;
+                rfs::mkdirat(dir, comp, mode)
+            }
+            other => other,
+        };
+        match res {
+            Ok(()) => {
+                self.fresh.insert(prefix.to_vec());
+                Ok(())
+            }
+            Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remove_in(
+        &mut self,
+        dir: BorrowedFd,
+        comp: &[u8],
+        prefix: &[u8],
+        parent_len: usize,
+    ) -> Result<(), Errno> {
+        match remove_any(dir, comp) {
+            Err(Errno::ACCESS | Errno::PERM) => {
+                self.grant_fd(dir, &prefix[..parent_len])?;
+                remove_any(dir, comp)
+            }
+            other => other,
+        }
+    }
+
+    /// Gives the caller u+rwx on every directory from the root down to `rel`
+    /// and returns an `O_PATH` handle on `rel`.
+    pub(super) fn grant_chain(&mut self, rel: &[u8]) -> Result<OwnedFd, Errno> {
+        let mut fd = open_in_root(self.root.as_fd(), b"", DIR_PATH)?;
+        self.grant_fd(fd.as_fd(), b"")?;
+        let mut end = 0;
+        while end < rel.len() {
+            end = rel[end + 1..]
+                .iter()
+                .position(|b| *b == b'/')
+                .map_or(rel.len(), |i| end + 1 + i);
+            fd = open_in_root(self.root.as_fd(), &rel[..end], DIR_PATH)?;
+            self.grant_fd(fd.as_fd(), &rel[..end])?;
+        }
+        Ok(fd)
+    }
+
+    /// u+rwx on one directory; its mode is restored when the layer is done.
+    pub(super) fn grant_fd(&mut self, fd: BorrowedFd, rel: &[u8]) -> Result<(), Errno> {
+        let mode = rfs::fstat(fd)?.st_mode & 0o7777;
+        if mode & 0o700 == 0o700 {
+            return Ok(());
+        }
+        chmod_fd(fd, mode | 0o700)?;
+        self.deferred
+            .entry(rel.to_vec())
+            .or_default()
+            .mode
+            .get_or_insert(mode);
+        Ok(())
+    }
+
+    /// Sets the deferred directory modes and mtimes, deepest first so that
+    /// restoring a 000 parent never blocks a child.
+    pub(super) fn finish(&mut self) -> Result<(), UnpackError> {
+        let mut dirs: Vec<(Vec<u8>, Deferred)> = self.deferred.drain().collect();
+        dirs.sort_by_key(|(rel, _)| {
+            Reverse(rel.iter().filter(|b| **b == b'/').count() + usize::from(!rel.is_empty()))
+        });
+        for (rel, deferred) in dirs {
+            let fd = match open_in_root(self.root.as_fd(), &rel, DIR_READ) {
+                Ok(fd) => fd,
+                // Replaced or removed later in the layer.
+                Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                Err(e) => return Err(fail("open directory", &rel)(e)),
+            };
+            if let Some(mode) = deferred.mode {
+                rfs::fchmod(&fd, Mode::from_raw_mode(mode))
+                    .map_err(fail("set the mode of", &rel))?;
+            }
+            if let Some((secs, nsecs)) = deferred.mtime {
+                let ts = rfs::Timespec {
+                    tv_sec: secs,
+                    tv_nsec: nsecs.into(),
+                };
+                let times = rfs::Timestamps {
+                    last_access: ts,
+                    last_modification: ts,
+                };
+                rfs::futimens(&fd, &times).map_err(fail("set the times of", &rel))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,185 @@
+//! The decompression side of the pipeline: sniff the compression, inflate,
+//! hash the uncompressed stream to EOF, and hand 1 MiB chunks to the writer
+//! thread over a bounded channel.
+
+use std::io::{self, BufReader, Read};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
+
+use sha2::{Digest, Sha256};
+
+use super::UnpackError;
+
+pub(super) const CHUNK: usize = 1 << 20;
+
+/// What the writer thread receives.
+pub(super) enum Msg {
+    Data(Vec<u8>),
+    /// The producer failed; the writer must stop with an error, not treat the
+    /// truncated stream as a clean end of archive.
+    Abort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Compression {
+    Gzip,
+    Zstd,
+    Plain,
+}
+
+/// Classifies the first bytes of a layer blob.
+pub(super) fn sniff(magic: &[u8]) -> Result<Compression, UnpackError> {
+    match magic {
+        [0x1f, 0x8b, ..] => Ok(Compression::Gzip),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Ok(Compression::Zstd),
+        // zstd skippable frame (zstd:chunked may start with one).
+        [0x50..=0x5f, 0x2a, 0x4d, 0x18, ..] => Ok(Compression::Zstd),
+        [0xfd, b'7', b'z', b'X', b'Z', ..] | [b'B', b'Z', b'h', ..] => {
+            Err(UnpackError::UnsupportedCompression {
+                magic: hex::encode(magic),
+            })
+        }
+        _ => Ok(Compression::Plain),
+    }
+}
+
+/// Wraps the raw blob in the right decoder, with 1 MiB buffers.
+pub(super) fn decoder<'a>(mut blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>, UnpackError> {
+    let mut magic = [0u8; 6];
+    let mut len = 0;
+    while len < magic.len() {
+        match blob.read(&mut magic[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(UnpackError::ReadLayer { source }),
+        }
+    }
+    let head = magic[..len].to_vec();
+    let kind = sniff(&head)?;
+    let full = BufReader::with_capacity(CHUNK, io::Cursor::new(head).chain(blob));
+    Ok(match kind {
+        // Multi-member: eStargz and pigz output have several gzip members.
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(full)),
+        Compression::Zstd => {
+            let mut dec = zstd::stream::read::Decoder::with_buffer(full)
+                .map_err(|source| UnpackError::ReadLayer { source })?;
+            // Accept `--long` windows up to 2 GiB instead of failing.
+            dec.window_log_max(31)
+                .map_err(|source| UnpackError::ReadLayer { source })?;
+            Box::new(dec)
+        }
+        Compression::Plain => Box::new(full),
+    })
+}
+
+/// Why the pump stopped.
+pub(super) enum PumpEnd {
+    /// Read to EOF; the digest covers every byte.
+    Eof { digest: String, bytes: u64 },
+    /// The writer hung up (it failed); its error is the one to report.
+    WriterGone,
+}
+
+/// Reads `source` to EOF, hashing everything, and feeds the writer.
+pub(super) fn pump(
+    source: &mut dyn Read,
+    tx: SyncSender<Msg>,
+    recycled: Receiver<Vec<u8>>,
+    max_bytes: u64,
+) -> Result<PumpEnd, UnpackError> {
+    let mut hasher = Sha256::new();
+    let mut total: u64 = 0;
+    loop {
+        let mut buf = match recycled.try_recv() {
+            Ok(buf) => buf,
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
+        };
+        buf.resize(CHUNK, 0);
+        let n = match source.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                let _ = tx.send(Msg::Abort);
+                return Err(UnpackError::ReadLayer { source });
+            }
+        };
+        total += n as u64;
+        if total > max_bytes {
+            let _ = tx.send(Msg::Abort);
+            return Err(UnpackError::TooLarge { limit: max_bytes });
+        }
+        hasher.update(&buf[..n]);
+        buf.truncate(n);
+        if tx.send(Msg::Data(buf)).is_err() {
+            return Ok(PumpEnd::WriterGone);
+        }
+    }
+    Ok(PumpEnd::Eof {
+        digest: format!("sha256:{}", hex::encode(hasher.finalize())),
+        bytes: total,
+    })
+}
+
+/// The writer side: a `Read` over the chunks, returning spent buffers.
+pub(super) struct ChannelReader {
+    rx: Receiver<Msg>,
+    recycle: Sender<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    pub(super) fn new(rx: Receiver<Msg>, recycle: Sender<Vec<u8>>) -> Self {
+        ChannelReader {
+            rx,
+            recycle,
+            chunk: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Consumes what is left of the stream; returns how many of those bytes
+    /// were not zero (tar padding after the end-of-archive marker is zeros).
+    pub(super) fn drain_count_nonzero(&mut self) -> io::Result<u64> {
+        let mut nonzero = 0;
+        loop {
+            if self.pos < self.chunk.len() {
+                nonzero += self.chunk[self.pos..].iter().filter(|b| **b != 0).count() as u64;
+                self.pos = self.chunk.len();
+            }
+            if !self.next_chunk()? {
+                return Ok(nonzero);
+            }
+        }
+    }
+
+    fn next_chunk(&mut self) -> io::Result<bool> {
+        match self.rx.recv() {
+            Ok(Msg::Data(data)) => {
+                let spent = std::mem::replace(&mut self.chunk, data);
+                self.pos = 0;
+                if spent.capacity() >= CHUNK {
+                    let _ = self.recycle.send(spent);
+                }
+                Ok(true)
+            }
+            Ok(Msg::Abort) => Err(io::Error::other("layer stream aborted by the reader")),
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.chunk.len() {
+            if !self.next_chunk()? {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.pos);
+        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
