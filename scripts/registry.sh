@@ -35,7 +35,7 @@ CFG
     for ref in "$fixtures"/layouts/*.ref; do
       [ -e "$ref" ] || continue
       layout=${ref%.ref}
-      skopeo copy --quiet --all --dest-tls-verify=false \
+      skopeo copy --quiet --all --preserve-digests --dest-tls-verify=false \
         "oci:$layout" "docker://127.0.0.1:$port/$(cat "$ref")" >&2
     done
   fi

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Pull benchmark: cold `corral pull` (fetch + unpack) against `podman pull`
+# and `skopeo copy` + `umoci unpack`, then a second image sharing the base,
+# and corral's peak RSS. Prints times and ratios.
+#
+#   scripts/bench-pull.sh [CACHE_DIR]     (default /var/tmp/corral-bench)
+#
+# The Debian minbase rootfs and the image layouts are built once into
+# CACHE_DIR. CORRAL_BIN overrides the binary (default: a release build).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${1:-/var/tmp/corral-bench}
+runs=${BENCH_RUNS:-3}
+mkdir -p "$cache"
+
+if [ -z "${CORRAL_BIN:-}" ]; then
+  (cd "$here/.." && cargo build --release --quiet)
+  CORRAL_BIN=$here/../target/release/corral
+fi
+
+# 1. A Debian bookworm minbase rootfs (cached).
+if [ ! -f "$cache/rootfs.done" ]; then
+  rm -rf "$cache/rootfs"
+  mirror=$( (grep -hE '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}';
+             awk '/^deb / {print $2}' /etc/apt/sources.list 2>/dev/null) | grep -m1 debian || true)
+  debootstrap --variant=minbase bookworm "$cache/rootfs" "${mirror:-http://deb.debian.org/debian}" >"$cache/debootstrap.log" 2>&1
+  touch "$cache/rootfs.done"
+fi
+
+# 2. Two OCI layouts sharing the base layer (cached).
+if [ ! -f "$cache/layouts.done" ]; then
+  rm -rf "$cache/fixtures"
+  mkdir -p "$cache/fixtures/layouts"
+  # Trim what images usually drop (docs, man pages, locales, apt lists).
+  rm -rf "$cache/rootfs"/usr/share/{doc,man,info,locale}/* "$cache/rootfs"/var/lib/apt/lists/* \
+    "$cache/rootfs"/var/cache/apt/*.bin "$cache/rootfs"/var/cache/debconf/*-old
+  python3 - "$cache" <<'PY'
+import gzip, hashlib, io, json, os, subprocess, sys, tarfile
+cache = sys.argv[1]
+out = os.path.join(cache, "fixtures", "layouts")
+
+def sha(b): return "sha256:" + hashlib.sha256(b).hexdigest()
+
+def base_tar():
+    # GNU tar of the rootfs, numeric owners, sorted, fixed mtime: reproducible.
+    return subprocess.run(
+        ["tar", "--sort=name", "--numeric-owner", "--mtime=@1700000000", "--xattrs",
+         "-C", os.path.join(cache, "rootfs"), "-cf", "-", "."],
+        stdout=subprocess.PIPE, check=True).stdout
+
+def small_layer(tag):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for i in range(200):
+            data = (f"{tag} file {i}\n" * 50).encode()
+            ti = tarfile.TarInfo(f"opt/{tag}/f{i:03d}"); ti.size = len(data); ti.mtime = 1700000000
+            t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+base = base_tar()
+base_gz = subprocess.run(["gzip", "-6", "-n", "-c"], input=base, stdout=subprocess.PIPE, check=True).stdout
+for name, extra in [("bench-a", ["app-a"]), ("bench-b", ["app-b", "tools-b"])]:
+    layout = os.path.join(out, name)
+    os.makedirs(os.path.join(layout, "blobs", "sha256"), exist_ok=True)
+    def blob(b):
+        d = sha(b)
+        with open(os.path.join(layout, "blobs", "sha256", d[7:]), "wb") as f: f.write(b)
+        return d
+    layers = [(base, base_gz)] + [(r, gzip.compress(r, mtime=0)) for r in (small_layer(t) for t in extra)]
+    descs = [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": blob(gz), "size": len(gz)} for _, gz in layers]
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/bash"]},
+                      "rootfs": {"type": "layers", "diff_ids": [sha(r) for r, _ in layers]}}).encode()
+    man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": blob(cfg), "size": len(cfg)},
+                      "layers": descs}).encode()
+    with open(os.path.join(layout, "oci-layout"), "w") as f: json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                   "digest": blob(man), "size": len(man), "annotations": {"org.opencontainers.image.ref.name": "v1"}}]}, f)
+    with open(layout + ".ref", "w") as f: f.write(f"bench/{name}:v1\n")
+print(f"base layer: {len(base_gz)/1e6:.1f} MB compressed, {len(base)/1e6:.1f} MB uncompressed", file=sys.stderr)
+PY
+  touch "$cache/layouts.done"
+fi
+
+# 3. A local registry holding both images.
+work=$(mktemp -d /var/tmp/corral-bench-run.XXXXXX)
+trap 'bash "$here/registry.sh" stop "$work/registry"; rm -rf "$work"' EXIT
+mkdir -p "$work/registry"
+reg=$(bash "$here/registry.sh" start "$work/registry" "$cache/fixtures")
+a=$reg/bench/bench-a:v1
+b=$reg/bench/bench-b:v1
+echo "registry $reg; $(du -sh "$cache/fixtures/layouts/bench-a/blobs" | cut -f1) of blobs per image; corral $CORRAL_BIN"
+
+clean='rm -rf '"$work"'/s'
+corral_a="$CORRAL_BIN --store $work/s/corral -q pull $a"
+corral_b="$CORRAL_BIN --store $work/s/corral -q pull $a && $CORRAL_BIN --store $work/s/corral -q pull $b"
+podman_args="--root $work/s/podman --runroot $work/s/podman-run --storage-driver overlay"
+podman_a="podman $podman_args pull -q --tls-verify=false $a >/dev/null"
+podman_b="podman $podman_args pull -q --tls-verify=false $a >/dev/null && podman $podman_args pull -q --tls-verify=false $b >/dev/null"
+skopeo_a="mkdir -p $work/s && skopeo copy -q --src-tls-verify=false docker://$a oci:$work/s/oci:a && umoci unpack --image $work/s/oci:a $work/s/bundle-a >/dev/null"
+skopeo_b="$skopeo_a && skopeo copy -q --src-tls-verify=false docker://$b oci:$work/s/oci:b && umoci unpack --image $work/s/oci:b $work/s/bundle-b >/dev/null"
+
+echo "== cold pull of one image ($runs runs each, store wiped before each)"
+hyperfine -N --runs "$runs" --prepare "$clean" --export-json "$work/one.json" \
+  -n corral "sh -c '$corral_a'" -n podman "sh -c '$podman_a'" -n skopeo+umoci "sh -c '$skopeo_a'"
+echo "== image A then image B sharing its base"
+hyperfine -N --runs "$runs" --prepare "$clean" --export-json "$work/two.json" \
+  -n corral "sh -c '$corral_b'" -n podman "sh -c '$podman_b'" -n skopeo+umoci "sh -c '$skopeo_b'"
+
+rm -rf "$work/s"
+/usr/bin/time -v $CORRAL_BIN --store "$work/s/corral" -q pull "$a" 2>"$work/time.txt"
+rss_kb=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$work/time.txt")
+
+ratio() { jq -r --arg n "$2" '[.results[] | {(.command): .mean}] | add | (.[$n] / .corral * 100 | round / 100)' "$1"; }
+mean() { jq -r --arg n "$2" '.results[] | select(.command == $n) | .mean * 1000 | round' "$1"; }
+echo
+echo "== summary (mean wall time)"
+for f in one two; do
+  printf '%-4s corral %6s ms | podman %6s ms (%sx) | skopeo+umoci %6s ms (%sx)\n' "$f" \
+    "$(mean "$work/$f.json" corral)" "$(mean "$work/$f.json" podman)" "$(ratio "$work/$f.json" podman)" \
+    "$(mean "$work/$f.json" skopeo+umoci)" "$(ratio "$work/$f.json" skopeo+umoci)"
+done
+echo "corral peak RSS: $((rss_kb / 1024)) MiB (target < 64 MiB); targets: >= 2x podman, >= 5x skopeo+umoci"

@@ -1,0 +1,467 @@
+//! Pulling: resolve the manifest (and platform), fetch the config, download
+//! missing layers concurrently and apply each as soon as its parent chain
+//! exists.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::future::join_all;
+
+use super::applier::LayerApplier;
+use super::chain::{build_chain, ChainStep};
+use super::digest::{chain_ids, Digest};
+use super::manifest::{
+    parse_config, parse_document, ConfigFile, Descriptor, Document, MAX_DOCUMENT_BYTES,
+};
+use super::platform::Platform;
+use super::progress::{Progress, PullSummary};
+use super::registry::{Client, RegistryError};
+use super::store::{IndexEntry, Store};
+use super::{Image, ImageError};
+use crate::image::reference::Reference;
+
+const MAX_INDEX_DEPTH: usize = 8;
+
+/// What a resolved image is made of.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub manifest_digest: Digest,
+    pub index_digest: Option<Digest>,
+    pub config_digest: Digest,
+    pub config: ConfigFile,
+    pub layers: Vec<Descriptor>,
+    pub platform: Option<Platform>,
+    /// Manifests, index and config, verified; written to the store only
+    /// when the image is recorded, so a failed pull adds nothing.
+    pub documents: Vec<(Digest, Vec<u8>)>,
+}
+
+/// Resolves `reference` to a single-platform manifest and its config,
+/// storing the manifest(s) and config as blobs.
+pub(crate) async fn resolve(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+) -> Result<Resolved, ImageError> {
+    let err = |source: RegistryError| ImageError::Registry {
+        image: reference.to_string(),
+        source: Box::new(source),
+    };
+    let want = client
+        .options
+        .platform
+        .clone()
+        .unwrap_or_else(Platform::host);
+    let mut fetched = client.fetch_manifest(reference).await.map_err(err)?;
+    let mut expected = fetched.media_type.clone();
+    let mut index_digest = None;
+    let mut platform = None;
+    let mut documents = Vec::new();
+    for depth in 0..=MAX_INDEX_DEPTH {
+        let doc = parse_document(&fetched.digest, &fetched.bytes, expected.as_deref()).map_err(
+            |source| {
+                err(RegistryError::Manifest {
+                    reference: reference.to_string(),
+                    source,
+                })
+            },
+        )?;
+        documents.push((fetched.digest.clone(), fetched.bytes.clone()));
+        match doc {
+            Document::Index(entries) => {
+                if depth == MAX_INDEX_DEPTH {
+                    return Err(err(RegistryError::IndexTooDeep {
+                        reference: reference.to_string(),
+                        limit: MAX_INDEX_DEPTH,
+                    }));
+                }
+                let chosen = select_platform(&entries, &want).ok_or_else(|| {
+                    err(RegistryError::NoMatchingPlatform {
+                        reference: reference.to_string(),
+                        platform: want.to_string(),
+                        available: available_platforms(&entries),
+                    })
+                })?;
+                index_digest.get_or_insert(fetched.digest.clone());
+                platform = chosen.platform.clone();
+                expected = Some(chosen.media_type.clone()).filter(|m| !m.is_empty());
+                fetched = client
+                    .fetch_manifest_digest(reference, &chosen.digest)
+                    .await
+                    .map_err(err)?;
+            }
+            Document::Manifest { config, layers } => {
+                let config_bytes = fetch_config(client, store, reference, &config).await?;
+                documents.push((config.digest.clone(), config_bytes.clone()));
+                let parsed = parse_config(&config.digest, &config_bytes).map_err(|source| {
+                    err(RegistryError::Manifest {
+                        reference: reference.to_string(),
+                        source,
+                    })
+                })?;
+                return Ok(Resolved {
+                    manifest_digest: fetched.digest,
+                    index_digest,
+                    config_digest: config.digest,
+                    platform: platform.or_else(|| platform_of(&parsed)),
+                    config: parsed,
+                    layers,
+                    documents,
+                });
+            }
+        }
+    }
+    Err(err(RegistryError::IndexTooDeep {
+        reference: reference.to_string(),
+        limit: MAX_INDEX_DEPTH,
+    }))
+}
+
+async fn fetch_config(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    config: &Descriptor,
+) -> Result<Vec<u8>, ImageError> {
+    let store_err = |source| ImageError::Store {
+        image: reference.to_string(),
+        source,
+    };
+    if store.has_blob(&config.digest) {
+        return store
+            .read_blob(&config.digest, MAX_DOCUMENT_BYTES)
+            .map_err(store_err);
+    }
+    let bytes = client
+        .fetch_small_blob(reference, &config.digest, config.size)
+        .await
+        .map_err(|source| ImageError::Registry {
+            image: reference.to_string(),
+            source: Box::new(source),
+        })?;
+    Ok(bytes)
+}
+
+fn platform_of(config: &ConfigFile) -> Option<Platform> {
+    (!config.os.is_empty() && !config.architecture.is_empty()).then(|| {
+        Platform {
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            variant: config.variant.clone(),
+        }
+        .normalized()
+    })
+}
+
+/// Picks the entry for `want`, skipping attestations; an exact variant
+/// match beats a descriptor without a variant.
+pub fn select_platform<'a>(entries: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
+    let candidates: Vec<&Descriptor> = entries
+        .iter()
+        .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
+        .filter(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| !p.is_unknown() && want.matches(p))
+        })
+        .collect();
+    let want = want.clone().normalized();
+    candidates
+        .iter()
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.clone().normalized().variant == want.variant)
+        })
+        .or(candidates.first())
+        .copied()
+}
+
+fn available_platforms(entries: &[Descriptor]) -> String {
+    let list: Vec<String> = entries
+        .iter()
+        .filter_map(|d| d.platform.as_ref())
+        .filter(|p| !p.is_unknown())
+        .map(|p| p.to_string())
+        .collect();
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// Counters of one materialisation.
+#[derive(Debug, Default)]
+pub(crate) struct Materialized {
+    pub downloaded: usize,
+    pub bytes: u64,
+    pub applied: usize,
+}
+
+/// Makes sure every chain dir of the image exists: downloads missing blobs
+/// (bounded per host) while applying layers in order as soon as each blob
+/// and its parent chain are ready. Without a client, blobs must be present.
+pub(crate) async fn materialize(
+    client: Option<&Client>,
+    store: &Store,
+    applier: &Arc<dyn LayerApplier>,
+    reference: &Reference,
+    resolved: &Resolved,
+    progress: &dyn Progress,
+) -> Result<Materialized, ImageError> {
+    let image = reference.to_string();
+    let diff_ids = &resolved.config.rootfs.diff_ids;
+    if diff_ids.len() != resolved.layers.len() {
+        return Err(ImageError::DiffIdCount {
+            image,
+            layers: resolved.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
+    }
+    if diff_ids.is_empty() {
+        return Err(ImageError::NoLayers { image });
+    }
+    let chains = chain_ids(diff_ids);
+    let n = chains.len();
+    // A chain dir is complete, so everything below the highest one is done.
+    let start = (0..n)
+        .rev()
+        .find(|&i| store.chain_path(&chains[i]).is_dir())
+        .map_or(0, |i| i + 1);
+    let mut stats = Materialized::default();
+    if start == n {
+        return Ok(stats);
+    }
+    let (senders, receivers): (Vec<_>, Vec<_>) = (start..n)
+        .map(|_| tokio::sync::oneshot::channel::<Result<Option<u64>, ImageError>>())
+        .unzip();
+    let downloads = join_all(resolved.layers[start..].iter().zip(senders).map(
+        |(layer, tx)| async move {
+            let result = fetch_layer(client, store, reference, layer, progress).await;
+            let _ = tx.send(result);
+        },
+    ));
+    let applies = async {
+        let mut stats = Materialized::default();
+        for (offset, rx) in receivers.into_iter().enumerate() {
+            let i = start + offset;
+            let fetched = rx.await.map_err(|_| ImageError::Cancelled {
+                image: image.clone(),
+            })??;
+            if let Some(bytes) = fetched {
+                stats.downloaded += 1;
+                stats.bytes += bytes;
+            }
+            let step = ChainStep {
+                parent: i.checked_sub(1).map(|p| chains[p].clone()),
+                chain_id: chains[i].clone(),
+                diff_id: diff_ids[i].clone(),
+                blob: resolved.layers[i].digest.clone(),
+            };
+            let (store2, applier2) = (store.clone(), applier.clone());
+            let built =
+                tokio::task::spawn_blocking(move || build_chain(&store2, &*applier2, &step))
+                    .await
+                    .map_err(|_| ImageError::Cancelled {
+                        image: image.clone(),
+                    })?
+                    .map_err(|source| ImageError::Chain {
+                        image: image.clone(),
+                        source: Box::new(source),
+                    })?;
+            if built {
+                stats.applied += 1;
+            }
+            progress.layer_applied(&resolved.layers[i].digest);
+        }
+        Ok::<_, ImageError>(stats)
+    };
+    // If applying fails, dropping `downloads` cancels the rest; partial
+    // files stay in tmp/ for the next attempt.
+    tokio::pin!(downloads);
+    tokio::pin!(applies);
+    let result = tokio::select! {
+        r = &mut applies => r,
+        _ = &mut downloads => applies.await,
+    };
+    stats = result?;
+    Ok(stats)
+}
+
+/// Ensures one layer blob is in the store. Returns the bytes downloaded,
+/// or `None` when it was already there.
+async fn fetch_layer(
+    client: Option<&Client>,
+    store: &Store,
+    reference: &Reference,
+    layer: &Descriptor,
+    progress: &dyn Progress,
+) -> Result<Option<u64>, ImageError> {
+    let image = reference.to_string();
+    let digest = &layer.digest;
+    if store.has_blob(digest) {
+        progress.layer_cached(&image, digest);
+        return Ok(None);
+    }
+    let Some(client) = client else {
+        return Err(ImageError::MissingBlob {
+            image,
+            digest: digest.to_string(),
+        });
+    };
+    let lock_store = store.clone();
+    let lock_name = format!("blob-{}", digest.hex());
+    let _lock = tokio::task::spawn_blocking(move || lock_store.lock(&lock_name, true))
+        .await
+        .map_err(|_| ImageError::Cancelled {
+            image: image.clone(),
+        })?
+        .map_err(|source| ImageError::Store {
+            image: image.clone(),
+            source,
+        })?;
+    // Another process may have finished it while we waited.
+    if store.has_blob(digest) {
+        progress.layer_cached(&image, digest);
+        return Ok(None);
+    }
+    progress.layer_started(&image, digest, layer.size);
+    let partial = store.partial_path(digest);
+    let report = |done: u64| progress.layer_progress(digest, done);
+    let before = std::fs::metadata(&partial).map_or(0, |m| m.len());
+    client
+        .fetch_blob(reference, digest, layer.size, &partial, &report)
+        .await
+        .map_err(|source| ImageError::Registry {
+            image: image.clone(),
+            source: Box::new(source),
+        })?;
+    store
+        .commit_blob(digest, &partial)
+        .map_err(|source| ImageError::Store {
+            image: image.clone(),
+            source,
+        })?;
+    progress.layer_downloaded(digest);
+    Ok(Some(layer.size.saturating_sub(before)))
+}
+
+/// Pulls (or finds) an image and records it in the index.
+pub(crate) async fn pull(
+    client: &Client,
+    store: &Store,
+    applier: &Arc<dyn LayerApplier>,
+    reference: &Reference,
+    progress: &dyn Progress,
+) -> Result<Image, ImageError> {
+    let started = Instant::now();
+    let image = reference.to_string();
+    progress.image_started(&image);
+    let resolved = resolve(client, store, reference).await?;
+    let done = materialize(Some(client), store, applier, reference, &resolved, progress).await?;
+    let entry = record(store, &image, &resolved)?;
+    progress.image_done(&PullSummary {
+        image: image.clone(),
+        manifest_digest: resolved.manifest_digest.clone(),
+        layers: resolved.layers.len(),
+        layers_downloaded: done.downloaded,
+        layers_applied: done.applied,
+        bytes_downloaded: done.bytes,
+        elapsed: started.elapsed(),
+        up_to_date: done.downloaded == 0 && done.applied == 0,
+    });
+    Image::from_entry(store, reference, &entry)
+}
+
+/// Writes the index entry of a materialised image.
+pub(crate) fn record(
+    store: &Store,
+    image: &str,
+    resolved: &Resolved,
+) -> Result<IndexEntry, ImageError> {
+    let entry = IndexEntry {
+        manifest_digest: resolved.manifest_digest.clone(),
+        index_digest: resolved.index_digest.clone(),
+        config_digest: resolved.config_digest.clone(),
+        platform: resolved.platform.clone(),
+        layers: resolved.layers.iter().map(|l| l.digest.clone()).collect(),
+        chain_ids: chain_ids(&resolved.config.rootfs.diff_ids),
+        size: resolved.layers.iter().map(|l| l.size).sum(),
+        created: now_rfc3339(),
+    };
+    let stored = entry.clone();
+    for (digest, bytes) in &resolved.documents {
+        store
+            .write_blob(digest, bytes)
+            .map_err(|source| ImageError::Store {
+                image: image.to_string(),
+                source,
+            })?;
+    }
+    store
+        .update_index(|index| {
+            index.images.insert(image.to_string(), stored);
+        })
+        .map_err(|source| ImageError::Store {
+            image: image.to_string(),
+            source,
+        })?;
+    Ok(entry)
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(platform: Option<&str>, annotated: bool) -> Descriptor {
+        let mut d: Descriptor = serde_json::from_str(&format!(
+            r#"{{"mediaType":"{}","digest":"{}","size":1}}"#,
+            super::super::manifest::OCI_MANIFEST,
+            Digest::sha256_of(platform.unwrap_or("none").as_bytes())
+        ))
+        .unwrap();
+        d.platform = platform.map(|p| {
+            let parts: Vec<&str> = p.split('/').collect();
+            Platform {
+                os: parts[0].into(),
+                architecture: parts[1].into(),
+                variant: parts.get(2).map(|v| v.to_string()),
+            }
+        });
+        if annotated {
+            d.annotations.insert(
+                "vnd.docker.reference.type".into(),
+                "attestation-manifest".into(),
+            );
+        }
+        d
+    }
+
+    #[test]
+    fn selects_platform_and_skips_attestations() {
+        let entries = vec![
+            desc(Some("unknown/unknown"), true),
+            desc(Some("linux/amd64"), false),
+            desc(Some("linux/arm64"), false),
+            desc(Some("linux/arm/v7"), false),
+            desc(Some("linux/amd64"), true),
+        ];
+        let pick = |p: &str| select_platform(&entries, &Platform::parse(p).unwrap()).cloned();
+        assert_eq!(pick("linux/amd64"), Some(entries[1].clone()));
+        assert_eq!(pick("linux/arm64/v8"), Some(entries[2].clone()));
+        assert_eq!(pick("linux/arm"), Some(entries[3].clone()));
+        assert_eq!(pick("linux/s390x"), None);
+        assert_eq!(pick("unknown/unknown"), None);
+        assert_eq!(
+            available_platforms(&entries),
+            "linux/amd64, linux/arm64, linux/arm/v7, linux/amd64"
+        );
+    }
+}
