@@ -200,8 +200,8 @@ pub struct ImportArgs {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Image reference (omit with --host-root).
-    #[arg(required_unless_present = "host_root")]
+    /// Image reference (omit with --host-root or --rootfs).
+    #[arg(required_unless_present_any = ["host_root", "rootfs"])]
     pub image: Option<String>,
     /// Command and arguments (default: the image's Entrypoint + Cmd).
     #[arg(last = true)]
@@ -240,8 +240,11 @@ pub struct ExecArgs {
     #[arg(long, value_name = "N")]
     pub cpus: Option<String>,
     /// Run on the host's / (read-only, private /tmp) instead of an image.
-    #[arg(long, conflicts_with = "image")]
+    #[arg(long, conflicts_with_all = ["image", "rootfs"])]
     pub host_root: bool,
+    /// Run a plain directory as the rootfs (overlaid, never written).
+    #[arg(long, value_name = "DIR", conflicts_with = "image")]
+    pub rootfs: Option<PathBuf>,
     /// Keep all capabilities inside (as root: full root).
     #[arg(long)]
     pub privileged: bool,

@@ -1,7 +1,374 @@
+//! `corral exec`: one sandbox in a one-step stage, like `docker run --rm`.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use corral::cli::{ExecArgs, GlobalArgs};
+use anyhow::{bail, Context};
+use corral::cli::{ExecArgs, GlobalArgs, NetworkMode as CliNetwork};
+use corral::sandbox::{
+    self, BindMount, Limits, NetworkMode, PortForward, Rootfs, SandboxSpec, StageSpec, Step,
+    StepStdio,
+};
 
-pub fn run(_global: &GlobalArgs, _args: ExecArgs) -> anyhow::Result<ExitCode> {
-    super::not_yet("exec")
+/// The parts of an image config `exec` applies.
+#[derive(Debug, Default, Clone)]
+pub struct ImageConfig {
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+}
+
+/// An image resolved through the store: its flattened rootfs and config.
+pub struct ResolvedImage {
+    pub rootfs: PathBuf,
+    pub config: ImageConfig,
+}
+
+/// The one place `exec` reaches the image store (to be wired to
+/// `image::ensure(...)` once the store lands).
+fn resolve_image(_store: &Path, image: &str, _args: &ExecArgs) -> anyhow::Result<ResolvedImage> {
+    bail!("cannot resolve image {image}: the image store is not in this build yet; use --rootfs DIR or --host-root")
+}
+
+/// The store directory: --store/CORRAL_STORE, else $XDG_DATA_HOME/corral
+/// ($HOME/.local/share/corral), /var/lib/corral for root.
+pub fn store_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    if let Some(store) = &global.store {
+        return Ok(store.clone());
+    }
+    if rustix::process::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/corral"));
+    }
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(data).join("corral"));
+    }
+    let home =
+        std::env::var_os("HOME").context("neither --store, XDG_DATA_HOME nor HOME is set")?;
+    Ok(PathBuf::from(home).join(".local/share/corral"))
+}
+
+pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let store = store_dir(global)?;
+    let (rootfs, config) = if args.host_root {
+        (Rootfs::HostRoot, ImageConfig::default())
+    } else if let Some(dir) = &args.rootfs {
+        let dir = std::path::absolute(dir)
+            .with_context(|| format!("invalid --rootfs {}", dir.display()))?;
+        if !dir.is_dir() {
+            bail!("--rootfs {} is not a directory", dir.display());
+        }
+        (Rootfs::Dir(dir), ImageConfig::default())
+    } else {
+        let image = args
+            .image
+            .as_deref()
+            .context("an image, --rootfs or --host-root is required")?;
+        let resolved = resolve_image(&store, image, &args)?;
+        (
+            Rootfs::Image {
+                lower: resolved.rootfs,
+            },
+            resolved.config,
+        )
+    };
+    let spec = sandbox_spec(rootfs, &config, &args)?;
+    let limits_warnings = sandbox::rlimits::warnings(&spec.limits, false);
+    for warning in limits_warnings {
+        eprintln!("warning: {warning}");
+    }
+    let run_root = store.join("run");
+    let exe = sandbox::default_exe();
+    if let Err(err) = sandbox::remove_stale(&run_root, &exe) {
+        tracing::warn!("could not remove stale sandbox state: {err}");
+    }
+    let stage_spec = StageSpec {
+        network: match args.network {
+            CliNetwork::Private => NetworkMode::Private,
+            CliNetwork::None => NetworkMode::None,
+            CliNetwork::Host => NetworkMode::Host,
+        },
+        ports: parse_ports(&args.publish)?,
+        // Shared by all one-off sandboxes: only a mount point (see run_once).
+        run_dir: run_root.join(".exec"),
+        exe,
+    };
+    if stage_spec.network == NetworkMode::Host && !stage_spec.ports.is_empty() {
+        bail!("-p needs a private network; with --network host the port is the host's already");
+    }
+    // Block the signals we forward before any thread or child exists; the
+    // children get a clean mask from std::process::Command.
+    let signals = SignalFd::new()?;
+    // One sandbox needs no stage holder: its own process makes the namespaces.
+    let mut step = sandbox::run_once(stage_spec, &spec, StepStdio::Inherit)
+        .context("failed to start the sandbox")?;
+    let code = wait_forwarding_signals(&mut step, &signals)?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
+}
+
+fn wait_forwarding_signals(step: &mut Step, signals: &SignalFd) -> anyhow::Result<i32> {
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: step.pidfd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: signals.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if fds[1].revents & libc::POLLIN != 0 {
+            if let Some(sig) = signals.read() {
+                let _ = step.signal(sig);
+            }
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            return Ok(step.wait()?.code());
+        }
+    }
+}
+
+const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+struct SignalFd {
+    fd: OwnedFd,
+}
+
+impl SignalFd {
+    fn new() -> anyhow::Result<SignalFd> {
+        // SAFETY: sigset manipulation and signalfd on valid pointers.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in FORWARDED {
+                libc::sigaddset(&mut set, sig);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error()).context("failed to create a signalfd");
+            }
+            Ok(SignalFd {
+                fd: OwnedFd::from_raw_fd(fd),
+            })
+        }
+    }
+
+    fn read(&self) -> Option<i32> {
+        // SAFETY: reading one signalfd_siginfo into a zeroed struct.
+        unsafe {
+            let mut info: libc::signalfd_siginfo = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::signalfd_siginfo>();
+            let n = libc::read(
+                self.fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            );
+            (n == size as isize).then_some(info.ssi_signo as i32)
+        }
+    }
+}
+
+fn sandbox_spec(
+    rootfs: Rootfs,
+    config: &ImageConfig,
+    args: &ExecArgs,
+) -> anyhow::Result<SandboxSpec> {
+    let argv = if !args.command.is_empty() {
+        let mut argv = config.entrypoint.clone();
+        argv.extend(args.command.iter().cloned());
+        argv
+    } else {
+        let mut argv = config.entrypoint.clone();
+        argv.extend(config.cmd.iter().cloned());
+        argv
+    };
+    if argv.is_empty() {
+        bail!("no command given (put it after `--`) and the image has no entrypoint or cmd");
+    }
+    let mut spec = SandboxSpec::new(rootfs, argv);
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut set = |k: String, v: String| {
+        env.retain(|(key, _)| *key != k);
+        env.push((k, v));
+    };
+    set("PATH".into(), sandbox::spec::DEFAULT_PATH.into());
+    for kv in &config.env {
+        if let Some((k, v)) = kv.split_once('=') {
+            set(k.into(), v.into());
+        }
+    }
+    set(
+        "HOSTNAME".into(),
+        args.hostname.clone().unwrap_or_else(|| "corral".into()),
+    );
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("failed to read env file {}", file.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = parse_env(line)
+                .with_context(|| format!("{}:{}: expected K=V", file.display(), n + 1))?;
+            set(k, v);
+        }
+    }
+    for kv in &args.env {
+        let (k, v) = parse_env(kv).with_context(|| format!("-e {kv}: expected K=V or K"))?;
+        set(k, v);
+    }
+    if !env.iter().any(|(k, _)| k == "HOME") {
+        env.push(("HOME".into(), "/root".into()));
+    }
+    spec.env = env;
+    spec.cwd = args.workdir.clone().unwrap_or_else(|| {
+        if config.working_dir.is_empty() {
+            "/".into()
+        } else {
+            config.working_dir.clone()
+        }
+    });
+    if !spec.cwd.starts_with('/') {
+        bail!("-w {}: the working directory must be absolute", spec.cwd);
+    }
+    let user = args.user.clone().unwrap_or_else(|| config.user.clone());
+    spec.user = parse_user(&user)?;
+    spec.hostname = args.hostname.clone().unwrap_or_else(|| "corral".into());
+    spec.mounts = args
+        .volumes
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<anyhow::Result<_>>()?;
+    spec.read_only = args.read_only;
+    spec.privileged = args.privileged;
+    spec.limits = Limits {
+        memory_bytes: args.memory.as_deref().map(parse_size).transpose()?,
+        cpus: args
+            .cpus
+            .as_deref()
+            .map(|c| {
+                c.parse::<f64>()
+                    .ok()
+                    .filter(|v| *v > 0.0)
+                    .with_context(|| format!("--cpus {c}: expected a positive number"))
+            })
+            .transpose()?,
+    };
+    Ok(spec)
+}
+
+fn parse_env(kv: &str) -> anyhow::Result<(String, String)> {
+    match kv.split_once('=') {
+        Some(("", _)) => bail!("empty variable name"),
+        Some((k, v)) => Ok((k.to_string(), v.to_string())),
+        None => Ok((kv.to_string(), std::env::var(kv).unwrap_or_default())),
+    }
+}
+
+/// `UID[:GID]` as numbers (names need the image's /etc/passwd: not yet).
+fn parse_user(user: &str) -> anyhow::Result<Option<(u32, u32)>> {
+    if user.is_empty() {
+        return Ok(None);
+    }
+    let (u, g) = user.split_once(':').unwrap_or((user, ""));
+    let uid: u32 = u
+        .parse()
+        .with_context(|| format!("user {user}: only numeric UID[:GID] is supported"))?;
+    let gid: u32 = if g.is_empty() {
+        uid
+    } else {
+        g.parse()
+            .with_context(|| format!("user {user}: GID must be numeric"))?
+    };
+    Ok(Some((uid, gid)))
+}
+
+fn parse_volume(v: &str) -> anyhow::Result<BindMount> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, ro) = match parts.as_slice() {
+        [s, d] => (*s, *d, false),
+        [s, d, "ro"] => (*s, *d, true),
+        [s, d, "rw"] => (*s, *d, false),
+        _ => bail!("-v {v}: expected HOST:CTR or HOST:CTR:ro"),
+    };
+    if !dst.starts_with('/') {
+        bail!("-v {v}: the container path must be absolute");
+    }
+    let source = std::path::absolute(src).with_context(|| format!("-v {v}: invalid host path"))?;
+    if !source.exists() {
+        bail!("-v {v}: host path {} does not exist", source.display());
+    }
+    Ok(BindMount {
+        source,
+        target: dst.to_string(),
+        read_only: ro,
+    })
+}
+
+fn parse_ports(specs: &[String]) -> anyhow::Result<Vec<PortForward>> {
+    specs
+        .iter()
+        .map(|p| {
+            let (h, c) = p
+                .split_once(':')
+                .with_context(|| format!("-p {p}: expected HOSTPORT:CTRPORT"))?;
+            let host_port = h
+                .parse()
+                .with_context(|| format!("-p {p}: invalid host port"))?;
+            let container_port = c
+                .trim_end_matches("/tcp")
+                .parse()
+                .with_context(|| format!("-p {p}: invalid container port"))?;
+            Ok(PortForward {
+                host_port,
+                container_port,
+            })
+        })
+        .collect()
+}
+
+fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (num, mult) = match lower.trim_end_matches('b').chars().last() {
+        Some('k') => (&lower[..lower.trim_end_matches('b').len() - 1], 1u64 << 10),
+        Some('m') => (&lower[..lower.trim_end_matches('b').len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.trim_end_matches('b').len() - 1], 1 << 30),
+        _ => (lower.trim_end_matches('b'), 1),
+    };
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("--memory {s}: expected a size like 512m or 2g"))?;
+    Ok(n * mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_volumes_and_ports_parse() {
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_user("1000:50").unwrap(), Some((1000, 50)));
+        assert_eq!(
+            parse_ports(&["8080:80".into()]).unwrap(),
+            vec![PortForward {
+                host_port: 8080,
+                container_port: 80
+            }]
+        );
+        assert!(parse_volume("/tmp:rel").is_err());
+        assert!(parse_volume("/tmp:/x:ro").unwrap().read_only);
+    }
 }

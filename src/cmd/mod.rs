@@ -33,9 +33,8 @@ pub fn completions(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
 /// These run before tracing or tokio exist and must stay single-threaded
 /// until they have made their namespaces.
 pub fn sandbox_internal(args: &[String]) -> ExitCode {
-    let _ = args;
-    eprintln!("error: the sandbox entry point is not built yet");
-    ExitCode::from(RUNNER_ERROR)
+    let code = corral::sandbox::internal_main(args);
+    ExitCode::from(u8::try_from(code).unwrap_or(RUNNER_ERROR))
 }
 
 /// The error of a subcommand whose area has not landed yet.

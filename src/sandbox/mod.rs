@@ -1,2 +1,118 @@
 //! Linux namespaces sandbox: pure specs and plans, a thin syscall seam, the
 //! in-child init, the launcher and the stage network. Never imports `pipeline`.
+//!
+//! ```text
+//! corral (any threads)              Stage::start / Stage::spawn
+//!  ├─ corral __sandbox holder       unshare(USER|NET); we write its ID maps; lo up;
+//!  │                                host port listeners forwarded inside
+//!  └─ corral __sandbox step         setns(holder user+net); unshare(MNT|PID|UTS|IPC)
+//!      └─ init (PID 1)              overlay rootfs, /proc /dev /sys /tmp; pivot_root
+//!          └─ command               caps, no_new_privs, seccomp, exec
+//! ```
+//! Steps join the holder with `setns` from their own re-executed process
+//! rather than being forked by the holder: the holder then may use threads
+//! (port forwarders) and needs no fd-passing protocol for stdio.
+
+mod apply;
+pub mod caps;
+mod command;
+mod etc;
+mod holder;
+pub mod idmap;
+mod init;
+mod launch;
+pub mod net;
+pub mod plan;
+pub mod probe;
+pub mod rlimits;
+pub mod seccomp;
+pub mod spec;
+mod state;
+mod step;
+pub mod sys;
+
+use std::path::PathBuf;
+
+pub use launch::{run_once, Stage, Step, StepExit, StepStdio};
+pub use spec::{
+    default_exe, BindMount, IdMapping, Limits, NetworkMode, PortForward, Rootfs, SandboxSpec,
+    StageSpec,
+};
+pub use state::{new_run_dir, remove_stale};
+
+/// Failures of the sandbox launcher.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("failed to create sandbox state {path}")]
+    CreateStateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to start the stage holder {exe}")]
+    SpawnHolder {
+        exe: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to start a sandbox with {exe}")]
+    SpawnStep {
+        exe: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write the stage's id maps")]
+    WriteIdMaps {
+        #[source]
+        source: idmap::IdMapError,
+    },
+    #[error("the stage holder failed: {message}")]
+    Holder { message: String },
+    #[error("the stage holder exited unexpectedly ({status})")]
+    HolderDied { status: String },
+    #[error("unexpected reply from the stage holder: {message}")]
+    HolderProtocol { message: String },
+    #[error("sandbox setup failed: {message}")]
+    Setup { message: String },
+    #[error("failed to create a pipe")]
+    Pipe {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to wait for a sandbox")]
+    WaitStep {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to send signal {sig} to a sandbox")]
+    Signal {
+        sig: i32,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `err: cause: cause` on one line, for messages crossing a pipe.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(cause) = cur {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        cur = cause.source();
+    }
+    out
+}
+
+/// Entry of `corral __sandbox ROLE`; returns the process exit code.
+pub fn internal_main(args: &[String]) -> i32 {
+    match args.first().map(String::as_str) {
+        Some("holder") => holder::holder_main(),
+        Some("step") => init::step_main(),
+        Some("probe-overlay") => probe::overlay_child(),
+        other => {
+            eprintln!("corral: unknown internal sandbox role {other:?}");
+            125
+        }
+    }
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Whole-process wall time of one sandboxed `/bin/true`: corral exec (overlay
+# rootfs) against podman, crun, bwrap and plain unshare, in one run, with
+# hyperfine. Prints means and the ratios the project targets:
+#   podman/corral >= 40, crun/corral >= 2, corral/bwrap <= 1, corral/unshare <= 1.5
+# Usage: scripts/bench-exec.sh [RUNS]   (CORRAL=path to a release corral)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-30}
+
+# crun refuses this host's cgroup v2 "unified" mount holding only hugetlb;
+# hide it in a private mount namespace for the whole benchmark.
+if [ "$(id -u)" -eq 0 ] && [ -z "${BENCH_IN_NS:-}" ] && mountpoint -q /sys/fs/cgroup/unified 2>/dev/null; then
+  exec env BENCH_IN_NS=1 unshare --mount --propagation private bash -c \
+    'umount /sys/fs/cgroup/unified && exec "$0" "$@"' "$0" "$@"
+fi
+
+for tool in hyperfine jq busybox; do
+  command -v "$tool" >/dev/null || { echo "bench-exec: $tool is required" >&2; exit 1; }
+done
+corral=${CORRAL:-target/release/corral}
+if [ -z "${CORRAL:-}" ]; then
+  cargo build --release --quiet
+fi
+
+work=$(mktemp -d /tmp/corral-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+rootfs=$work/rootfs
+mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/proc" "$rootfs/dev" "$rootfs/sys" "$rootfs/tmp"
+cp "$(command -v busybox)" "$rootfs/bin/busybox"
+for applet in $(busybox --list); do
+  [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
+done
+chmod -R a+rX "$work"
+
+declare -A cmds
+cmds[corral]="$corral --store $work/store exec --rootfs $rootfs --network none -- /bin/true"
+cmds[corral-egress]="$corral --store $work/store exec --rootfs $rootfs -- /bin/true"
+cmds[unshare]="unshare --user --map-root-user --mount --pid --fork true"
+if command -v bwrap >/dev/null; then
+  cmds[bwrap]="bwrap --unshare-all --bind $rootfs / --proc /proc --dev /dev /bin/true"
+fi
+if command -v crun >/dev/null; then
+  mkdir -p "$work/bundle"
+  (cd "$work/bundle" && crun spec $([ "$(id -u)" -eq 0 ] || echo --rootless))
+  jq --arg root "$rootfs" '.process.args = ["/bin/true"] | .process.terminal = false | .root.path = $root | .root.readonly = false' \
+    "$work/bundle/config.json" > "$work/bundle/config.new" && mv "$work/bundle/config.new" "$work/bundle/config.json"
+  cmds[crun]="crun run --bundle $work/bundle corral-bench-$$"
+fi
+if command -v podman >/dev/null; then
+  image=localhost/corral-bench-busybox:latest
+  if tar -C "$rootfs" -c . | podman import --quiet - "$image" >/dev/null 2>&1; then
+    cmds[podman]="podman run --rm --network none $image /bin/true"
+  else
+    echo "bench-exec: podman import failed; skipping podman" >&2
+  fi
+fi
+
+mean() { jq -r '.results[0].mean' "$work/$1.json"; }
+for name in corral corral-egress unshare bwrap crun podman; do
+  [ -n "${cmds[$name]:-}" ] || continue
+  n=$runs
+  [ "$name" = podman ] && n=$(( runs < 10 ? runs : 10 ))
+  [ "$name" = corral-egress ] && n=$(( runs < 15 ? runs : 15 ))
+  hyperfine -N --style none --warmup 3 --runs "$n" --export-json "$work/$name.json" "${cmds[$name]}" >/dev/null 2>&1 ||
+    { echo "bench-exec: $name failed: ${cmds[$name]}" >&2; unset "cmds[$name]"; continue; }
+  jq -r --arg n "$name" '.results[0] | "\($n)\tmean \(.mean*1000 | .*100|round/100) ms\tmin \(.min*1000 | .*100|round/100) ms\tmedian \(.median*1000 | .*100|round/100) ms"' "$work/$name.json"
+done
+
+c=$(mean corral)
+ratio() { # other/corral or corral/other
+  [ -n "${cmds[$2]:-}" ] || { echo "$1: ${2} not measured"; return; }
+  local o; o=$(mean "$2")
+  if [ "$3" = over ]; then
+    awk -v a="$o" -v b="$c" -v t="$4" -v l="$1" 'BEGIN { r=a/b; printf "%-22s %6.2fx (target >= %s) %s\n", l, r, t, (r>=t ? "ok" : "MISSED") }'
+  else
+    awk -v a="$c" -v b="$o" -v t="$4" -v l="$1" 'BEGIN { r=a/b; printf "%-22s %6.2fx (target <= %s) %s\n", l, r, t, (r<=t ? "ok" : "MISSED") }'
+  fi
+}
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+ratio "podman / corral" podman over 40
+ratio "crun / corral" crun over 2
+ratio "corral / bwrap" bwrap under 1
+ratio "corral / unshare" unshare under 1.5

@@ -1,0 +1,397 @@
+//! Applies a setup plan through the [`Sys`] seam, with the fallbacks each op
+//! allows (kept here so `plan.rs` stays pure and `init.rs` stays short).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::plan::SetupOp;
+use super::sys::flags::{BIND, NODEV, NOEXEC, NOSUID, PRIVATE, RDONLY, REC};
+use super::sys::Sys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(
+        "failed to mount the rootfs over {lower} (overlay, fuse-overlayfs and copy all failed)"
+    )]
+    MountRootfs {
+        lower: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to {op} {path}")]
+    Op {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bind mount source {path} does not exist")]
+    MissingBindSource { path: PathBuf },
+}
+
+fn at<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ApplyError + 'a {
+    move |source| ApplyError::Op {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn is_missing(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::ENOENT)
+}
+
+/// Applies `ops` in order; stops at the first failure.
+pub fn apply(sys: &mut dyn Sys, ops: &[SetupOp]) -> Result<(), ApplyError> {
+    for op in ops {
+        apply_one(sys, op)?;
+    }
+    Ok(())
+}
+
+fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
+    match op {
+        SetupOp::MakeMountsPrivate => sys
+            .mount("", Path::new("/"), "", REC | PRIVATE, "")
+            .map_err(at("make mounts private at", Path::new("/"))),
+        SetupOp::MountOverlay {
+            lower,
+            upper,
+            work,
+            target,
+        } => mount_overlay(sys, lower, upper, work, target),
+        SetupOp::Bind {
+            source,
+            target,
+            recursive,
+            read_only,
+        } => bind(sys, source, target, *recursive, *read_only),
+        SetupOp::BindUser {
+            source,
+            target,
+            read_only,
+        } => {
+            if source.symlink_metadata().is_err() {
+                return Err(ApplyError::MissingBindSource {
+                    path: source.clone(),
+                });
+            }
+            if source.is_dir() {
+                sys.mkdir_all(target, 0o755)
+                    .map_err(at("create mount point", target))?;
+            } else {
+                sys.touch(target)
+                    .map_err(at("create mount point", target))?;
+            }
+            bind(sys, source, target, true, *read_only)
+        }
+        SetupOp::WriteFile { path, contents } => {
+            sys.write_file(path, contents).map_err(at("write", path))
+        }
+        SetupOp::Mkdir { path, mode } => sys
+            .mkdir_all(path, *mode)
+            .map_err(at("create directory", path)),
+        SetupOp::Touch { path } => sys.touch(path).map_err(at("create file", path)),
+        SetupOp::Symlink { target, link } => sys
+            .symlink(target, link)
+            .map_err(at("create symlink", link)),
+        SetupOp::MountProc { target } => {
+            let fresh = sys.mount("proc", target, "proc", NOSUID | NODEV | NOEXEC, "");
+            // Refused when /proc is partly masked (nested in a container).
+            fresh
+                .or_else(|_| {
+                    bind(sys, Path::new("/proc"), target, true, false)
+                        .map(drop)
+                        .map_err(|e| e.into_io())
+                })
+                .map_err(at("mount proc at", target))
+        }
+        SetupOp::MountSys { target } => {
+            let fresh = sys.mount(
+                "sysfs",
+                target,
+                "sysfs",
+                RDONLY | NOSUID | NODEV | NOEXEC,
+                "",
+            );
+            fresh
+                .or_else(|_| {
+                    bind(sys, Path::new("/sys"), target, true, true).map_err(|e| e.into_io())
+                })
+                .map_err(at("mount sysfs at", target))
+        }
+        SetupOp::MountTmpfs {
+            target,
+            mode,
+            flags,
+        } => sys
+            .mount("tmpfs", target, "tmpfs", *flags, &format!("mode={mode:o}"))
+            .map_err(at("mount tmpfs at", target)),
+        SetupOp::MountDevpts { target } => sys
+            .mount(
+                "devpts",
+                target,
+                "devpts",
+                NOSUID | NOEXEC,
+                "newinstance,ptmxmode=0666,mode=0620",
+            )
+            .map_err(at("mount devpts at", target)),
+        SetupOp::Mask { path } => mask(sys, path),
+        SetupOp::ReadOnly { path } => match bind(sys, path, path, true, true) {
+            Err(ApplyError::Op { source, .. }) if is_missing(&source) => Ok(()),
+            other => other,
+        },
+        SetupOp::RootReadOnly { root } => sys
+            .make_read_only(root, false)
+            .map_err(at("make read-only", root)),
+        SetupOp::PivotRoot { new_root } => sys
+            .pivot_root(new_root)
+            .map_err(at("pivot_root into", new_root)),
+        SetupOp::SetHostname { name } => sys
+            .set_hostname(name)
+            .map_err(at("set hostname", Path::new(name))),
+    }
+}
+
+impl ApplyError {
+    fn into_io(self) -> io::Error {
+        match self {
+            ApplyError::Op { source, .. } | ApplyError::MountRootfs { source, .. } => source,
+            ApplyError::MissingBindSource { .. } => io::Error::from_raw_os_error(libc::ENOENT),
+        }
+    }
+}
+
+fn bind(
+    sys: &mut dyn Sys,
+    source: &Path,
+    target: &Path,
+    recursive: bool,
+    read_only: bool,
+) -> Result<(), ApplyError> {
+    let rec = if recursive { REC } else { 0 };
+    sys.mount(&source.to_string_lossy(), target, "", BIND | rec, "")
+        .map_err(at("bind mount onto", target))?;
+    if read_only {
+        sys.make_read_only(target, recursive)
+            .map_err(at("make read-only", target))?;
+    }
+    Ok(())
+}
+
+fn mask(sys: &mut dyn Sys, path: &Path) -> Result<(), ApplyError> {
+    let result = if sys.is_dir(path) {
+        sys.mount(
+            "tmpfs",
+            path,
+            "tmpfs",
+            RDONLY | NOSUID | NODEV | NOEXEC,
+            "size=0",
+        )
+    } else {
+        sys.mount("/dev/null", path, "", BIND, "")
+    };
+    match result {
+        Err(err) if is_missing(&err) => Ok(()),
+        other => other.map_err(at("mask", path)),
+    }
+}
+
+fn mount_overlay(
+    sys: &mut dyn Sys,
+    lower: &Path,
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), ApplyError> {
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        escape(lower),
+        escape(upper),
+        escape(work)
+    );
+    // Inside a user namespace overlay keeps its own xattrs in user.*.
+    // `volatile` skips syncing the upper fs, which otherwise makes the
+    // unmount at sandbox exit wait for a journal flush (tens of ms); the
+    // upper dir is thrown away anyway. Older kernels lack both options.
+    let native = sys
+        .mount(
+            "overlay",
+            target,
+            "overlay",
+            0,
+            &format!("{options},userxattr,volatile"),
+        )
+        .or_else(|_| {
+            sys.mount(
+                "overlay",
+                target,
+                "overlay",
+                0,
+                &format!("{options},userxattr"),
+            )
+        })
+        .or_else(|_| sys.mount("overlay", target, "overlay", 0, &options));
+    let err = match native {
+        Ok(()) => return Ok(()),
+        Err(err) => err,
+    };
+    let fuse = sys.run(
+        "fuse-overlayfs",
+        &[
+            "-o".to_string(),
+            options.clone(),
+            target.to_string_lossy().into_owned(),
+        ],
+    );
+    if fuse.is_ok() {
+        return Ok(());
+    }
+    // Last resort: a private copy of the lower tree as the root.
+    let copy = sys
+        .run(
+            "cp",
+            &[
+                "-a".to_string(),
+                format!("{}/.", lower.display()),
+                upper.to_string_lossy().into_owned(),
+            ],
+        )
+        .and_then(|()| sys.mount(&upper.to_string_lossy(), target, "", BIND, ""));
+    copy.map_err(|_| ApplyError::MountRootfs {
+        lower: lower.to_path_buf(),
+        source: err,
+    })
+}
+
+/// overlayfs splits options on `,` and lower dirs on `:`.
+fn escape(path: &Path) -> String {
+    path.to_string_lossy()
+        .replace('\\', "\\\\")
+        .replace(',', "\\,")
+        .replace(':', "\\:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::sys::{Call, RecordingSys};
+
+    #[test]
+    fn overlay_falls_back_to_fuse_overlayfs() {
+        let mut sys = RecordingSys {
+            fail_fstypes: vec!["overlay".into()],
+            ..Default::default()
+        };
+        let op = SetupOp::MountOverlay {
+            lower: "/l".into(),
+            upper: "/u".into(),
+            work: "/w".into(),
+            target: "/t".into(),
+        };
+        apply(&mut sys, &[op]).unwrap();
+        let opts = "lowerdir=/l,upperdir=/u,workdir=/w".to_string();
+        assert_eq!(
+            sys.calls,
+            vec![
+                Call::Mount {
+                    source: "overlay".into(),
+                    target: "/t".into(),
+                    fstype: "overlay".into(),
+                    flags: 0,
+                    data: format!("{opts},userxattr,volatile")
+                },
+                Call::Mount {
+                    source: "overlay".into(),
+                    target: "/t".into(),
+                    fstype: "overlay".into(),
+                    flags: 0,
+                    data: format!("{opts},userxattr")
+                },
+                Call::Mount {
+                    source: "overlay".into(),
+                    target: "/t".into(),
+                    fstype: "overlay".into(),
+                    flags: 0,
+                    data: opts.clone()
+                },
+                Call::Run {
+                    program: "fuse-overlayfs".into(),
+                    args: vec!["-o".into(), opts, "/t".into()]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn proc_falls_back_to_rbind_and_read_only_binds_use_mount_setattr() {
+        let mut sys = RecordingSys {
+            fail_fstypes: vec!["proc".into()],
+            ..Default::default()
+        };
+        apply(
+            &mut sys,
+            &[
+                SetupOp::MountProc {
+                    target: "/r/proc".into(),
+                },
+                SetupOp::ReadOnly {
+                    path: "/r/proc/sys".into(),
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            sys.calls[1..],
+            [
+                Call::Mount {
+                    source: "/proc".into(),
+                    target: "/r/proc".into(),
+                    fstype: "".into(),
+                    flags: BIND | REC,
+                    data: "".into()
+                },
+                Call::Mount {
+                    source: "/r/proc/sys".into(),
+                    target: "/r/proc/sys".into(),
+                    fstype: "".into(),
+                    flags: BIND | REC,
+                    data: "".into()
+                },
+                Call::MakeReadOnly {
+                    target: "/r/proc/sys".into(),
+                    recursive: true
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn mask_uses_tmpfs_for_dirs_and_dev_null_for_files() {
+        let mut sys = RecordingSys {
+            dirs: vec!["/r/proc/acpi".into()],
+            ..Default::default()
+        };
+        apply(
+            &mut sys,
+            &[
+                SetupOp::Mask {
+                    path: "/r/proc/acpi".into(),
+                },
+                SetupOp::Mask {
+                    path: "/r/proc/kcore".into(),
+                },
+            ],
+        )
+        .unwrap();
+        assert!(matches!(&sys.calls[0], Call::Mount { fstype, .. } if fstype == "tmpfs"));
+        assert!(
+            matches!(&sys.calls[1], Call::Mount { source, flags, .. } if source == "/dev/null" && *flags == BIND)
+        );
+    }
+
+    #[test]
+    fn overlay_options_escape_commas_and_colons() {
+        assert_eq!(escape(Path::new("/a,b:c")), "/a\\,b\\:c");
+    }
+}

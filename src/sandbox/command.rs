@@ -1,0 +1,135 @@
+//! The command child of init: resource limits, working directory,
+//! capabilities, user, seccomp, then `execve` (126/127 when it cannot).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::init::{fail, last_error, signal_set};
+use super::spec::SandboxSpec;
+use super::{caps, rlimits, seccomp};
+
+/// In the command child: confine, then exec. Returns 126/127 on failure.
+pub(crate) fn exec_command(spec: &SandboxSpec, status: &mut File) -> i32 {
+    // SAFETY: restoring a clean signal mask for the command.
+    unsafe {
+        let empty = signal_set(&[]);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+    if let Err(err) = rlimits::apply(&spec.limits) {
+        return fail(status, &format!("failed to set resource limits: {err}"));
+    }
+    let cwd = Path::new(&spec.cwd);
+    if let Err(err) = std::env::set_current_dir(cwd) {
+        return fail(
+            status,
+            &format!("failed to enter working directory {}: {err}", spec.cwd),
+        );
+    }
+    if !spec.privileged {
+        if let Err(err) = caps::restrict_to(caps::default_mask()) {
+            return fail(status, &format!("failed to drop capabilities: {err}"));
+        }
+    }
+    if let Some((uid, gid)) = spec.user {
+        if let Err(msg) = switch_user(uid, gid) {
+            return fail(status, &msg);
+        }
+    }
+    let path_var = spec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let Some(program) = spec.argv.first() else {
+        return fail(
+            status,
+            "no command given and the image has no entrypoint or cmd",
+        );
+    };
+    let Some(resolved) = resolve(program, path_var.unwrap_or(super::spec::DEFAULT_PATH)) else {
+        let _ = writeln!(std::io::stderr(), "corral: {program}: not found in PATH");
+        return 127;
+    };
+    let (Ok(prog_c), Ok(argv), Ok(envp)) = (
+        CString::new(resolved.as_os_str().as_bytes()),
+        spec.argv
+            .iter()
+            .map(|a| CString::new(a.as_str()))
+            .collect::<Result<Vec<_>, _>>(),
+        spec.env
+            .iter()
+            .map(|(k, v)| CString::new(format!("{k}={v}")))
+            .collect::<Result<Vec<_>, _>>(),
+    ) else {
+        return fail(
+            status,
+            "command, arguments or environment contain a NUL byte",
+        );
+    };
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    if !spec.privileged {
+        // Last before exec, so as few of our own syscalls as possible run under it.
+        if let Err(err) = seccomp::install(&seccomp::build(&seccomp::denied_syscalls())) {
+            return fail(
+                status,
+                &format!("failed to install the seccomp filter: {err}"),
+            );
+        }
+    } else {
+        // SAFETY: prctl without pointers.
+        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    }
+    // SAFETY: NUL-terminated arrays of valid C strings.
+    unsafe { libc::execve(prog_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    let err = std::io::Error::last_os_error();
+    let (code, why) = match err.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => (127, "not found"),
+        _ => (126, "cannot execute"),
+    };
+    let _ = writeln!(std::io::stderr(), "corral: {program}: {why} ({err})");
+    code
+}
+
+fn switch_user(uid: u32, gid: u32) -> Result<(), String> {
+    // SAFETY: credential syscalls without pointers (setgroups with none).
+    unsafe {
+        // Refused (EPERM) when setgroups is denied in a single-ID map; harmless.
+        libc::setgroups(0, std::ptr::null());
+        if libc::setresgid(gid, gid, gid) < 0 {
+            return Err(last_error(&format!(
+                "failed to switch to gid {gid} (is it mapped in this user namespace?)"
+            )));
+        }
+        if libc::setresuid(uid, uid, uid) < 0 {
+            return Err(last_error(&format!(
+                "failed to switch to uid {uid} (is it mapped in this user namespace?)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `execvp`'s lookup, but with the sandbox's `PATH`.
+fn resolve(program: &str, path: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    let mut fallback = None;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(program);
+        if let Ok(meta) = candidate.metadata() {
+            use std::os::unix::fs::PermissionsExt;
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Some(candidate);
+            }
+            fallback.get_or_insert(candidate);
+        }
+    }
+    fallback
+}

@@ -1,0 +1,386 @@
+//! The re-executed `step` child and the sandbox's PID 1.
+//!
+//! ```text
+//! corral __sandbox step     joins the holder's user+net namespaces, unshares
+//!  │                        mnt|pid|uts|ipc, forwards signals to init, exits
+//!  │                        like the command (re-raising its signal)
+//!  └─ init (PID 1)          applies the setup plan, pivot_root, reaps every
+//!      └─ the command       orphan, forwards signals; drops caps, seccomp, exec
+//! ```
+//! Setup failures go to the launcher over the status pipe (fd 4); the status
+//! pipe is close-on-exec, so EOF tells the launcher the command was exec'd.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::apply::apply;
+use super::plan::{plan, StepDirs};
+use super::spec::{NetworkMode, StepRequest};
+use super::sys::LinuxSys;
+
+/// The spec pipe and the status pipe of a step child.
+pub const SPEC_FD: i32 = 3;
+pub const STATUS_FD: i32 = 4;
+
+/// Signals the step process and init pass on to the command.
+const FORWARDED: [i32; 9] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+    libc::SIGALRM,
+];
+
+pub(crate) fn fail(status: &mut File, msg: &str) -> i32 {
+    let _ = status.write_all(msg.as_bytes());
+    125
+}
+
+pub(crate) fn last_error(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+/// `corral __sandbox step`: returns the exit code of the step process.
+pub fn step_main() -> i32 {
+    // SAFETY: the launcher put these fds in place for us; we own them now.
+    let (spec_pipe, mut status) =
+        unsafe { (File::from_raw_fd(SPEC_FD), File::from_raw_fd(STATUS_FD)) };
+    set_cloexec(SPEC_FD);
+    set_cloexec(STATUS_FD);
+    let mut spec_pipe = BufReader::new(spec_pipe);
+    let mut json = String::new();
+    if let Err(err) = spec_pipe.read_line(&mut json) {
+        return fail(
+            &mut status,
+            &format!("failed to read the sandbox spec: {err}"),
+        );
+    }
+    let req: StepRequest = match serde_json::from_str(&json) {
+        Ok(req) => req,
+        Err(err) => return fail(&mut status, &format!("invalid sandbox spec: {err}")),
+    };
+    if let Err(msg) = die_with_parent(req.parent_pid) {
+        return fail(&mut status, &msg);
+    }
+    let joined = if req.holder_pid == 0 {
+        create_own_namespaces(&req, &mut spec_pipe, &mut status)
+    } else {
+        join_and_unshare(&req)
+    };
+    if let Err(msg) = joined {
+        return fail(&mut status, &msg);
+    }
+    drop(spec_pipe);
+    let blocked = block_signals();
+    let (result_r, result_w) = match pipe() {
+        Ok(p) => p,
+        Err(msg) => return fail(&mut status, &msg),
+    };
+    let (lifeline_r, lifeline_w) = match pipe() {
+        Ok(p) => p,
+        Err(msg) => return fail(&mut status, &msg),
+    };
+    // SAFETY: we are single-threaded (a freshly exec'd process).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return fail(&mut status, &last_error("failed to fork the sandbox init"));
+    }
+    if pid == 0 {
+        drop(result_r);
+        drop(lifeline_w);
+        let code = init_main(&req, status, File::from(result_w), lifeline_r);
+        // SAFETY: leaving the child without running parent-owned destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(result_w);
+    drop(lifeline_r);
+    drop(status);
+    let code = supervise_init(pid, &blocked, File::from(result_r));
+    drop(lifeline_w);
+    code
+}
+
+/// A one-off sandbox without a holder: host port listeners first, then the
+/// user and network namespaces (the launcher writes our ID maps), a port
+/// forwarder process, then the other namespaces.
+fn create_own_namespaces(
+    req: &StepRequest,
+    spec_pipe: &mut BufReader<File>,
+    status: &mut File,
+) -> Result<(), String> {
+    let listeners = super::net::bind_listeners(&req.ports).map_err(|e| super::error_chain(&e))?;
+    let mut flags = libc::CLONE_NEWUSER;
+    if req.network != NetworkMode::Host {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: unshare in a single-threaded process.
+    if unsafe { libc::unshare(flags) } < 0 {
+        return Err(last_error(
+            "failed to create the sandbox's user and network namespaces",
+        ));
+    }
+    status
+        .write_all(b"unshared\n")
+        .map_err(|e| format!("launcher gone: {e}"))?;
+    let mut line = String::new();
+    spec_pipe
+        .read_line(&mut line)
+        .map_err(|e| format!("launcher gone: {e}"))?;
+    if line.trim_end() != "mapped" {
+        return Err("the launcher did not write our id maps".into());
+    }
+    if req.network != NetworkMode::Host {
+        super::net::loopback_up().map_err(|e| super::error_chain(&e))?;
+    }
+    if !listeners.is_empty() {
+        spawn_forwarder_process(listeners)?;
+    }
+    let flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    // SAFETY: unshare in a single-threaded process.
+    if unsafe { libc::unshare(flags) } < 0 {
+        return Err(last_error(
+            "failed to unshare mount, pid, uts and ipc namespaces",
+        ));
+    }
+    Ok(())
+}
+
+/// Forwarder threads cannot live in a process that unshared its pid
+/// namespace (clone refuses CLONE_THREAD there), so they get a child of
+/// their own, which dies with us.
+fn spawn_forwarder_process(
+    listeners: Vec<(std::net::TcpListener, super::spec::PortForward)>,
+) -> Result<(), String> {
+    // SAFETY: single-threaded; the child only closes fds, sets PDEATHSIG and
+    // runs the forwarders.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(last_error("failed to fork the port forwarder"));
+    }
+    if pid > 0 {
+        return Ok(());
+    }
+    // SAFETY: closing fds the forwarder must not keep open (the spec and
+    // status pipes, the step's stdio), then waiting forever.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+        libc::close(SPEC_FD);
+        libc::close(STATUS_FD);
+    }
+    super::net::spawn_forwarders(listeners);
+    loop {
+        // SAFETY: pause has no preconditions.
+        unsafe { libc::pause() };
+    }
+}
+
+fn set_cloexec(fd: i32) {
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| format!("failed to create a pipe: {e}"))
+}
+
+/// Dies with the process that spawned us, closing the fork/prctl race.
+fn die_with_parent(parent: i32) -> Result<(), String> {
+    // SAFETY: prctl/getppid without pointers.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 {
+            return Err(last_error("failed to set the parent-death signal"));
+        }
+        if libc::getppid() != parent {
+            libc::_exit(125);
+        }
+    }
+    Ok(())
+}
+
+fn join_and_unshare(req: &StepRequest) -> Result<(), String> {
+    let ns = |kind: &str| {
+        let path = format!("/proc/{}/ns/{kind}", req.holder_pid);
+        File::open(&path).map_err(|e| format!("failed to open {path} of the stage holder: {e}"))
+    };
+    let user = ns("user")?;
+    let net = if req.network != NetworkMode::Host {
+        Some(ns("net")?)
+    } else {
+        None
+    };
+    // SAFETY: setns/unshare on fds we hold, in a single-threaded process.
+    unsafe {
+        if libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) < 0 {
+            return Err(last_error("failed to join the stage's user namespace"));
+        }
+        if let Some(net) = &net {
+            if libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET) < 0 {
+                return Err(last_error("failed to join the stage's network namespace"));
+            }
+        }
+        let flags =
+            libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        if libc::unshare(flags) < 0 {
+            return Err(last_error(
+                "failed to unshare mount, pid, uts and ipc namespaces",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn signal_set(signals: &[i32]) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in signals {
+            libc::sigaddset(&mut set, *sig);
+        }
+        set
+    }
+}
+
+/// Blocks the forwarded signals and SIGCHLD so the loops can `sigwaitinfo`.
+fn block_signals() -> libc::sigset_t {
+    let mut all = FORWARDED.to_vec();
+    all.push(libc::SIGCHLD);
+    let set = signal_set(&all);
+    // SAFETY: valid sigset pointer.
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    set
+}
+
+fn wait_signal(set: &libc::sigset_t) -> i32 {
+    loop {
+        // SAFETY: valid sigset pointer, null info.
+        let sig = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+        if sig > 0 {
+            return sig;
+        }
+    }
+}
+
+/// The step process: forwards signals to init and exits like the command.
+fn supervise_init(init: i32, set: &libc::sigset_t, mut result: File) -> i32 {
+    loop {
+        let sig = wait_signal(set);
+        if sig != libc::SIGCHLD {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(init, sig) };
+            continue;
+        }
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        let done = unsafe { libc::waitpid(init, &mut status, libc::WNOHANG) };
+        if done != init {
+            continue;
+        }
+        let mut raw = [0u8; 4];
+        if result.read_exact(&mut raw).is_ok() {
+            return exit_like(i32::from_ne_bytes(raw));
+        }
+        if libc::WIFEXITED(status) {
+            return libc::WEXITSTATUS(status);
+        }
+        return 128 + libc::WTERMSIG(status);
+    }
+}
+
+/// Exits with the command's code, or dies by the command's signal so our
+/// own parent sees the same wait status.
+fn exit_like(status: i32) -> i32 {
+    if libc::WIFEXITED(status) {
+        return libc::WEXITSTATUS(status);
+    }
+    let sig = libc::WTERMSIG(status);
+    // SAFETY: resetting our own signal state before re-raising.
+    unsafe {
+        let no_core = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(sig, libc::SIG_DFL);
+        let set = signal_set(&[sig]);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), sig);
+    }
+    128 + sig
+}
+
+/// PID 1 of the sandbox. Returns only on setup failure.
+fn init_main(req: &StepRequest, mut status: File, mut result: File, lifeline: OwnedFd) -> i32 {
+    // SAFETY: prctl without pointers.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if parent_gone(&lifeline) {
+        return 125;
+    }
+    drop(lifeline);
+    let ops = plan(
+        &req.spec,
+        &StepDirs::under(&req.step_dir),
+        &super::etc::resolv_conf(),
+    );
+    if let Err(err) = apply(&mut LinuxSys, &ops) {
+        return fail(&mut status, &super::error_chain(&err));
+    }
+    let set = signal_set(&{
+        let mut all = FORWARDED.to_vec();
+        all.push(libc::SIGCHLD);
+        all
+    });
+    // SAFETY: we are single-threaded.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return fail(&mut status, &last_error("failed to fork the command"));
+    }
+    if child == 0 {
+        drop(result);
+        let code = super::command::exec_command(&req.spec, &mut status);
+        // SAFETY: the exec failed; leave the child at once.
+        unsafe { libc::_exit(code) };
+    }
+    drop(status);
+    loop {
+        let sig = wait_signal(&set);
+        if sig != libc::SIGCHLD {
+            // SAFETY: signalling our child.
+            unsafe { libc::kill(child, sig) };
+            continue;
+        }
+        loop {
+            let mut wstatus = 0;
+            // SAFETY: reaping any child, ours or reparented orphans.
+            let pid = unsafe { libc::waitpid(-1, &mut wstatus, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            if pid == child {
+                let _ = result.write_all(&wstatus.to_ne_bytes());
+                return 0;
+            }
+        }
+    }
+}
+
+fn parent_gone(lifeline: &OwnedFd) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: lifeline.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
+    n > 0 && fds[0].revents & (libc::POLLHUP | libc::POLLIN) != 0
+}

@@ -1,0 +1,449 @@
+//! Starting stages and steps from the (possibly multi-threaded) corral
+//! process: only `std::process::Command` re-executions of our own binary,
+//! never a bare fork.
+//!
+//! All children are spawned from one long-lived thread: PR_SET_PDEATHSIG
+//! fires when the *thread* that forked a child exits, so spawning from a
+//! short-lived worker (tokio's spawn_blocking) would kill sandboxes early.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use super::init::{SPEC_FD, STATUS_FD};
+use super::spec::{HolderRequest, IdMapping, NetworkMode, SandboxSpec, StageSpec, StepRequest};
+use super::step::{pidfd_open, pidfd_signal, wait_all};
+pub use super::step::{Step, StepExit, StepStdio};
+use super::{idmap, net, SandboxError};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("corral-spawner".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .map(drop)
+            .unwrap_or_default();
+        Mutex::new(tx)
+    })
+}
+
+/// Runs `f` on the spawner thread and returns its result.
+fn on_spawner<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    let (tx, rx) = mpsc::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    let sent = spawner()
+        .lock()
+        .map(|s| s.send(job).is_ok())
+        .unwrap_or(false);
+    if !sent {
+        return Err(std::io::Error::other("the spawner thread is gone"));
+    }
+    rx.recv()
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))
+}
+
+/// A holder process and the pipes to talk to it.
+struct Holder {
+    child: Child,
+    control: ChildStdin,
+    replies: BufReader<ChildStdout>,
+}
+
+impl Holder {
+    fn start(
+        exe: &Path,
+        network: NetworkMode,
+        ports: Vec<super::PortForward>,
+        mapping: IdMapping,
+    ) -> Result<Holder, SandboxError> {
+        let exe = exe.to_path_buf();
+        let exe_for_err = exe.clone();
+        let child = on_spawner(move || {
+            Command::new(&exe)
+                .args(["__sandbox", "holder"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+        })
+        .and_then(|r| r)
+        .map_err(|source| SandboxError::SpawnHolder {
+            exe: exe_for_err,
+            source,
+        })?;
+        let mut holder = Holder::wrap(child)?;
+        let req = HolderRequest {
+            network,
+            ports,
+            parent_pid: std::process::id() as i32,
+        };
+        let json = serde_json::to_string(&req).map_err(|e| SandboxError::HolderProtocol {
+            message: e.to_string(),
+        })?;
+        holder.send(&json)?;
+        holder.expect("unshared")?;
+        idmap::write_maps(holder.pid(), mapping)
+            .map_err(|source| SandboxError::WriteIdMaps { source })?;
+        holder.send("mapped")?;
+        holder.expect("ready")?;
+        Ok(holder)
+    }
+
+    fn wrap(mut child: Child) -> Result<Holder, SandboxError> {
+        let (Some(control), Some(out)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(SandboxError::HolderProtocol {
+                message: "holder pipes missing".into(),
+            });
+        };
+        Ok(Holder {
+            child,
+            control,
+            replies: BufReader::new(out),
+        })
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn send(&mut self, line: &str) -> Result<(), SandboxError> {
+        writeln!(self.control, "{line}").map_err(|_| self.died())
+    }
+
+    fn expect(&mut self, want: &str) -> Result<(), SandboxError> {
+        let mut line = String::new();
+        match self.replies.read_line(&mut line) {
+            Ok(n) if n > 0 => {}
+            _ => return Err(self.died()),
+        }
+        let line = line.trim_end();
+        if line == want {
+            Ok(())
+        } else if let Some(msg) = line.strip_prefix("error ") {
+            Err(SandboxError::Holder {
+                message: msg.to_string(),
+            })
+        } else {
+            Err(SandboxError::HolderProtocol {
+                message: format!("expected `{want}`, got `{line}`"),
+            })
+        }
+    }
+
+    fn died(&mut self) -> SandboxError {
+        let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+        SandboxError::HolderDied { status }
+    }
+
+    fn remove(&mut self, path: &Path) -> Result<(), SandboxError> {
+        self.send(&format!("rm {}", path.display()))?;
+        self.expect("ok")
+    }
+
+    fn finish(mut self) {
+        drop(self.control);
+        let _ = self.child.wait();
+    }
+}
+
+/// Live steps of a stage, by id, as pidfds (race-free signals).
+pub(crate) type LiveSteps = Arc<Mutex<HashMap<u64, OwnedFd>>>;
+
+/// A running stage: its holder and the steps spawned into it.
+pub struct Stage {
+    spec: StageSpec,
+    mapping: IdMapping,
+    /// `None` once torn down.
+    holder: Option<Holder>,
+    live: LiveSteps,
+    next_step: AtomicU64,
+    /// flock on `run_dir/lock`, held while the stage lives.
+    _lock: File,
+}
+
+impl Stage {
+    /// Creates the run dir, spawns the holder with the stage's user and
+    /// network namespaces and binds the published ports (a busy port is an
+    /// error here, before anything runs).
+    pub fn start(spec: StageSpec) -> Result<Stage, SandboxError> {
+        let lock = super::state::create_locked(&spec.run_dir)?;
+        let mapping = idmap::choose();
+        let holder = match Holder::start(&spec.exe, spec.network, spec.ports.clone(), mapping) {
+            Ok(h) => h,
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&spec.run_dir);
+                return Err(err);
+            }
+        };
+        if spec.network == NetworkMode::Private {
+            if let Err(msg) = net::start_egress(holder.pid()) {
+                tracing::warn!("{msg}");
+            }
+        }
+        Ok(Stage {
+            spec,
+            mapping,
+            holder: Some(holder),
+            live: Arc::default(),
+            next_step: AtomicU64::new(0),
+            _lock: lock,
+        })
+    }
+
+    /// PID of the holder (its `/proc/PID/ns/{user,net}` are the stage's).
+    pub fn holder_pid(&self) -> u32 {
+        self.holder.as_ref().map(|h| h.child.id()).unwrap_or(0)
+    }
+
+    /// How IDs are mapped in this stage.
+    pub fn mapping(&self) -> IdMapping {
+        self.mapping
+    }
+
+    /// Starts a sandbox in the stage; returns once the command has been
+    /// exec'd (a command that cannot be exec'd exits 126/127 with a reason
+    /// on its stderr). Setup failures are errors.
+    pub fn spawn(&self, spec: &SandboxSpec, stdio: StepStdio) -> Result<Step, SandboxError> {
+        let holder_pid = match &self.holder {
+            Some(holder) => holder.pid(),
+            None => {
+                return Err(SandboxError::HolderDied {
+                    status: "stage already shut down".into(),
+                })
+            }
+        };
+        let req = StepRequest {
+            spec: spec.clone(),
+            holder_pid,
+            network: self.spec.network,
+            ports: Vec::new(),
+            parent_pid: std::process::id() as i32,
+            step_dir: self.spec.run_dir.join("mnt"),
+            mapping: self.mapping,
+        };
+        let id = self.next_step.fetch_add(1, Ordering::Relaxed);
+        let step = spawn_step(&self.spec.exe, &req, stdio, id, self.live.clone())?;
+        if let Ok(dup) = step.pidfd.try_clone() {
+            if let Ok(mut live) = self.live.lock() {
+                live.insert(id, dup);
+            }
+        }
+        Ok(step)
+    }
+
+    /// SIGTERM to every live step, `grace` to exit, then SIGKILL; the holder
+    /// removes the run dir and exits.
+    pub fn shutdown(mut self, grace: Duration) -> Result<(), SandboxError> {
+        self.teardown(grace)
+    }
+
+    fn teardown(&mut self, grace: Duration) -> Result<(), SandboxError> {
+        let Some(mut holder) = self.holder.take() else {
+            return Ok(());
+        };
+        let fds: Vec<OwnedFd> = match self.live.lock() {
+            Ok(mut live) => live.drain().map(|(_, fd)| fd).collect(),
+            Err(_) => Vec::new(),
+        };
+        for fd in &fds {
+            pidfd_signal(fd.as_raw_fd(), libc::SIGTERM);
+        }
+        if !wait_all(&fds, grace) {
+            for fd in &fds {
+                pidfd_signal(fd.as_raw_fd(), libc::SIGKILL);
+            }
+            wait_all(&fds, Duration::from_secs(5));
+        }
+        // Sandboxes keep their writes on private tmpfs mounts, so the run dir
+        // holds only our own files; the holder (root of the stage's user
+        // namespace) is the fallback for anything else.
+        let removed = match std::fs::remove_dir_all(&self.spec.run_dir) {
+            Ok(()) => Ok(()),
+            Err(_) => holder.remove(&self.spec.run_dir),
+        };
+        holder.finish();
+        removed
+    }
+}
+
+/// A stage dropped without [`Stage::shutdown`] is torn down at once: its
+/// steps are killed, the holder exits, the run dir is removed.
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let _ = self.teardown(Duration::ZERO);
+    }
+}
+
+/// A one-sandbox stage without a holder: the sandbox's own process creates
+/// the user and network namespaces and forwards `stage.ports` (one process
+/// and several round trips fewer; what `corral exec` uses).
+///
+/// A one-off sandbox writes nothing to disk: `stage.run_dir` only serves as
+/// the mount point of its private scratch tmpfs, is created when missing,
+/// may be shared by any number of concurrent sandboxes and is left in place
+/// (name it with a leading `.` under the store's `run/`, where
+/// [`crate::sandbox::remove_stale`] skips it).
+pub fn run_once(
+    stage: StageSpec,
+    spec: &SandboxSpec,
+    stdio: StepStdio,
+) -> Result<Step, SandboxError> {
+    if !stage.run_dir.is_dir() {
+        if let Err(source) = std::fs::create_dir_all(&stage.run_dir) {
+            if !stage.run_dir.is_dir() {
+                return Err(SandboxError::CreateStateDir {
+                    path: stage.run_dir,
+                    source,
+                });
+            }
+        }
+    }
+    let req = StepRequest {
+        spec: spec.clone(),
+        holder_pid: 0,
+        network: stage.network,
+        ports: stage.ports.clone(),
+        parent_pid: std::process::id() as i32,
+        step_dir: stage.run_dir.clone(),
+        mapping: idmap::choose(),
+    };
+    spawn_step(&stage.exe, &req, stdio, 0, LiveSteps::default())
+}
+
+fn spawn_step(
+    exe: &Path,
+    req: &StepRequest,
+    stdio: StepStdio,
+    id: u64,
+    live: LiveSteps,
+) -> Result<Step, SandboxError> {
+    let mut json = serde_json::to_vec(req).map_err(|e| SandboxError::HolderProtocol {
+        message: e.to_string(),
+    })?;
+    json.push(b'\n');
+    let (spec_r, spec_w) = high_pipe()?;
+    let (status_r, status_w) = high_pipe()?;
+    let exe_owned = exe.to_path_buf();
+    let (child_r, child_w) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
+    let spawned = on_spawner(move || {
+        let mut cmd = Command::new(&exe_owned);
+        cmd.args(["__sandbox", "step"]);
+        match stdio {
+            StepStdio::Inherit => cmd
+                .stdin(Stdio::inherit())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit()),
+            StepStdio::Piped => cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        };
+        // SAFETY: dup2 is async-signal-safe; the sources are high
+        // close-on-exec fds distinct from 3 and 4.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(child_r, SPEC_FD) < 0 || libc::dup2(child_w, STATUS_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn();
+        drop(spec_r);
+        drop(status_w);
+        child
+    });
+    let spawn_err = |source| SandboxError::SpawnStep {
+        exe: exe.to_path_buf(),
+        source,
+    };
+    let child = spawned.and_then(|r| r).map_err(spawn_err)?;
+    let pidfd = pidfd_open(child.id()).map_err(spawn_err)?;
+    let mut step = Step {
+        id,
+        child,
+        pidfd,
+        live,
+        exit: None,
+    };
+    let mut spec_w = File::from(spec_w);
+    let _ = spec_w.write_all(&json);
+    let mut status = BufReader::new(File::from(status_r));
+    let mut message = String::new();
+    if req.holder_pid == 0 {
+        let _ = status.read_line(&mut message);
+        if message == "unshared\n" {
+            message.clear();
+            let mapped = idmap::write_maps(step.pid() as i32, req.mapping);
+            if let Err(err) = mapped {
+                drop(step);
+                return Err(SandboxError::WriteIdMaps { source: err });
+            }
+            let _ = spec_w.write_all(b"mapped\n");
+            if req.network == NetworkMode::Private {
+                if let Err(msg) = net::start_egress(step.pid() as i32) {
+                    tracing::warn!("{msg}");
+                }
+            }
+        }
+    }
+    drop(spec_w);
+    let _ = status.read_to_string(&mut message);
+    if !message.is_empty() {
+        let _ = step.wait();
+        return Err(SandboxError::Setup { message });
+    }
+    Ok(step)
+}
+
+/// A close-on-exec pipe whose fds are ≥ 10, so the child's dup2 onto 3 and 4
+/// can never clobber one with the other.
+fn high_pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| SandboxError::Pipe { source: e.into() })?;
+    Ok((dup_high(r)?, dup_high(w)?))
+}
+
+fn dup_high(fd: OwnedFd) -> Result<OwnedFd, SandboxError> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid fd returns a new fd we own.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if new < 0 {
+        return Err(SandboxError::Pipe {
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: `new` is a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// A throwaway holder (no network) that removes `dirs` from inside a user
+/// namespace mapped like our stages, where their files can be deleted.
+pub(crate) fn remove_as_namespace_root(exe: &Path, dirs: &[PathBuf]) -> Result<(), SandboxError> {
+    let mut holder = Holder::start(exe, NetworkMode::Host, Vec::new(), idmap::choose())?;
+    let mut result = Ok(());
+    for dir in dirs {
+        if let Err(err) = holder.remove(dir) {
+            result = Err(err);
+        }
+    }
+    holder.finish();
+    result
+}

@@ -1,0 +1,161 @@
+//! Stage networking: `lo` up in the holder's new netns, host port listeners
+//! forwarded into it, and egress through pasta.
+//!
+//! A socket stays in the network namespace where it was created: listeners
+//! opened before `unshare(CLONE_NEWNET)` keep accepting host connections,
+//! and connections made afterwards reach `127.0.0.1` inside. That is a
+//! rootless port forwarder without a helper binary.
+
+use std::io;
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+
+use super::spec::PortForward;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("host port {port} is already in use; pick another with -p HOSTPORT:CTRPORT")]
+    PortInUse { port: u16 },
+    #[error("failed to listen on host port {port}")]
+    Listen {
+        port: u16,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to bring up the loopback interface")]
+    LoopbackUp(#[source] io::Error),
+}
+
+/// Opens the host-side listeners (call before unsharing the netns).
+pub fn bind_listeners(ports: &[PortForward]) -> Result<Vec<(TcpListener, PortForward)>, NetError> {
+    ports
+        .iter()
+        .map(|fwd| {
+            TcpListener::bind((Ipv4Addr::UNSPECIFIED, fwd.host_port))
+                .map(|l| (l, *fwd))
+                .map_err(|source| match source.kind() {
+                    io::ErrorKind::AddrInUse => NetError::PortInUse {
+                        port: fwd.host_port,
+                    },
+                    _ => NetError::Listen {
+                        port: fwd.host_port,
+                        source,
+                    },
+                })
+        })
+        .collect()
+}
+
+/// Forwards every accepted host connection to `127.0.0.1:container_port` of
+/// the current (new) netns, one thread per direction.
+pub fn spawn_forwarders(listeners: Vec<(TcpListener, PortForward)>) {
+    for (listener, fwd) in listeners {
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                std::thread::spawn(move || forward(conn, fwd.container_port));
+            }
+        });
+    }
+}
+
+fn forward(host: TcpStream, port: u16) {
+    let Ok(inner) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return;
+    };
+    let (Ok(host2), Ok(inner2)) = (host.try_clone(), inner.try_clone()) else {
+        return;
+    };
+    let up = std::thread::spawn(move || pump(host2, inner2));
+    pump(inner, host);
+    let _ = up.join();
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    let _ = io::copy(&mut from, &mut to);
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; 16],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// `ip link set lo up` through SIOCSIFFLAGS.
+pub fn loopback_up() -> Result<(), NetError> {
+    // SAFETY: a plain socket and ioctls on a correctly sized ifreq.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            return Err(NetError::LoopbackUp(io::Error::last_os_error()));
+        }
+        let mut req = IfReqFlags {
+            name: [0; 16],
+            flags: 0,
+            _pad: [0; 22],
+        };
+        req.name[..2].copy_from_slice(b"lo");
+        let mut ret = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req as *mut IfReqFlags);
+        if ret == 0 {
+            req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            ret = libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut req as *mut IfReqFlags);
+        }
+        let err = io::Error::last_os_error();
+        libc::close(sock);
+        if ret < 0 {
+            return Err(NetError::LoopbackUp(err));
+        }
+    }
+    Ok(())
+}
+
+/// Which egress helper this host has, in order of preference.
+pub fn egress_helper() -> Option<&'static str> {
+    ["pasta"]
+        .into_iter()
+        .find(|p| super::idmap::find_in_path(p).is_some())
+}
+
+/// Gives the netns of `pid` a route out through pasta. pasta forks into the
+/// background once the namespace is configured and quits when it vanishes.
+pub fn start_egress(pid: i32) -> Result<(), String> {
+    let Some(helper) = egress_helper() else {
+        return Err(
+            "neither pasta nor slirp4netns is installed; the sandbox has only loopback".into(),
+        );
+    };
+    let mut cmd = Command::new(helper);
+    cmd.args([
+        "--config-net",
+        "--quiet",
+        "-t",
+        "none",
+        "-u",
+        "none",
+        "-T",
+        "none",
+        "-U",
+        "none",
+    ]);
+    // pasta drops root to nobody, who may not enter root's user namespace.
+    if rustix::process::geteuid().is_root() {
+        cmd.args(["--runas", "0"]);
+    }
+    let out = cmd
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("failed to run {helper}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{helper} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}

@@ -1,0 +1,479 @@
+//! Spec → ordered list of setup operations (bubblewrap's op list). Pure: the
+//! applier in `apply.rs` turns each op into kernel calls.
+//!
+//! Everything a sandbox writes lives on a tmpfs mounted over the stage's
+//! `mnt` dir inside the sandbox's own mount namespace: the overlay's upper
+//! and work dirs, the new root's mount point and the generated /etc files.
+//! It vanishes with the namespace, so teardown deletes nothing on disk and a
+//! crash leaves nothing owned by subordinate IDs behind.
+
+use std::path::{Path, PathBuf};
+
+use super::spec::{Rootfs, SandboxSpec};
+
+/// Paths on the sandbox's private scratch tmpfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepDirs {
+    /// Mount point of the scratch tmpfs (shared by all steps of a stage:
+    /// each mounts its own tmpfs there, in its own mount namespace).
+    pub scratch: PathBuf,
+    /// Mount point of the new root.
+    pub root: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Generated `hosts`, `hostname`, `resolv.conf`.
+    pub etc: PathBuf,
+}
+
+impl StepDirs {
+    pub fn under(scratch: &Path) -> StepDirs {
+        StepDirs {
+            scratch: scratch.to_path_buf(),
+            root: scratch.join("root"),
+            upper: scratch.join("upper"),
+            work: scratch.join("work"),
+            etc: scratch.join("etc"),
+        }
+    }
+}
+
+/// One setup operation, applied in order inside the new mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupOp {
+    /// Stop mount events from propagating back to the host.
+    MakeMountsPrivate,
+    /// A file with generated contents (on the scratch tmpfs).
+    WriteFile {
+        path: PathBuf,
+        contents: String,
+    },
+    /// Overlay of `lower` (read-only) and `upper` at `target`; falls back to
+    /// fuse-overlayfs, then to a copy.
+    MountOverlay {
+        lower: PathBuf,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+    },
+    /// Bind mount; `recursive` takes submounts along.
+    Bind {
+        source: PathBuf,
+        target: PathBuf,
+        recursive: bool,
+        read_only: bool,
+    },
+    /// A bind mount from the spec: the mount point is created as a file or a
+    /// directory after the source's type.
+    BindUser {
+        source: PathBuf,
+        target: PathBuf,
+        read_only: bool,
+    },
+    Mkdir {
+        path: PathBuf,
+        mode: u32,
+    },
+    Touch {
+        path: PathBuf,
+    },
+    Symlink {
+        target: String,
+        link: PathBuf,
+    },
+    /// A fresh procfs; falls back to a recursive bind of the host's.
+    MountProc {
+        target: PathBuf,
+    },
+    /// A fresh read-only sysfs; falls back to a read-only rbind of the host's.
+    MountSys {
+        target: PathBuf,
+    },
+    MountTmpfs {
+        target: PathBuf,
+        mode: u32,
+        flags: u64,
+    },
+    /// A private devpts instance (`newinstance`).
+    MountDevpts {
+        target: PathBuf,
+    },
+    /// Hide a path: `/dev/null` over files, an empty read-only tmpfs over
+    /// directories; missing paths are skipped.
+    Mask {
+        path: PathBuf,
+    },
+    /// Bind a path over itself read-only; missing paths are skipped.
+    ReadOnly {
+        path: PathBuf,
+    },
+    /// The root mount itself read-only (after all mounts below it).
+    RootReadOnly {
+        root: PathBuf,
+    },
+    PivotRoot {
+        new_root: PathBuf,
+    },
+    SetHostname {
+        name: String,
+    },
+}
+
+/// Devices bound from the host into the minimal `/dev`.
+pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// runc's masked paths.
+pub const MASKED_PATHS: [&str; 11] = [
+    "proc/acpi",
+    "proc/asound",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
+];
+
+/// runc's read-only paths.
+pub const READ_ONLY_PATHS: [&str; 5] = [
+    "proc/bus",
+    "proc/fs",
+    "proc/irq",
+    "proc/sys",
+    "proc/sysrq-trigger",
+];
+
+use super::sys::flags::{NODEV, NOEXEC, NOSUID};
+
+/// Builds the setup of one sandbox; `resolv_conf` is the generated
+/// `/etc/resolv.conf` (read from the host by the caller).
+pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<SetupOp> {
+    let root = &dirs.root;
+    let mut ops = vec![
+        SetupOp::MakeMountsPrivate,
+        SetupOp::MountTmpfs {
+            target: dirs.scratch.clone(),
+            mode: 0o700,
+            flags: NOSUID | NODEV,
+        },
+    ];
+    for dir in [root, &dirs.upper, &dirs.work, &dirs.etc] {
+        ops.push(SetupOp::Mkdir {
+            path: dir.clone(),
+            mode: 0o755,
+        });
+    }
+    for (name, contents) in [
+        ("hosts", super::etc::hosts(spec)),
+        ("hostname", format!("{}\n", spec.hostname)),
+        ("resolv.conf", resolv_conf.to_string()),
+    ] {
+        ops.push(SetupOp::WriteFile {
+            path: dirs.etc.join(name),
+            contents,
+        });
+    }
+    match &spec.rootfs {
+        Rootfs::Image { lower } | Rootfs::Dir(lower) => ops.push(SetupOp::MountOverlay {
+            lower: lower.clone(),
+            upper: dirs.upper.clone(),
+            work: dirs.work.clone(),
+            target: root.clone(),
+        }),
+        Rootfs::HostRoot => ops.push(SetupOp::Bind {
+            source: PathBuf::from("/"),
+            target: root.clone(),
+            recursive: true,
+            read_only: true,
+        }),
+    }
+    for dir in ["proc", "dev", "sys", "tmp", "run", "etc"] {
+        ops.push(SetupOp::Mkdir {
+            path: root.join(dir),
+            mode: 0o755,
+        });
+    }
+    ops.push(SetupOp::MountProc {
+        target: root.join("proc"),
+    });
+    ops.extend(dev_ops(&root.join("dev")));
+    ops.push(SetupOp::MountSys {
+        target: root.join("sys"),
+    });
+    ops.push(SetupOp::MountTmpfs {
+        target: root.join("tmp"),
+        mode: 0o1777,
+        flags: NOSUID | NODEV,
+    });
+    ops.push(SetupOp::MountTmpfs {
+        target: root.join("run"),
+        mode: 0o755,
+        flags: NOSUID | NODEV,
+    });
+    for file in ["hosts", "hostname", "resolv.conf"] {
+        let target = root.join("etc").join(file);
+        ops.push(SetupOp::Touch {
+            path: target.clone(),
+        });
+        ops.push(SetupOp::Bind {
+            source: dirs.etc.join(file),
+            target,
+            recursive: false,
+            read_only: false,
+        });
+    }
+    for mount in &spec.mounts {
+        ops.push(SetupOp::BindUser {
+            source: mount.source.clone(),
+            target: root.join(mount.target.trim_start_matches('/')),
+            read_only: mount.read_only,
+        });
+    }
+    ops.extend(
+        MASKED_PATHS
+            .iter()
+            .map(|p| SetupOp::Mask { path: root.join(p) }),
+    );
+    ops.extend(
+        READ_ONLY_PATHS
+            .iter()
+            .map(|p| SetupOp::ReadOnly { path: root.join(p) }),
+    );
+    if spec.read_only && spec.rootfs != Rootfs::HostRoot {
+        ops.push(SetupOp::RootReadOnly { root: root.clone() });
+    }
+    ops.push(SetupOp::PivotRoot {
+        new_root: root.clone(),
+    });
+    ops.push(SetupOp::SetHostname {
+        name: spec.hostname.clone(),
+    });
+    ops
+}
+
+fn dev_ops(dev: &Path) -> Vec<SetupOp> {
+    let mut ops = vec![SetupOp::MountTmpfs {
+        target: dev.to_path_buf(),
+        mode: 0o755,
+        flags: NOSUID | NOEXEC,
+    }];
+    for name in DEVICES {
+        ops.push(SetupOp::Touch {
+            path: dev.join(name),
+        });
+        ops.push(SetupOp::Bind {
+            source: Path::new("/dev").join(name),
+            target: dev.join(name),
+            recursive: false,
+            read_only: false,
+        });
+    }
+    ops.push(SetupOp::Mkdir {
+        path: dev.join("pts"),
+        mode: 0o755,
+    });
+    ops.push(SetupOp::MountDevpts {
+        target: dev.join("pts"),
+    });
+    ops.push(SetupOp::Symlink {
+        target: "pts/ptmx".into(),
+        link: dev.join("ptmx"),
+    });
+    ops.push(SetupOp::Mkdir {
+        path: dev.join("shm"),
+        mode: 0o1777,
+    });
+    ops.push(SetupOp::MountTmpfs {
+        target: dev.join("shm"),
+        mode: 0o1777,
+        flags: NOSUID | NODEV,
+    });
+    for (target, link) in [
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ] {
+        ops.push(SetupOp::Symlink {
+            target: target.into(),
+            link: dev.join(link),
+        });
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::spec::BindMount;
+
+    fn dirs() -> StepDirs {
+        StepDirs::under(Path::new("/run/s1"))
+    }
+
+    fn plan(spec: &SandboxSpec, dirs: &StepDirs) -> Vec<SetupOp> {
+        super::plan(spec, dirs, "nameserver 192.0.2.1\n")
+    }
+
+    #[test]
+    fn image_rootfs_starts_with_scratch_then_overlay_and_ends_with_pivot() {
+        let spec = SandboxSpec::new(
+            Rootfs::Image {
+                lower: "/store/img".into(),
+            },
+            vec!["true".into()],
+        );
+        let ops = plan(&spec, &dirs());
+        assert_eq!(
+            ops[..6],
+            [
+                SetupOp::MakeMountsPrivate,
+                SetupOp::MountTmpfs {
+                    target: "/run/s1".into(),
+                    mode: 0o700,
+                    flags: NOSUID | NODEV
+                },
+                SetupOp::Mkdir {
+                    path: "/run/s1/root".into(),
+                    mode: 0o755
+                },
+                SetupOp::Mkdir {
+                    path: "/run/s1/upper".into(),
+                    mode: 0o755
+                },
+                SetupOp::Mkdir {
+                    path: "/run/s1/work".into(),
+                    mode: 0o755
+                },
+                SetupOp::Mkdir {
+                    path: "/run/s1/etc".into(),
+                    mode: 0o755
+                },
+            ]
+        );
+        assert_eq!(
+            ops[6..11],
+            [
+                SetupOp::WriteFile {
+                    path: "/run/s1/etc/hosts".into(),
+                    contents:
+                        "127.0.0.1\tlocalhost corral\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                            .into()
+                },
+                SetupOp::WriteFile {
+                    path: "/run/s1/etc/hostname".into(),
+                    contents: "corral\n".into()
+                },
+                SetupOp::WriteFile {
+                    path: "/run/s1/etc/resolv.conf".into(),
+                    contents: "nameserver 192.0.2.1\n".into()
+                },
+                SetupOp::MountOverlay {
+                    lower: "/store/img".into(),
+                    upper: "/run/s1/upper".into(),
+                    work: "/run/s1/work".into(),
+                    target: "/run/s1/root".into(),
+                },
+                SetupOp::Mkdir {
+                    path: "/run/s1/root/proc".into(),
+                    mode: 0o755
+                },
+            ]
+        );
+        assert_eq!(
+            ops[ops.len() - 2..],
+            [
+                SetupOp::PivotRoot {
+                    new_root: "/run/s1/root".into()
+                },
+                SetupOp::SetHostname {
+                    name: "corral".into()
+                },
+            ]
+        );
+        assert!(!ops
+            .iter()
+            .any(|op| matches!(op, SetupOp::RootReadOnly { .. })));
+    }
+
+    #[test]
+    fn dev_is_minimal_with_shm_1777_and_private_devpts() {
+        let ops = dev_ops(Path::new("/r/dev"));
+        assert_eq!(ops.len(), 1 + 2 * DEVICES.len() + 5 + 4);
+        assert!(ops.contains(&SetupOp::MountTmpfs {
+            target: "/r/dev/shm".into(),
+            mode: 0o1777,
+            flags: NOSUID | NODEV
+        }));
+        assert!(ops.contains(&SetupOp::MountDevpts {
+            target: "/r/dev/pts".into()
+        }));
+        assert!(ops.contains(&SetupOp::Bind {
+            source: "/dev/urandom".into(),
+            target: "/r/dev/urandom".into(),
+            recursive: false,
+            read_only: false
+        }));
+    }
+
+    #[test]
+    fn user_mounts_masks_and_read_only_root_come_before_pivot() {
+        let mut spec = SandboxSpec::new(Rootfs::Dir("/d".into()), vec!["sh".into()]);
+        spec.read_only = true;
+        spec.hostname = "box".into();
+        spec.mounts.push(BindMount {
+            source: "/src".into(),
+            target: "/work/src".into(),
+            read_only: true,
+        });
+        let ops = plan(&spec, &dirs());
+        let tail: Vec<_> = ops
+            .iter()
+            .rev()
+            .take(3 + READ_ONLY_PATHS.len() + MASKED_PATHS.len() + 1)
+            .rev()
+            .cloned()
+            .collect();
+        let mut want = vec![SetupOp::BindUser {
+            source: "/src".into(),
+            target: "/run/s1/root/work/src".into(),
+            read_only: true,
+        }];
+        want.extend(MASKED_PATHS.iter().map(|p| SetupOp::Mask {
+            path: Path::new("/run/s1/root").join(p),
+        }));
+        want.extend(READ_ONLY_PATHS.iter().map(|p| SetupOp::ReadOnly {
+            path: Path::new("/run/s1/root").join(p),
+        }));
+        want.push(SetupOp::RootReadOnly {
+            root: "/run/s1/root".into(),
+        });
+        want.push(SetupOp::PivotRoot {
+            new_root: "/run/s1/root".into(),
+        });
+        want.push(SetupOp::SetHostname { name: "box".into() });
+        assert_eq!(tail, want);
+    }
+
+    #[test]
+    fn host_root_is_a_read_only_rbind_with_private_tmp() {
+        let spec = SandboxSpec::new(Rootfs::HostRoot, vec!["sh".into()]);
+        let ops = plan(&spec, &dirs());
+        assert_eq!(
+            ops[9],
+            SetupOp::Bind {
+                source: "/".into(),
+                target: "/run/s1/root".into(),
+                recursive: true,
+                read_only: true
+            }
+        );
+        assert!(ops.contains(&SetupOp::MountTmpfs {
+            target: "/run/s1/root/tmp".into(),
+            mode: 0o1777,
+            flags: NOSUID | NODEV
+        }));
+    }
+}

@@ -1,0 +1,194 @@
+//! Default seccomp filter, like Docker's in effect: a deny-list of syscalls
+//! that manage the kernel or escape the sandbox; they fail with EPERM. Built
+//! as classic BPF by hand to avoid a libseccomp dependency.
+
+use std::io;
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+/// Offsets into `struct seccomp_data`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+/// x86_64 syscalls with this bit come from the x32 ABI, which we refuse.
+#[cfg(target_arch = "x86_64")]
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// Syscalls denied by default (Docker denies these without CAP_SYS_ADMIN and
+/// friends, which a sandbox never has in the host's namespaces).
+pub fn denied_syscalls() -> Vec<libc::c_long> {
+    let mut list = vec![
+        libc::SYS_acct,
+        libc::SYS_add_key,
+        libc::SYS_bpf,
+        libc::SYS_clock_adjtime,
+        libc::SYS_clock_settime,
+        libc::SYS_delete_module,
+        libc::SYS_finit_module,
+        libc::SYS_init_module,
+        libc::SYS_kcmp,
+        libc::SYS_kexec_file_load,
+        libc::SYS_kexec_load,
+        libc::SYS_keyctl,
+        libc::SYS_lookup_dcookie,
+        libc::SYS_mount,
+        libc::SYS_move_mount,
+        libc::SYS_open_tree,
+        libc::SYS_fsopen,
+        libc::SYS_fsconfig,
+        libc::SYS_fsmount,
+        libc::SYS_fspick,
+        libc::SYS_mount_setattr,
+        libc::SYS_name_to_handle_at,
+        libc::SYS_open_by_handle_at,
+        libc::SYS_perf_event_open,
+        libc::SYS_pivot_root,
+        libc::SYS_quotactl,
+        libc::SYS_reboot,
+        libc::SYS_request_key,
+        libc::SYS_setns,
+        libc::SYS_settimeofday,
+        libc::SYS_swapon,
+        libc::SYS_swapoff,
+        libc::SYS_umount2,
+        libc::SYS_unshare,
+        libc::SYS_userfaultfd,
+    ];
+    #[cfg(target_arch = "x86_64")]
+    list.extend([
+        libc::SYS_ioperm,
+        libc::SYS_iopl,
+        libc::SYS_uselib,
+        libc::SYS_ustat,
+        libc::SYS_sysfs,
+        libc::SYS__sysctl,
+        libc::SYS_nfsservctl,
+    ]);
+    list
+}
+
+fn stmt(code: u32, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    }
+}
+
+/// The BPF program: wrong architecture kills, listed syscalls get EPERM,
+/// everything else is allowed.
+pub fn build(denied: &[libc::c_long]) -> Vec<libc::sock_filter> {
+    use libc::{BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+    let ld = BPF_LD | BPF_W | BPF_ABS;
+    let jeq = BPF_JMP | BPF_JEQ | BPF_K;
+    let n = denied.len();
+    let mut prog = vec![
+        stmt(ld, DATA_ARCH),
+        jump(jeq, AUDIT_ARCH, 1, 0),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        stmt(ld, DATA_NR),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    prog.push(jump(
+        BPF_JMP | libc::BPF_JGE | BPF_K,
+        X32_SYSCALL_BIT,
+        (n + 1) as u8,
+        0,
+    ));
+    for (i, nr) in denied.iter().enumerate() {
+        prog.push(jump(jeq, *nr as u32, (n - i) as u8, 0));
+    }
+    prog.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+    prog.push(stmt(
+        BPF_RET | BPF_K,
+        SECCOMP_RET_ERRNO | libc::EPERM as u32,
+    ));
+    prog
+}
+
+/// Sets `no_new_privs` and installs `prog` on the calling thread.
+pub fn install(prog: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: prctl with a valid, live sock_fprog.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER,
+            &fprog as *const libc::sock_fprog,
+        ) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_has_one_jump_per_denied_syscall() {
+        let denied = denied_syscalls();
+        assert!(denied.len() < 250, "jump offsets are u8");
+        let prog = build(&denied);
+        let fixed = if cfg!(target_arch = "x86_64") { 7 } else { 6 };
+        assert_eq!(prog.len(), denied.len() + fixed);
+    }
+
+    #[test]
+    fn denied_syscall_gets_eperm_and_allowed_one_works_in_a_child() {
+        let prog = build(&denied_syscalls());
+        // SAFETY: the child only makes raw syscalls and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = unsafe {
+                if install(&prog).is_err() {
+                    libc::_exit(10);
+                }
+                let denied = libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0);
+                let errno = *libc::__errno_location();
+                let unshare = libc::unshare(libc::CLONE_NEWUTS);
+                let errno2 = *libc::__errno_location();
+                let allowed = libc::syscall(libc::SYS_getppid);
+                if denied != -1 || errno != libc::EPERM {
+                    11
+                } else if unshare != -1 || errno2 != libc::EPERM {
+                    12
+                } else if allowed <= 0 {
+                    13
+                } else {
+                    0
+                }
+            };
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+        assert_eq!(libc::WEXITSTATUS(status), 0);
+    }
+}

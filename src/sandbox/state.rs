@@ -1,0 +1,113 @@
+//! Run-state directories: each stage's dir holds a `lock` file flock'ed by
+//! the owning corral process; dirs whose lock is free belong to a corral that
+//! died and are removed by the next one.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::SandboxError;
+
+/// Creates `run_dir` (which must not exist) and locks it.
+pub fn create_locked(run_dir: &Path) -> Result<File, SandboxError> {
+    if let Some(parent) = run_dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| SandboxError::CreateStateDir {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    std::fs::create_dir(run_dir).map_err(|source| SandboxError::CreateStateDir {
+        path: run_dir.to_path_buf(),
+        source,
+    })?;
+    let mnt = run_dir.join("mnt");
+    std::fs::create_dir(&mnt).map_err(|source| SandboxError::CreateStateDir {
+        path: mnt.clone(),
+        source,
+    })?;
+    let lock_path = run_dir.join("lock");
+    let file = File::create(&lock_path).map_err(|source| SandboxError::CreateStateDir {
+        path: lock_path.clone(),
+        source,
+    })?;
+    if !try_lock(&file) {
+        return Err(SandboxError::CreateStateDir {
+            path: lock_path,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(file)
+}
+
+fn try_lock(file: &File) -> bool {
+    // SAFETY: flock on an fd we own.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Dirs under `run_root` left by dead corral processes (dot-dirs are shared
+/// mount points of one-off sandboxes and never stale).
+pub fn stale_dirs(run_root: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(run_root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .filter(|dir| dir.is_dir())
+        .filter(|dir| match File::open(dir.join("lock")) {
+            Ok(lock) => try_lock(&lock),
+            // A dir without a lock may be being created right now.
+            Err(_) => older_than(dir, Duration::from_secs(60)),
+        })
+        .collect()
+}
+
+fn older_than(path: &Path, age: Duration) -> bool {
+    path.metadata()
+        .and_then(|m| m.modified())
+        .map(|t| SystemTime::now().duration_since(t).unwrap_or_default() > age)
+        .unwrap_or(false)
+}
+
+/// Removes stale run dirs, from inside a user namespace when their files
+/// belong to mapped IDs. Returns how many were removed.
+pub fn remove_stale(run_root: &Path, exe: &Path) -> Result<usize, SandboxError> {
+    let stale = stale_dirs(run_root);
+    let count = stale.len();
+    let stubborn: Vec<PathBuf> = stale
+        .into_iter()
+        .filter(|dir| std::fs::remove_dir_all(dir).is_err())
+        .collect();
+    if !stubborn.is_empty() {
+        super::launch::remove_as_namespace_root(exe, &stubborn)?;
+    }
+    Ok(count)
+}
+
+/// A fresh, unique stage dir name under `run_root`.
+pub fn new_run_dir(run_root: &Path, prefix: &str) -> PathBuf {
+    run_root.join(format!(
+        "{prefix}-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locked_dirs_are_not_stale_and_released_ones_are() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s1");
+        let lock = create_locked(&dir).unwrap();
+        // flock locks belong to the open file description: a second open
+        // in this process conflicts like another process would.
+        assert!(stale_dirs(tmp.path()).is_empty());
+        drop(lock);
+        assert_eq!(stale_dirs(tmp.path()), vec![dir]);
+    }
+}

@@ -1,0 +1,326 @@
+//! The syscall seam of rootfs setup: a trait with the real Linux
+//! implementation and a recording one for tests of the applier.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Mount flags we use, as the kernel's `MS_*` bits.
+pub mod flags {
+    pub const RDONLY: u64 = libc::MS_RDONLY;
+    pub const NOSUID: u64 = libc::MS_NOSUID;
+    pub const NODEV: u64 = libc::MS_NODEV;
+    pub const NOEXEC: u64 = libc::MS_NOEXEC;
+    pub const BIND: u64 = libc::MS_BIND;
+    pub const REC: u64 = libc::MS_REC;
+    pub const PRIVATE: u64 = libc::MS_PRIVATE;
+}
+
+/// The kernel calls rootfs setup needs. Paths are absolute host paths until
+/// `pivot_root`.
+pub trait Sys {
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: u64,
+        data: &str,
+    ) -> io::Result<()>;
+    /// Makes a mount (and with `recursive` its submounts) read-only without
+    /// touching its other, possibly locked, flags (`mount_setattr(2)`).
+    fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()>;
+    fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()>;
+    fn write_file(&mut self, path: &Path, contents: &str) -> io::Result<()>;
+    /// Creates an empty file unless something exists at `path`.
+    fn touch(&mut self, path: &Path) -> io::Result<()>;
+    fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()>;
+    fn is_dir(&mut self, path: &Path) -> bool;
+    /// `pivot_root(new_root, new_root)`, then detaches the old root.
+    fn pivot_root(&mut self, new_root: &Path) -> io::Result<()>;
+    fn set_hostname(&mut self, name: &str) -> io::Result<()>;
+    /// Runs a host program to completion (fuse-overlayfs, cp) before pivot_root.
+    fn run(&mut self, program: &str, args: &[String]) -> io::Result<()>;
+}
+
+pub(crate) fn cstr(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+pub(crate) fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// The real kernel.
+pub struct LinuxSys;
+
+impl Sys for LinuxSys {
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: u64,
+        data: &str,
+    ) -> io::Result<()> {
+        let src = CString::new(source).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let fs = CString::new(fstype).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let dat = CString::new(data).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let tgt = cstr(target)?;
+        // SAFETY: every pointer is a valid NUL-terminated string or null.
+        let ret = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                tgt.as_ptr(),
+                if fstype.is_empty() {
+                    std::ptr::null()
+                } else {
+                    fs.as_ptr()
+                },
+                flags as libc::c_ulong,
+                if data.is_empty() {
+                    std::ptr::null()
+                } else {
+                    dat.as_ptr().cast()
+                },
+            )
+        };
+        check(ret)
+    }
+
+    fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
+        let tgt = cstr(target)?;
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        let at_flags = if recursive { libc::AT_RECURSIVE } else { 0 };
+        // SAFETY: valid path and a correctly sized mount_attr.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                tgt.as_ptr(),
+                at_flags,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        check(ret as libc::c_int)
+    }
+
+    fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()> {
+        if path.is_dir() {
+            return Ok(());
+        }
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+    }
+
+    fn write_file(&mut self, path: &Path, contents: &str) -> io::Result<()> {
+        std::fs::write(path, contents)
+    }
+
+    fn touch(&mut self, path: &Path) -> io::Result<()> {
+        if path.symlink_metadata().is_ok() {
+            return Ok(());
+        }
+        if let Some(parent) = path.parent() {
+            self.mkdir_all(parent, 0o755)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map(drop)
+    }
+
+    fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()> {
+        match std::os::unix::fs::symlink(target, link) {
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        }
+    }
+
+    fn is_dir(&mut self, path: &Path) -> bool {
+        path.is_dir()
+    }
+
+    fn pivot_root(&mut self, new_root: &Path) -> io::Result<()> {
+        let root = cstr(new_root)?;
+        let dot = c".";
+        // SAFETY: plain syscalls on valid strings; the old root is stacked
+        // under the new one and detached, as in runc's pivot_root(".", ".").
+        unsafe {
+            check(libc::chdir(root.as_ptr()))?;
+            check(libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) as libc::c_int)?;
+            check(libc::umount2(dot.as_ptr(), libc::MNT_DETACH))?;
+            check(libc::chdir(c"/".as_ptr()))
+        }
+    }
+
+    fn set_hostname(&mut self, name: &str) -> io::Result<()> {
+        // SAFETY: pointer and length describe `name`.
+        check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+    }
+
+    fn run(&mut self, program: &str, args: &[String]) -> io::Result<()> {
+        let status = std::process::Command::new(program).args(args).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("{program} failed with {status}")))
+        }
+    }
+}
+
+/// One recorded call of [`RecordingSys`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Mount {
+        source: String,
+        target: PathBuf,
+        fstype: String,
+        flags: u64,
+        data: String,
+    },
+    MakeReadOnly {
+        target: PathBuf,
+        recursive: bool,
+    },
+    MkdirAll {
+        path: PathBuf,
+        mode: u32,
+    },
+    Touch {
+        path: PathBuf,
+    },
+    WriteFile {
+        path: PathBuf,
+        contents: String,
+    },
+    Symlink {
+        target: String,
+        link: PathBuf,
+    },
+    PivotRoot {
+        new_root: PathBuf,
+    },
+    SetHostname {
+        name: String,
+    },
+    Run {
+        program: String,
+        args: Vec<String>,
+    },
+}
+
+/// Records calls; `fail_mount` makes mounts of that fstype fail with EPERM
+/// so tests can drive the fallbacks.
+#[derive(Debug, Default)]
+pub struct RecordingSys {
+    pub calls: Vec<Call>,
+    pub fail_fstypes: Vec<String>,
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Sys for RecordingSys {
+    fn mount(
+        &mut self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: u64,
+        data: &str,
+    ) -> io::Result<()> {
+        self.calls.push(Call::Mount {
+            source: source.to_string(),
+            target: target.to_path_buf(),
+            fstype: fstype.to_string(),
+            flags,
+            data: data.to_string(),
+        });
+        if self.fail_fstypes.iter().any(|f| f == fstype) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        Ok(())
+    }
+    fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
+        self.calls.push(Call::MakeReadOnly {
+            target: target.to_path_buf(),
+            recursive,
+        });
+        Ok(())
+    }
+    fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()> {
+        self.calls.push(Call::MkdirAll {
+            path: path.to_path_buf(),
+            mode,
+        });
+        Ok(())
+    }
+    fn write_file(&mut self, path: &Path, contents: &str) -> io::Result<()> {
+        self.calls.push(Call::WriteFile {
+            path: path.to_path_buf(),
+            contents: contents.to_string(),
+        });
+        Ok(())
+    }
+    fn touch(&mut self, path: &Path) -> io::Result<()> {
+        self.calls.push(Call::Touch {
+            path: path.to_path_buf(),
+        });
+        Ok(())
+    }
+    fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()> {
+        self.calls.push(Call::Symlink {
+            target: target.to_string(),
+            link: link.to_path_buf(),
+        });
+        Ok(())
+    }
+    fn is_dir(&mut self, path: &Path) -> bool {
+        self.dirs.iter().any(|d| d == path)
+    }
+    fn pivot_root(&mut self, new_root: &Path) -> io::Result<()> {
+        self.calls.push(Call::PivotRoot {
+            new_root: new_root.to_path_buf(),
+        });
+        Ok(())
+    }
+    fn set_hostname(&mut self, name: &str) -> io::Result<()> {
+        self.calls.push(Call::SetHostname {
+            name: name.to_string(),
+        });
+        Ok(())
+    }
+    fn run(&mut self, program: &str, args: &[String]) -> io::Result<()> {
+        self.calls.push(Call::Run {
+            program: program.to_string(),
+            args: args.to_vec(),
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,451 @@
+//! `corral exec` on a busybox rootfs: namespaces, mounts, exit codes,
+//! reaping, teardown and ports. Runs as root and as both test users.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "sandbox_util.rs"]
+mod util;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use util::{busybox_rootfs, eventually, free_port, processes_with, stderr, stdout, tree_listing};
+
+struct Env {
+    tmp: tempfile::TempDir,
+    rootfs: std::path::PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let rootfs = busybox_rootfs(tmp.path());
+        Env { tmp, rootfs }
+    }
+
+    fn store(&self) -> std::path::PathBuf {
+        self.tmp.path().join("store")
+    }
+
+    fn exec(&self, extra: &[&str], script: &str) -> Command {
+        let mut cmd = common::corral(&self.store());
+        cmd.arg("exec")
+            .args(extra)
+            .arg("--rootfs")
+            .arg(&self.rootfs)
+            .args(["--", "sh", "-c", script]);
+        cmd
+    }
+
+    fn run(&self, extra: &[&str], script: &str) -> Output {
+        self.exec(extra, script).output().unwrap()
+    }
+
+    fn run_ok(&self, extra: &[&str], script: &str) -> String {
+        let out = self.run(extra, script);
+        assert!(
+            out.status.success(),
+            "exit {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// What sandboxes left on disk: run dirs, or files in the shared mount
+    /// point of one-off sandboxes (`run/.exec`, which stays empty on the host).
+    fn run_dirs(&self) -> Vec<std::path::PathBuf> {
+        let run = self.store().join("run");
+        let list = |dir: &Path| -> Vec<std::path::PathBuf> {
+            std::fs::read_dir(dir)
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default()
+        };
+        let mut out: Vec<_> = list(&run)
+            .into_iter()
+            .filter(|p| !p.ends_with(".exec"))
+            .collect();
+        out.extend(list(&run.join(".exec")));
+        out
+    }
+}
+
+#[test]
+fn command_is_pid_2_under_our_init_and_host_processes_are_invisible() {
+    if !common::require_namespaces(
+        "command_is_pid_2_under_our_init_and_host_processes_are_invisible",
+    ) {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run_ok(
+        &["--network", "none"],
+        "echo $$; ls /proc | grep -c '^[0-9]'; tr '\\0' ' ' < /proc/1/cmdline",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "2", "{out}");
+    // init, sh, and the ls/grep pipeline: never the host's processes.
+    let visible: u32 = lines[1].parse().unwrap();
+    assert!(visible <= 5, "{visible} processes visible:\n{out}");
+    assert!(lines[2].contains("__sandbox step"), "{out}");
+    assert!(
+        env.run_dirs().is_empty(),
+        "run dir left behind: {:?}",
+        env.run_dirs()
+    );
+}
+
+#[test]
+fn hostname_hosts_and_uid_map_match_the_user_kind() {
+    if !common::require_namespaces("hostname_hosts_and_uid_map_match_the_user_kind") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run_ok(
+        &["--hostname", "box", "--network", "none"],
+        "hostname; grep -c box /etc/hosts; id -u; id -g; cat /proc/self/uid_map",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..4], ["box", "1", "0", "0"], "{out}");
+    let map: Vec<Vec<&str>> = lines[4..]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let uid = rustix::process::getuid().as_raw().to_string();
+    if common::is_root() {
+        assert_eq!(map, vec![vec!["0", "0", "4294967295"]]);
+    } else if std::fs::read_to_string("/etc/subuid")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let name = std::env::var("USER").unwrap_or_default();
+            l.starts_with(&format!("{name}:")) || l.starts_with(&format!("{uid}:"))
+        })
+    {
+        assert_eq!(map[0], vec!["0", uid.as_str(), "1"]);
+        assert_eq!(map.len(), 2, "{out}");
+        assert_eq!(map[1][0], "1");
+    } else {
+        assert_eq!(map, vec![vec!["0", uid.as_str(), "1"]]);
+    }
+}
+
+#[test]
+fn host_files_are_invisible_and_writes_never_reach_the_lower_dir() {
+    if !common::require_namespaces("host_files_are_invisible_and_writes_never_reach_the_lower_dir")
+    {
+        return;
+    }
+    let env = Env::new();
+    let secret = env.tmp.path().join("host-only-marker");
+    std::fs::write(&secret, "x").unwrap();
+    let before = tree_listing(&env.rootfs);
+    let script = format!(
+        "test -e {} && echo VISIBLE; test -e /etc/debian_version && echo HOSTETC; \
+         echo new > /newfile; echo more >> /etc/passwd; rm /bin/ls; mkdir -p /var/x; cat /newfile",
+        secret.display()
+    );
+    let out = env.run_ok(&["--network", "none"], &script);
+    assert_eq!(out, "new\n");
+    assert_eq!(tree_listing(&env.rootfs), before, "the lower dir changed");
+    assert_eq!(
+        std::fs::read_to_string(env.rootfs.join("etc/passwd")).unwrap(),
+        "root:x:0:0:root:/root:/bin/sh\n"
+    );
+    // A second run starts from the pristine lower again.
+    assert_eq!(
+        env.run_ok(
+            &["--network", "none"],
+            "test -e /newfile || echo fresh; test -e /bin/ls && echo ls"
+        ),
+        "fresh\nls\n"
+    );
+}
+
+#[test]
+fn volumes_are_writable_or_read_only() {
+    if !common::require_namespaces("volumes_are_writable_or_read_only") {
+        return;
+    }
+    let env = Env::new();
+    let rw = env.tmp.path().join("rw");
+    let ro = env.tmp.path().join("ro");
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("in"), "data\n").unwrap();
+    let vol_rw = format!("{}:/work", rw.display());
+    let vol_ro = format!("{}:/input:ro", ro.display());
+    let out = env.run_ok(
+        &["-v", &vol_rw, "-v", &vol_ro, "--network", "none"],
+        "cat /input/in; echo out > /work/result; echo x > /input/nope 2>/dev/null || echo ro-refused",
+    );
+    assert_eq!(out, "data\nro-refused\n");
+    assert_eq!(std::fs::read_to_string(rw.join("result")).unwrap(), "out\n");
+    assert!(!ro.join("nope").exists());
+}
+
+#[test]
+fn exit_codes_follow_the_shell_convention() {
+    if !common::require_namespaces("exit_codes_follow_the_shell_convention") {
+        return;
+    }
+    let env = Env::new();
+    std::fs::write(env.rootfs.join("bin/notexec"), "#!/bin/sh\necho hi\n").unwrap();
+    let code = |out: Output| out.status.code();
+    assert_eq!(code(env.run(&["--network", "none"], "exit 3")), Some(3));
+    assert_eq!(
+        code(env.run(&["--network", "none"], "kill -9 $$")),
+        Some(137)
+    );
+    let mut cmd = common::corral(&env.store());
+    let out = cmd
+        .arg("exec")
+        .arg("--rootfs")
+        .arg(&env.rootfs)
+        .args(["--network", "none", "--", "no-such-cmd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("no-such-cmd"), "{}", stderr(&out));
+    let mut cmd = common::corral(&env.store());
+    let out = cmd
+        .arg("exec")
+        .arg("--rootfs")
+        .arg(&env.rootfs)
+        .args(["--network", "none", "--", "/bin/notexec"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn sigterm_to_corral_reaches_the_command() {
+    if !common::require_namespaces("sigterm_to_corral_reaches_the_command") {
+        return;
+    }
+    let env = Env::new();
+    let mut child = env
+        .exec(&["--network", "none"], "echo ready; exec sleep 1000")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 6];
+    child.stdout.take().unwrap().read_exact(&mut buf).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+}
+
+#[test]
+fn five_hundred_orphans_are_reaped() {
+    if !common::require_namespaces("five_hundred_orphans_are_reaped") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run_ok(
+        &["--network", "none"],
+        "for i in $(seq 500); do (sleep 0 &) ; done; sleep 1; ps -o stat,pid | grep -c '^Z' || true",
+    );
+    assert_eq!(out.trim(), "0", "zombies left inside");
+}
+
+#[test]
+fn dev_shm_is_1777_and_a_pty_can_be_opened() {
+    if !common::require_namespaces("dev_shm_is_1777_and_a_pty_can_be_opened") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run_ok(
+        &["--network", "none"],
+        "stat -c %a /dev/shm; echo x > /dev/shm/f && echo shm-ok; exec 3<>/dev/ptmx && ls /dev/pts; \
+         head -c 4 /dev/urandom | wc -c; echo > /dev/null && echo null-ok",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1777");
+    assert_eq!(lines[1], "shm-ok");
+    assert!(lines.contains(&"0"), "no pty allocated: {out}");
+    assert!(lines.contains(&"4") && lines.contains(&"null-ok"), "{out}");
+}
+
+#[test]
+fn kill_9_of_corral_leaves_no_process_mount_or_state() {
+    if !common::require_namespaces("kill_9_of_corral_leaves_no_process_mount_or_state") {
+        return;
+    }
+    let env = Env::new();
+    let marker = format!("sleep {}", 400_000 + fastrand::u32(..99_999));
+    let script = format!("setsid sh -c '{marker}' & {marker} & echo ready; wait");
+    let mut child = env
+        .exec(&["--network", "none"], &script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 6];
+    child.stdout.take().unwrap().read_exact(&mut buf).unwrap();
+    assert!(
+        eventually(5, || processes_with(&marker).len() >= 2),
+        "sleepers never started"
+    );
+    // Even while it runs, a sandbox's writes live only in its own mounts.
+    assert!(env.run_dirs().is_empty(), "{:?}", env.run_dirs());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        eventually(5, || processes_with(&marker).is_empty()),
+        "survivors: {:?}",
+        processes_with(&marker)
+    );
+    assert!(eventually(5, || processes_with("__sandbox")
+        .iter()
+        .all(|pid| !is_ours(*pid, &env.store()))));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(env.store().to_str().unwrap()),
+        "mount leaked into the host"
+    );
+    // The next run removes the dead one's state.
+    env.run_ok(&["--network", "none"], "true");
+    assert!(
+        env.run_dirs().is_empty(),
+        "stale run dir kept: {:?}",
+        env.run_dirs()
+    );
+}
+
+fn is_ours(pid: u32, store: &Path) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|e| String::from_utf8_lossy(&e).contains(store.to_str().unwrap()))
+        .unwrap_or(false)
+}
+
+#[test]
+fn published_port_reaches_a_service_in_the_private_netns() {
+    if !common::require_namespaces("published_port_reaches_a_service_in_the_private_netns") {
+        return;
+    }
+    let env = Env::new();
+    let port = free_port();
+    let publish = format!("{port}:8080");
+    let mut child = env
+        .exec(&["-p", &publish], "mkdir /www && echo hello-from-inside > /www/index.html && exec httpd -f -p 8080 -h /www")
+        .spawn()
+        .unwrap();
+    let mut body = String::new();
+    let ok = eventually(10, || {
+        body.clear();
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.read_to_string(&mut body);
+        body.contains("hello-from-inside")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(ok, "no answer through -p: {body:?}");
+}
+
+#[test]
+fn busy_host_port_is_a_clear_error_before_anything_runs() {
+    if !common::require_namespaces("busy_host_port_is_a_clear_error_before_anything_runs") {
+        return;
+    }
+    let env = Env::new();
+    let busy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let publish = format!("{}:80", busy.local_addr().unwrap().port());
+    let out = env.run(&["-p", &publish], "echo RAN");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(!stdout(&out).contains("RAN"));
+    assert!(stderr(&out).contains("already in use"), "{}", stderr(&out));
+    assert!(env.run_dirs().is_empty());
+}
+
+#[test]
+fn host_root_is_read_only_with_a_private_tmp() {
+    if !common::require_namespaces("host_root_is_read_only_with_a_private_tmp") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let host_tmp_marker = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+    let script = format!(
+        "test -f /etc/os-release && echo host-etc; touch /etc/corral-test 2>/dev/null || echo etc-ro; \
+         test -e {} || echo tmp-private; touch /tmp/mine && echo tmp-rw",
+        host_tmp_marker.path().display()
+    );
+    let out = common::corral(&tmp.path().join("store"))
+        .args([
+            "exec",
+            "--host-root",
+            "--network",
+            "none",
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "host-etc\netc-ro\ntmp-private\ntmp-rw\n");
+    assert!(!Path::new("/tmp/mine").exists() || !Path::new("/etc/corral-test").exists());
+    assert!(!Path::new("/etc/corral-test").exists());
+}
+
+#[test]
+fn memory_limit_without_cgroups_is_an_rlimit_and_warned() {
+    if !common::require_namespaces("memory_limit_without_cgroups_is_an_rlimit_and_warned") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run(
+        &["--memory", "256m", "--cpus", "1", "--network", "none"],
+        "ulimit -v",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), (256 * 1024).to_string());
+    let err = stderr(&out);
+    assert!(
+        err.contains("--memory") && err.contains("--cpus"),
+        "limits must never be ignored silently: {err}"
+    );
+}
+
+#[test]
+fn default_seccomp_and_capabilities_apply_unless_privileged() {
+    if !common::require_namespaces("default_seccomp_and_capabilities_apply_unless_privileged") {
+        return;
+    }
+    let env = Env::new();
+    let script = "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status | tr -s '\t ' ' '";
+    let out = env.run_ok(&["--network", "none"], script);
+    assert_eq!(out, "CapEff: 00000000a80425fb\nNoNewPrivs: 1\nSeccomp: 2\n");
+    let out = env.run_ok(&["--network", "none", "--privileged"], script);
+    assert!(out.contains("Seccomp: 0"), "{out}");
+    assert!(!out.contains("CapEff: 00000000a80425fb"), "{out}");
+}
+
+#[test]
+fn read_only_rootfs_workdir_and_env_are_applied() {
+    if !common::require_namespaces("read_only_rootfs_workdir_and_env_are_applied") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run_ok(
+        &["--read-only", "-w", "/etc", "-e", "GREETING=hi there", "--network", "none"],
+        "pwd; echo \"$GREETING\"; touch /x 2>/dev/null || echo root-ro; touch /tmp/x && echo tmp-rw",
+    );
+    assert_eq!(out, "/etc\nhi there\nroot-ro\ntmp-rw\n");
+    let out = env.run(&["-w", "/nope", "--network", "none"], "true");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("/nope"), "{}", stderr(&out));
+}
