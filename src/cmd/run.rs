@@ -1,7 +1,98 @@
+//! `corral run FILE`: for now the `--dry-run` plan; the stage executor
+//! replaces the other path and can reuse `prepare` and `print_plan`.
+
 use std::process::ExitCode;
 
+use anyhow::Context;
 use corral::cli::{GlobalArgs, RunArgs};
+use corral::config::Config;
+use corral::pipeline::secret::{Masker, SecretStore};
+use corral::pipeline::{self, Diagnostic, LoadError};
+use corral::runner::plan;
+use corral::runner::resolve::{RunContext, RunOptions};
 
-pub fn run(_global: &GlobalArgs, _args: RunArgs) -> anyhow::Result<ExitCode> {
-    super::not_yet("run")
+pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if !args.dry_run {
+        return Err(anyhow::anyhow!(
+            "`corral run` without --dry-run is not available in this build yet; \
+             use `corral run --dry-run {}` to see what would run",
+            args.file.display()
+        ));
+    }
+    dry_run(global, &args)
+}
+
+/// Loads and validates the pipeline (printing its diagnostics), reads the
+/// config and secrets, and builds the run context. `Ok(None)`: the file
+/// has errors, already printed.
+pub fn prepare(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<Option<RunContext>> {
+    let (pipeline, warnings) = match pipeline::load(&args.file) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Invalid { diagnostics, .. }) => {
+            print_diagnostics(&diagnostics);
+            let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!("{}: invalid: {errors} error(s)", args.file.display());
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    print_diagnostics(&warnings);
+    let mut config = Config::load(global.config.as_deref())?;
+    config.apply_registry_args(&args.registry_mirrors, &args.insecure_registries)?;
+    let secrets = SecretStore::load(&args.secrets, args.secrets_file.as_deref(), &config.secrets)
+        .context("failed to load the secrets of the run")?;
+    let options = RunOptions {
+        vars: RunOptions::parse_vars(&args.vars)?,
+        stages: args.stages.clone(),
+        ..RunOptions::default()
+    };
+    let masker = secrets.masker();
+    match RunContext::new(&pipeline, secrets, &config, options) {
+        Ok(ctx) => Ok(Some(ctx)),
+        // Mask here: the store (and its masker) is gone with the error.
+        Err(e) => Err(anyhow::anyhow!(masked_chain(&e, &masker))),
+    }
+}
+
+fn print_diagnostics(diagnostics: &[Diagnostic]) {
+    for d in diagnostics {
+        eprintln!("{d}");
+    }
+}
+
+/// An error and its causes on one line each, masked.
+fn masked_chain(err: &dyn std::error::Error, masker: &Masker) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    masker.mask(&text).into_owned()
+}
+
+/// Prints the plan of every selected stage.
+pub fn print_plan(ctx: &RunContext) -> Result<(), String> {
+    let masker = ctx.masker();
+    for stage in ctx.stages() {
+        let text = ctx
+            .stage(stage)
+            .and_then(|sc| plan::stage_plan(&sc, &masker))
+            .map_err(|e| masked_chain(&e, &masker))?;
+        println!("{text}");
+    }
+    Ok(())
+}
+
+fn dry_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let Some(ctx) = prepare(global, args)? else {
+        return Ok(ExitCode::from(1));
+    };
+    match print_plan(&ctx) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(text) => {
+            eprintln!("error: {text}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use location::{Diagnostic, DocPath, Location, Severity};
 pub use model::Pipeline;
+pub use step_spec::{parse_cpu, parse_memory};
 
 use location::Diagnostics;
 

@@ -9,6 +9,7 @@
 
 pub mod events;
 pub mod logs;
+pub mod plan;
 pub mod report;
 pub mod resolve;
 pub mod supervise;

@@ -7,21 +7,53 @@
 //!
 //! API contract (the executor codes against these names):
 //! - [`RunContext::new`] once per run (pipeline, vars from `--var`, secrets,
-//!   workspace info, codebase read from the local git checkout);
+//!   workspace info, codebase read from the local git checkout); it expands
+//!   strategies and fails before anything runs when a secret is missing;
 //! - [`RunContext::stage`] once per stage, giving a [`StageContext`];
 //! - [`StageContext::resolve_step`] when a step starts, with the outputs of
 //!   the steps that ran before it;
 //! - [`StageContext::step_hosts`] for `/etc/hosts` (every step id, and
 //!   `group_step`, on 127.0.0.1).
+//! - [`StageContext::step_when`] / [`StageContext::group_when`] /
+//!   [`StageContext::stage_when`] give the `when` with its condition
+//!   evaluated, for `supervise::gate`.
+
+mod codebase;
+mod error;
+mod render;
+pub mod script;
+mod stage;
+mod step;
+#[cfg(test)]
+mod tests;
+mod vars;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::pipeline::model::{PullPolicy, StepKind};
+pub use codebase::Codebase;
+pub use error::{MissingSecret, ResolveError};
+pub use script::parse_output_file;
+pub use stage::{Condition, StageContext};
+
+use crate::config::{Config, ConnectorConfig};
+use crate::pipeline::expr::{parse_template, Reference};
+use crate::pipeline::model::{Pipeline, PullPolicy, Stage, StepKind, Str, Variable};
+use crate::pipeline::secret::{Masker, SecretStore};
+use crate::pipeline::strategy::{self, Inputs};
 
 /// Output variables of the steps that have finished, by step identifier
-/// (and `group.step` for steps inside groups).
+/// (and `group.step` for steps inside groups; `outer.inner.step` nested).
 pub type StepOutputs = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The workspace inside every sandbox.
+pub const WORKSPACE: &str = "/harness";
+
+/// Where step output files live inside the sandbox: `OUTPUT_DIR/<id>.env`
+/// under the workspace mount (the executor creates the directory in the
+/// workspace before the stage starts; nothing else is mounted for it).
+pub const OUTPUT_DIR: &str = "/harness/.corral/outputs";
 
 /// Everything the executor needs to start one step.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +61,8 @@ pub struct ResolvedStep {
     /// Unique in the stage: `group_step` inside step groups, suffixed `_N`
     /// for strategy copies.
     pub id: String,
+    /// The key of this step's outputs in [`StepOutputs`] (`group.step`).
+    pub output_key: String,
     pub name: String,
     pub kind: StepKind,
     /// Fully qualified (`docker.io/library/alpine:latest`); `None` runs on
@@ -37,11 +71,14 @@ pub struct ResolvedStep {
     pub pull_policy: PullPolicy,
     /// The `connectorRef`, when the config maps it to credentials.
     pub connector: Option<String>,
+    /// The `connectorRef` as written (rendered), configured or not.
+    pub connector_ref: Option<String>,
     /// Exec argv; `None` means the image's Entrypoint + Cmd.
     pub argv: Option<Vec<String>>,
     /// Merged env: pipeline vars < stage vars < group vars < step env, plus
     /// HARNESS_*, DRONE_*, CI=true and the output-file variables. Image Env
     /// goes under these (the executor adds it once the image is known).
+    /// Sorted by name.
     pub env: Vec<(String, String)>,
     /// Container ports published from the host: (host, container).
     pub ports: Vec<(u16, u16)>,
@@ -52,6 +89,392 @@ pub struct ResolvedStep {
     pub timeout: Duration,
     /// Output variable names to read back from the step's output file.
     pub output_variables: Vec<String>,
+    /// Names of output variables of type Secret (mask their values).
+    pub secret_outputs: Vec<String>,
+    /// `OUTPUT_DIR/<id>.env`, inside the sandbox.
+    pub output_file: String,
     /// Every secret value rendered into this step (for the masker).
     pub secret_values: Vec<String>,
+}
+
+/// What a run knows besides the pipeline.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// `--var NAME=VALUE` (see [`RunOptions::parse_vars`]).
+    pub vars: BTreeMap<String, String>,
+    /// `--stage` ids; empty runs every stage. A looped stage's id selects
+    /// all its copies.
+    pub stages: Vec<String>,
+    /// `<+pipeline.sequenceId>`, `HARNESS_BUILD_ID`.
+    pub sequence_id: u64,
+    /// `<+pipeline.executionId>`, `HARNESS_EXECUTION_ID`.
+    pub execution_id: String,
+    /// Checkout the codebase is read from; default: the pipeline file's
+    /// directory. `Some(None)`-like opt-out: set `read_codebase` false.
+    pub codebase_dir: Option<PathBuf>,
+    pub read_codebase: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        let execution_id: String = (0..22)
+            .map(|_| {
+                let chars = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+                chars[fastrand::usize(..chars.len())] as char
+            })
+            .collect();
+        RunOptions {
+            vars: BTreeMap::new(),
+            stages: Vec::new(),
+            sequence_id: 1,
+            execution_id,
+            codebase_dir: None,
+            read_codebase: true,
+        }
+    }
+}
+
+impl RunOptions {
+    /// Parses `--var NAME=VALUE` arguments (the last of a name wins).
+    pub fn parse_vars(args: &[String]) -> Result<BTreeMap<String, String>, ResolveError> {
+        let mut vars = BTreeMap::new();
+        for arg in args {
+            match arg.split_once('=') {
+                Some((name, value)) if !name.trim().is_empty() => {
+                    vars.insert(name.trim().to_string(), value.to_string());
+                }
+                _ => return Err(ResolveError::ParseVar { arg: arg.clone() }),
+            }
+        }
+        Ok(vars)
+    }
+}
+
+/// The state of one run shared by its stages.
+#[derive(Debug)]
+pub struct RunContext {
+    /// Strategies expanded; every stage, selected or not.
+    pipeline: Pipeline,
+    selected: Vec<usize>,
+    secrets: SecretStore,
+    connectors: BTreeMap<String, ConnectorConfig>,
+    codebase: Option<Codebase>,
+    given: vars::Given,
+    options: RunOptions,
+    /// Outputs of finished stages, by stage id.
+    stage_outputs: BTreeMap<String, StepOutputs>,
+}
+
+impl RunContext {
+    /// Prepares a run: checks `--var` names and `--stage` ids, reads the
+    /// codebase, expands strategies and makes sure every secret the
+    /// selected stages refer to was given (an error naming each one and
+    /// where it is used, before anything runs).
+    pub fn new(
+        pipeline: &Pipeline,
+        mut secrets: SecretStore,
+        config: &Config,
+        options: RunOptions,
+    ) -> Result<RunContext, ResolveError> {
+        let given = given_vars(pipeline, &options.vars)?;
+        let codebase = if options.read_codebase {
+            let dir = options.codebase_dir.clone().unwrap_or_else(|| {
+                pipeline
+                    .file
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), PathBuf::from)
+            });
+            Codebase::read(&dir)
+        } else {
+            None
+        };
+        let selected_raw = select_stages(pipeline, &options.stages)?;
+        require_secrets(pipeline, &selected_raw, &mut secrets, config)?;
+        let mut ctx = RunContext {
+            pipeline: pipeline.clone(),
+            selected: Vec::new(),
+            secrets,
+            connectors: config.connectors.clone(),
+            codebase,
+            given,
+            options,
+            stage_outputs: BTreeMap::new(),
+        };
+        ctx.expand(pipeline, &selected_raw)?;
+        Ok(ctx)
+    }
+
+    /// Expands strategies stage by stage, with each stage's variables known.
+    fn expand(&mut self, raw: &Pipeline, selected_raw: &[usize]) -> Result<(), ResolveError> {
+        let mut next_group = raw
+            .stages
+            .iter()
+            .filter_map(|s| s.parallel_group)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let mut stages = Vec::new();
+        let mut selected = Vec::new();
+        for (i, stage) in raw.stages.iter().enumerate() {
+            let copies = {
+                let scope = stage::StageScope::build(self, stage)?;
+                let inputs = StrategyInputs {
+                    scope: &scope,
+                    file: &raw.file,
+                };
+                strategy::expand_stage(stage, &inputs, next_group).map_err(|source| {
+                    ResolveError::Strategy {
+                        stage: stage.id.value.clone(),
+                        file: raw.file.clone(),
+                        source,
+                    }
+                })?
+            };
+            if stage.strategy.is_some() {
+                next_group += 1;
+            }
+            for copy in copies {
+                if selected_raw.contains(&i) {
+                    selected.push(stages.len());
+                }
+                stages.push(copy);
+            }
+        }
+        self.pipeline.stages = stages;
+        self.selected = selected;
+        Ok(())
+    }
+
+    /// The pipeline with strategies expanded.
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The stages to run, in order.
+    pub fn stages(&self) -> Vec<&Stage> {
+        self.selected
+            .iter()
+            .map(|&i| &self.pipeline.stages[i])
+            .collect()
+    }
+
+    /// A masker knowing every secret value read for this run.
+    pub fn masker(&self) -> Masker {
+        self.secrets.masker()
+    }
+
+    pub fn secrets(&self) -> &SecretStore {
+        &self.secrets
+    }
+
+    pub fn codebase(&self) -> Option<&Codebase> {
+        self.codebase.as_ref()
+    }
+
+    pub fn options(&self) -> &RunOptions {
+        &self.options
+    }
+
+    /// Records the outputs of a finished stage, for
+    /// `<+pipeline.stages.S.spec.execution.steps.X.output.outputVariables.V>`.
+    pub fn record_outputs(&mut self, stage_id: &str, outputs: StepOutputs) {
+        self.stage_outputs.insert(stage_id.to_string(), outputs);
+    }
+
+    /// The context of one stage of [`RunContext::pipeline`].
+    pub fn stage<'r>(&'r self, stage: &'r Stage) -> Result<StageContext<'r>, ResolveError> {
+        StageContext::new(self, stage)
+    }
+}
+
+/// Resolves strategy expressions against a stage's scope.
+struct StrategyInputs<'a> {
+    scope: &'a stage::StageScope<'a>,
+    file: &'a std::path::Path,
+}
+
+impl Inputs for StrategyInputs<'_> {
+    fn list(&self, expr: &Str) -> Result<Vec<String>, String> {
+        let template = parse_template(&expr.value).map_err(|e| e.to_string())?;
+        match crate::pipeline::expr::evaluate(&template, &self.scope.scope) {
+            Ok(crate::pipeline::expr::Value::List(items)) => {
+                Ok(items.iter().map(|v| v.to_string()).collect())
+            }
+            Ok(other) => Ok(vec![other.to_string()]),
+            Err(e) => Err(format!("{} ({}:{})", e, self.file.display(), expr.loc.line)),
+        }
+    }
+    fn number(&self, expr: &Str) -> Result<u32, String> {
+        let template = parse_template(&expr.value).map_err(|e| e.to_string())?;
+        let v = crate::pipeline::expr::evaluate(&template, &self.scope.scope)
+            .map_err(|e| e.to_string())?;
+        let text = v.to_string();
+        text.trim()
+            .parse()
+            .map_err(|_| format!("`{text}` is not a whole number"))
+    }
+}
+
+fn select_stages(pipeline: &Pipeline, wanted: &[String]) -> Result<Vec<usize>, ResolveError> {
+    if wanted.is_empty() {
+        return Ok((0..pipeline.stages.len()).collect());
+    }
+    for id in wanted {
+        if !pipeline.stages.iter().any(|s| &s.id.value == id) {
+            let hint = crate::pipeline::location::suggest(
+                id,
+                pipeline.stages.iter().map(|s| s.id.as_str()),
+            )
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
+            return Err(ResolveError::UnknownStage {
+                id: id.clone(),
+                file: pipeline.file.clone(),
+                hint,
+            });
+        }
+    }
+    Ok(pipeline
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| wanted.contains(&s.id.value))
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Checks that each `--var` names a variable, and sorts out which
+/// variables it sets (see [`vars::Given`]).
+fn given_vars(
+    pipeline: &Pipeline,
+    values: &BTreeMap<String, String>,
+) -> Result<vars::Given, ResolveError> {
+    let mut all: Vec<&Variable> = pipeline.variables.iter().collect();
+    for stage in &pipeline.stages {
+        all.extend(&stage.variables);
+        stage::for_each_group(&stage.execution, &mut |g| all.extend(&g.variables));
+    }
+    for name in values.keys() {
+        if !all.iter().any(|v| &v.name.value == name) {
+            let hint =
+                crate::pipeline::location::suggest(name, all.iter().map(|v| v.name.as_str()))
+                    .map(|h| format!("; {h}"))
+                    .unwrap_or_default();
+            return Err(ResolveError::UnknownVar {
+                name: name.clone(),
+                hint,
+            });
+        }
+    }
+    Ok(vars::Given {
+        values: values.clone(),
+        input_names: all
+            .iter()
+            .filter(|v| vars::input_spec(v).is_some())
+            .map(|v| v.name.value.clone())
+            .collect(),
+    })
+}
+
+/// Reads every secret the selected stages refer to (config-file sources
+/// are read now), and lists those nobody gave.
+fn require_secrets(
+    pipeline: &Pipeline,
+    selected: &[usize],
+    secrets: &mut SecretStore,
+    config: &Config,
+) -> Result<(), ResolveError> {
+    let mut wanted: Vec<(String, String, usize)> = Vec::new();
+    let templates = |s: &Str, user: &str, wanted: &mut Vec<(String, String, usize)>| {
+        if !s.is_expression() {
+            return;
+        }
+        if let Ok(t) = parse_template(&s.value) {
+            for r in t.references() {
+                if let Reference::Secret { scope, id } = r {
+                    let full = match scope {
+                        crate::pipeline::expr::SecretScope::Project => id,
+                        crate::pipeline::expr::SecretScope::Org => format!("org.{id}"),
+                        crate::pipeline::expr::SecretScope::Account => format!("account.{id}"),
+                    };
+                    wanted.push((full, user.to_string(), s.loc.line));
+                }
+            }
+        }
+    };
+    let var_secrets = |vars: &[crate::pipeline::model::Variable],
+                       wanted: &mut Vec<(String, String, usize)>| {
+        for v in vars {
+            let user = format!("variable `{}`", v.name.value);
+            match (&v.kind, &v.value) {
+                (crate::pipeline::model::VariableType::Secret, Some(value))
+                    if !value.is_expression() =>
+                {
+                    wanted.push((value.value.trim().to_string(), user, value.loc.line))
+                }
+                (_, Some(value)) => templates(value, &user, wanted),
+                _ => {}
+            }
+        }
+    };
+    var_secrets(&pipeline.variables, &mut wanted);
+    for &i in selected {
+        let stage = &pipeline.stages[i];
+        var_secrets(&stage.variables, &mut wanted);
+        stage::for_each_group(&stage.execution, &mut |g| {
+            var_secrets(&g.variables, &mut wanted)
+        });
+        for step in stage.steps() {
+            let user = format!("step `{}`", step.id.value);
+            let spec = &step.spec;
+            let singles = [&spec.image, &spec.command, &spec.connector_ref];
+            for s in singles.into_iter().flatten() {
+                templates(s, &user, &mut wanted);
+            }
+            for (_, v) in &spec.env {
+                templates(v, &user, &mut wanted);
+            }
+            for e in &spec.entrypoint {
+                templates(e, &user, &mut wanted);
+            }
+            if let Some(connector) = spec
+                .connector_ref
+                .as_ref()
+                .and_then(|c| config.connector(&c.value))
+            {
+                if let Some(pw) = &connector.password_secret {
+                    let user = format!("the connector of step `{}`", step.id.value);
+                    let line = spec
+                        .connector_ref
+                        .as_ref()
+                        .map_or(step.loc.line, |c| c.loc.line);
+                    wanted.push((pw.clone(), user, line));
+                }
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    for (id, user, line) in wanted {
+        let (scope, bare) = vars::secret_ref(&id);
+        if !secrets
+            .require(scope, bare)
+            .map_err(ResolveError::ReadSecret)?
+        {
+            let m = MissingSecret {
+                id,
+                user,
+                file: pipeline.file.clone(),
+                line,
+            };
+            if !missing.contains(&m) {
+                missing.push(m);
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ResolveError::MissingSecrets { missing })
+    }
 }

@@ -1,0 +1,367 @@
+//! One stage's expression scope, and the per-step scopes built from it.
+
+use std::net::Ipv4Addr;
+
+use super::error::ResolveError;
+use super::render::{self, Lenient};
+use super::vars::{self, Origins};
+use super::{codebase, step, ResolvedStep, RunContext, StepOutputs};
+use crate::pipeline::expr::{MapScope, Scope, Value};
+use crate::pipeline::model::{ExecutionItem, OutputType, Stage, Status, Step, StepGroup, When};
+use crate::pipeline::strategy::Iteration;
+use crate::runner::supervise::{self, StageStatusCondition};
+
+/// Calls `f` on every step group below `items`, outer groups first.
+pub fn for_each_group<'a>(items: &'a [ExecutionItem], f: &mut dyn FnMut(&'a StepGroup)) {
+    for item in items {
+        match item {
+            ExecutionItem::Step(_) => {}
+            ExecutionItem::Parallel(p) => for_each_group(&p.items, f),
+            ExecutionItem::Group(g) => {
+                f(g);
+                for_each_group(&g.steps, f);
+            }
+        }
+    }
+}
+
+/// The values every step of a stage sees.
+#[derive(Debug, Clone)]
+pub struct StageScope<'r> {
+    pub scope: MapScope<'r>,
+    pub origins: Origins,
+}
+
+fn set_iteration(scope: &mut MapScope<'_>, it: &Iteration) {
+    scope.set("strategy.iteration", it.index as i64);
+    scope.set("strategy.iterations", it.count as i64);
+    for (k, v) in &it.matrix {
+        scope.set(&format!("matrix.{k}"), v.as_str());
+    }
+    if let Some(item) = &it.repeat_item {
+        scope.set("repeat.item", item.as_str());
+    }
+}
+
+impl<'r> StageScope<'r> {
+    pub fn build(run: &'r RunContext, stage: &Stage) -> Result<StageScope<'r>, ResolveError> {
+        let p = &run.pipeline;
+        let file = &p.file;
+        let mut scope = MapScope::new().with_secrets(&run.secrets);
+        let mut origins = Origins::new();
+        let opts = &run.options;
+        let pipeline_id = p.identifier.as_ref().map_or("local", |i| i.as_str());
+        scope.set("pipeline.identifier", pipeline_id);
+        scope.set(
+            "pipeline.name",
+            p.name.as_ref().map_or(pipeline_id, |n| n.as_str()),
+        );
+        scope.set("pipeline.sequenceId", opts.sequence_id as i64);
+        scope.set("pipeline.executionId", opts.execution_id.as_str());
+        scope.set("pipeline.triggerType", "MANUAL");
+        if let Some(org) = &p.org_identifier {
+            scope.set("pipeline.orgIdentifier", org.as_str());
+            scope.set("org.identifier", org.as_str());
+        }
+        if let Some(project) = &p.project_identifier {
+            scope.set("pipeline.projectIdentifier", project.as_str());
+            scope.set("project.identifier", project.as_str());
+        }
+        for key in codebase::KEYS {
+            scope.set(&format!("codebase.{key}"), Value::Null);
+        }
+        if let Some(cb) = &run.codebase {
+            for (key, value) in cb.expression_values() {
+                scope.set(&format!("codebase.{key}"), value);
+            }
+        }
+        for (stage_id, outputs) in &run.stage_outputs {
+            for (key, vars) in outputs {
+                let step = key.rsplit('.').next().unwrap_or(key);
+                for (name, value) in vars {
+                    scope.set_step_output(stage_id, step, name, value.as_str());
+                }
+            }
+        }
+        vars::set_variables(
+            &mut scope,
+            &mut origins,
+            "pipeline.variables",
+            &p.variables,
+            &run.given,
+            &run.secrets,
+            file,
+        )?;
+        scope.set_current_stage(&stage.id.value);
+        scope.set("stage.identifier", stage.id.as_str());
+        scope.set("stage.name", stage.name.as_str());
+        if let Some(it) = &stage.iteration {
+            set_iteration(&mut scope, it);
+        }
+        vars::set_variables(
+            &mut scope,
+            &mut origins,
+            "stage.variables",
+            &stage.variables,
+            &run.given,
+            &run.secrets,
+            file,
+        )?;
+        Ok(StageScope { scope, origins })
+    }
+}
+
+/// A `when.condition` as far as it is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    Value(bool),
+    /// It refers to step outputs or statuses only known while running.
+    AtRunTime,
+}
+
+/// What the executor needs while running one stage.
+#[derive(Debug)]
+pub struct StageContext<'r> {
+    run: &'r RunContext,
+    stage: &'r Stage,
+    base: StageScope<'r>,
+}
+
+impl<'r> StageContext<'r> {
+    pub(super) fn new(run: &'r RunContext, stage: &'r Stage) -> Result<Self, ResolveError> {
+        Ok(StageContext {
+            run,
+            stage,
+            base: StageScope::build(run, stage)?,
+        })
+    }
+
+    pub fn stage(&self) -> &'r Stage {
+        self.stage
+    }
+
+    pub fn run(&self) -> &'r RunContext {
+        self.run
+    }
+
+    /// The scope of a step (or of a group's `when`, with `step` None):
+    /// group variables, iterations (innermost wins) and the outputs so far.
+    fn scope(
+        &self,
+        groups: &[&StepGroup],
+        step: Option<&Step>,
+        outputs: &StepOutputs,
+    ) -> Result<StageScope<'r>, ResolveError> {
+        let mut s = self.base.clone();
+        let file = &self.run.pipeline.file;
+        let stage_id = &self.stage.id.value;
+        let mut in_groups: Vec<(&String, &std::collections::BTreeMap<String, String>)> = Vec::new();
+        let group_path: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+        for (key, vars) in outputs {
+            let parts: Vec<&str> = key.split('.').collect();
+            let (step_id, prefix) = parts
+                .split_last()
+                .map_or((key.as_str(), &[][..]), |(l, p)| (*l, p));
+            // Steps of the current group copy win over same-named steps
+            // of other copies: set them last.
+            if !prefix.is_empty() && group_path.starts_with(prefix) {
+                in_groups.push((key, vars));
+                continue;
+            }
+            self.set_outputs(&mut s.scope, stage_id, step_id, vars);
+        }
+        for (key, vars) in in_groups {
+            let step_id = key.rsplit('.').next().unwrap_or(key);
+            self.set_outputs(&mut s.scope, stage_id, step_id, vars);
+        }
+        for g in groups {
+            if let Some(it) = &g.iteration {
+                set_iteration(&mut s.scope, it);
+            }
+            vars::set_variables(
+                &mut s.scope,
+                &mut s.origins,
+                "stepGroup.variables",
+                &g.variables,
+                &self.run.given,
+                &self.run.secrets,
+                file,
+            )?;
+            s.scope.set("stepGroup.identifier", g.id.as_str());
+            s.scope.set("stepGroup.name", g.name.as_str());
+        }
+        if let Some(step) = step {
+            if let Some(it) = &step.iteration {
+                set_iteration(&mut s.scope, it);
+            }
+            s.scope.set("step.identifier", step.id.as_str());
+            s.scope.set("step.name", step.name.as_str());
+        }
+        Ok(s)
+    }
+
+    fn set_outputs(
+        &self,
+        scope: &mut MapScope<'_>,
+        stage_id: &str,
+        step_id: &str,
+        vars: &std::collections::BTreeMap<String, String>,
+    ) {
+        let declared = self
+            .stage
+            .steps()
+            .into_iter()
+            .find(|s| s.id.value == step_id)
+            .map(|s| s.spec.output_variables.clone())
+            .unwrap_or_default();
+        for (name, value) in vars {
+            let secret = declared
+                .iter()
+                .any(|o| &o.name.value == name && o.kind == OutputType::Secret);
+            if secret {
+                scope.set_secret_step_output(stage_id, step_id, name, value.as_str());
+            } else {
+                scope.set_step_output(stage_id, step_id, name, value.as_str());
+            }
+        }
+    }
+
+    /// Resolves a step as it starts. `groups` are its enclosing step
+    /// groups, outermost first; `outputs` those of the steps before it.
+    pub fn resolve_step(
+        &self,
+        step: &Step,
+        groups: &[&StepGroup],
+        outputs: &StepOutputs,
+    ) -> Result<ResolvedStep, ResolveError> {
+        let s = self.scope(groups, Some(step), outputs)?;
+        step::resolve(self.run, self.stage, &s.scope, &s.scope, step, groups)
+    }
+
+    /// Resolves a step for `--dry-run`: outputs and statuses that are only
+    /// known while running stay as their expression text.
+    pub fn preview_step(
+        &self,
+        step: &Step,
+        groups: &[&StepGroup],
+    ) -> Result<ResolvedStep, ResolveError> {
+        let s = self.scope(groups, Some(step), &StepOutputs::new())?;
+        let lenient = Lenient::new(&s.scope);
+        step::resolve(self.run, self.stage, &s.scope, &lenient, step, groups)
+    }
+
+    fn gate_when(
+        &self,
+        when: Option<&When>,
+        scope: &dyn Scope,
+        what: &str,
+    ) -> Result<Option<supervise::When>, ResolveError> {
+        let Some(w) = when else { return Ok(None) };
+        let condition = match &w.condition {
+            Some(c) => Some(render::condition(&self.run.pipeline.file, c, what, scope)?),
+            None => None,
+        };
+        Ok(Some(supervise::When {
+            stage_status: stage_status(w.status),
+            condition,
+        }))
+    }
+
+    /// The stage's `when` (pipelineStatus + condition), for `gate`.
+    pub fn stage_when(&self) -> Result<Option<supervise::When>, ResolveError> {
+        self.gate_when(
+            self.stage.when.as_ref(),
+            &self.base.scope,
+            "the stage's when.condition",
+        )
+    }
+
+    /// A group's `when`; `outer` are the groups around it.
+    pub fn group_when(
+        &self,
+        group: &StepGroup,
+        outer: &[&StepGroup],
+        outputs: &StepOutputs,
+    ) -> Result<Option<supervise::When>, ResolveError> {
+        let s = self.scope(outer, None, outputs)?;
+        self.gate_when(
+            group.when.as_ref(),
+            &s.scope,
+            "a step group's when.condition",
+        )
+    }
+
+    pub fn step_when(
+        &self,
+        step: &Step,
+        groups: &[&StepGroup],
+        outputs: &StepOutputs,
+    ) -> Result<Option<supervise::When>, ResolveError> {
+        let s = self.scope(groups, Some(step), outputs)?;
+        self.gate_when(step.when.as_ref(), &s.scope, "a step's when.condition")
+    }
+
+    /// A condition as `--dry-run` sees it (`groups` enclose the item;
+    /// `step` is the step itself, if the `when` is a step's).
+    pub fn preview_condition(
+        &self,
+        when: &When,
+        groups: &[&StepGroup],
+        step: Option<&Step>,
+    ) -> Result<Option<Condition>, ResolveError> {
+        let Some(c) = &when.condition else {
+            return Ok(None);
+        };
+        let s = self.scope(groups, step, &StepOutputs::new())?;
+        let lenient = Lenient::new(&s.scope);
+        let value = render::condition(&self.run.pipeline.file, c, "when.condition", &lenient)?;
+        Ok(Some(if lenient.deferred.get() {
+            Condition::AtRunTime
+        } else {
+            Condition::Value(value)
+        }))
+    }
+
+    /// `/etc/hosts` names of the stage: each step id, and `group_step`
+    /// (with every enclosing group) for steps in groups, on 127.0.0.1.
+    pub fn step_hosts(&self) -> Vec<(String, Ipv4Addr)> {
+        let mut names = Vec::new();
+        host_names(&self.stage.execution, &[], &mut names);
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .map(|n| (n, Ipv4Addr::LOCALHOST))
+            .collect()
+    }
+}
+
+fn host_names(items: &[ExecutionItem], groups: &[&str], out: &mut Vec<String>) {
+    for item in items {
+        match item {
+            ExecutionItem::Step(s) => {
+                out.push(s.id.value.clone());
+                if let Some(inner) = groups.last() {
+                    out.push(format!("{inner}_{}", s.id.value));
+                }
+                if groups.len() > 1 {
+                    out.push(format!("{}_{}", groups.join("_"), s.id.value));
+                }
+            }
+            ExecutionItem::Parallel(p) => host_names(&p.items, groups, out),
+            ExecutionItem::Group(g) => {
+                let mut inner = groups.to_vec();
+                inner.push(&g.id.value);
+                host_names(&g.steps, &inner, out);
+            }
+        }
+    }
+}
+
+pub fn stage_status(s: Status) -> StageStatusCondition {
+    match s {
+        Status::Success => StageStatusCondition::Success,
+        Status::Failure => StageStatusCondition::Failure,
+        Status::All => StageStatusCondition::All,
+    }
+}
