@@ -1,5 +1,4 @@
-//! `corral run FILE`: for now the `--dry-run` plan; the stage executor
-//! replaces the other path and can reuse `prepare` and `print_plan`.
+//! `corral run FILE`: the `--dry-run` plan here; running it is in `run_exec`.
 
 use std::process::ExitCode;
 
@@ -13,11 +12,7 @@ use corral::runner::resolve::{RunContext, RunOptions};
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.dry_run {
-        return Err(anyhow::anyhow!(
-            "`corral run` without --dry-run is not available in this build yet; \
-             use `corral run --dry-run {}` to see what would run",
-            args.file.display()
-        ));
+        return super::run_exec::run(global, &args);
     }
     dry_run(global, &args)
 }
@@ -61,7 +56,7 @@ fn print_diagnostics(diagnostics: &[Diagnostic]) {
 }
 
 /// An error and its causes on one line each, masked.
-fn masked_chain(err: &dyn std::error::Error, masker: &Masker) -> String {
+pub fn masked_chain(err: &dyn std::error::Error, masker: &Masker) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
