@@ -449,3 +449,99 @@ fn read_only_rootfs_workdir_and_env_are_applied() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("/nope"), "{}", stderr(&out));
 }
+
+#[test]
+fn user_option_switches_ids_where_the_mapping_allows() {
+    if !common::require_namespaces("user_option_switches_ids_where_the_mapping_allows") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run(
+        &["-u", "1000:1000", "--network", "none"],
+        "id -u; id -g; grep CapEff /proc/self/status",
+    );
+    let map_lines = stdout(&env.run(&["--network", "none"], "cat /proc/self/uid_map"))
+        .lines()
+        .count();
+    if common::is_root() || map_lines > 1 {
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "1000\n1000\nCapEff:\t0000000000000000\n");
+    } else {
+        assert_eq!(out.status.code(), Some(125));
+        assert!(
+            stderr(&out).contains("id 1000 (is it mapped"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn fds_inherited_by_corral_do_not_reach_the_sandbox() {
+    use std::os::unix::process::CommandExt;
+    if !common::require_namespaces("fds_inherited_by_corral_do_not_reach_the_sandbox") {
+        return;
+    }
+    let env = Env::new();
+    let leaked = std::fs::File::open("/etc/hostname").unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&leaked);
+    let mut cmd = env.exec(&["--network", "none"], "ls /proc/self/fd | tr '\\n' ' '");
+    // SAFETY: dup2 only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // 0-2 and the directory fd of `ls` itself.
+    assert_eq!(stdout(&out), "0 1 2 3 ");
+}
+
+#[test]
+fn generated_etc_files_replace_symlinks_in_the_image() {
+    if !common::require_namespaces("generated_etc_files_replace_symlinks_in_the_image") {
+        return;
+    }
+    let env = Env::new();
+    std::os::unix::fs::symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        env.rootfs.join("etc/resolv.conf"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/nonexistent/hosts", env.rootfs.join("etc/hosts")).unwrap();
+    let out = env.run_ok(
+        &["--hostname", "symbox", "--network", "none"],
+        "test -L /etc/resolv.conf && echo link; test -f /etc/resolv.conf && echo file; grep -c symbox /etc/hosts",
+    );
+    assert_eq!(out, "file\n1\n");
+    assert!(env
+        .rootfs
+        .join("etc/resolv.conf")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn volume_targets_follow_symlinks_inside_the_rootfs() {
+    if !common::require_namespaces("volume_targets_follow_symlinks_inside_the_rootfs") {
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.rootfs.join("srv")).unwrap();
+    std::os::unix::fs::symlink("/srv", env.rootfs.join("work")).unwrap();
+    let host = env.tmp.path().join("data");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "via-link\n").unwrap();
+    let vol = format!("{}:/work/sub:ro", host.display());
+    let out = env.run_ok(
+        &["-v", &vol, "--network", "none"],
+        "cat /srv/sub/f; cat /work/sub/f",
+    );
+    assert_eq!(out, "via-link\nvia-link\n");
+}

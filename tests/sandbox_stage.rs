@@ -208,3 +208,87 @@ fn stage_is_shareable_across_threads_and_a_dropped_stage_leaves_nothing() {
     );
     assert!(!tmp.path().join("store/run/stage-1").exists());
 }
+
+#[test]
+fn two_stages_bind_the_same_port_without_conflict() {
+    if !common::require_namespaces("two_stages_bind_the_same_port_without_conflict") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let stages: Vec<Stage> = (0..2)
+        .map(|i| {
+            Stage::start(StageSpec {
+                network: NetworkMode::None,
+                ports: Vec::new(),
+                run_dir: tmp.path().join(format!("store/run/stage-{i}")),
+                exe: common::corral_bin(),
+            })
+            .unwrap()
+        })
+        .collect();
+    let mut services = Vec::new();
+    for (i, stage) in stages.iter().enumerate() {
+        let script = format!(
+            "mkdir /www && echo stage-{i} > /www/index.html && exec httpd -f -p 8080 -h /www"
+        );
+        services.push(
+            stage
+                .spawn(&sh(&rootfs, &script), StepStdio::Piped)
+                .unwrap(),
+        );
+    }
+    for (i, stage) in stages.iter().enumerate() {
+        let client = "for i in $(seq 100); do wget -q -O- http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1";
+        let mut step = stage.spawn(&sh(&rootfs, client), StepStdio::Piped).unwrap();
+        assert_eq!(read_all(&mut step), format!("stage-{i}\n"));
+        assert_eq!(step.wait().unwrap(), StepExit::Exited(0));
+    }
+    for stage in stages {
+        stage.shutdown(Duration::from_secs(2)).unwrap();
+    }
+    for mut service in services {
+        assert!(matches!(service.wait().unwrap(), StepExit::Signaled(_)));
+    }
+}
+
+#[test]
+fn many_sequential_steps_leak_no_fds_or_processes() {
+    if !common::require_namespaces("many_sequential_steps_leak_no_fds_or_processes") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(tmp.path());
+    let stage = stage(tmp.path(), NetworkMode::None, Vec::new()).unwrap();
+    // Other tests share this process, so count what belongs to this stage.
+    let holder_fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", stage.holder_pid()))
+            .unwrap()
+            .count()
+    };
+    let mut pids = Vec::new();
+    let mut run = |n: usize| {
+        for _ in 0..n {
+            let mut step = stage
+                .spawn(&sh(&rootfs, "echo x"), StepStdio::Piped)
+                .unwrap();
+            pids.push(step.pid());
+            assert_eq!(read_all(&mut step), "x\n");
+            assert_eq!(step.wait().unwrap(), StepExit::Exited(0));
+        }
+    };
+    run(5);
+    let before = holder_fds();
+    run(60);
+    assert_eq!(holder_fds(), before, "the holder leaks fds");
+    let alive: Vec<_> = pids
+        .iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("__sandbox"))
+                .unwrap_or(false)
+        })
+        .collect();
+    assert!(alive.is_empty(), "step processes left: {alive:?}");
+    stage.shutdown(Duration::from_secs(1)).unwrap();
+}

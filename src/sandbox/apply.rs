@@ -68,6 +68,7 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
         } => bind(sys, source, target, *recursive, *read_only),
         SetupOp::BindUser {
             source,
+            root,
             target,
             read_only,
         } => {
@@ -76,6 +77,7 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
                     path: source.clone(),
                 });
             }
+            let target = &resolve_in_root(root, target, |p| std::fs::read_link(p).ok());
             if source.is_dir() {
                 sys.mkdir_all(target, 0o755)
                     .map_err(at("create mount point", target))?;
@@ -264,6 +266,55 @@ fn mount_overlay(
     })
 }
 
+/// `inside` (a sandbox path) under `root`, following symlinks as if `root`
+/// were `/`: `..` and absolute links never leave it (like securejoin).
+pub fn resolve_in_root(
+    root: &Path,
+    inside: &str,
+    mut read_link: impl FnMut(&Path) -> Option<PathBuf>,
+) -> PathBuf {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    use std::path::Component;
+    let mut pending: VecDeque<OsString> = Path::new(inside)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut resolved: Vec<OsString> = Vec::new();
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved
+            .iter()
+            .fold(root.to_path_buf(), |p, c| p.join(c))
+            .join(&name);
+        match read_link(&candidate) {
+            Some(link) if links < 40 => {
+                links += 1;
+                if link.is_absolute() {
+                    resolved.clear();
+                }
+                for comp in link.components().rev() {
+                    match comp {
+                        Component::Normal(n) => pending.push_front(n.to_os_string()),
+                        Component::ParentDir => pending.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => resolved.push(name),
+        }
+    }
+    resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c))
+}
+
 /// overlayfs splits options on `,` and lower dirs on `:`.
 fn escape(path: &Path) -> String {
     path.to_string_lossy()
@@ -387,6 +438,34 @@ mod tests {
         assert!(matches!(&sys.calls[0], Call::Mount { fstype, .. } if fstype == "tmpfs"));
         assert!(
             matches!(&sys.calls[1], Call::Mount { source, flags, .. } if source == "/dev/null" && *flags == BIND)
+        );
+    }
+
+    #[test]
+    fn bind_targets_resolve_symlinks_inside_the_root() {
+        let links = |p: &Path| -> Option<PathBuf> {
+            match p.to_str()? {
+                "/r/work" => Some("/srv/data".into()),
+                "/r/srv/data/up" => Some("../../../../etc".into()),
+                "/r/loop" => Some("loop".into()),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            resolve_in_root(Path::new("/r"), "/work/x", links),
+            Path::new("/r/srv/data/x")
+        );
+        assert_eq!(
+            resolve_in_root(Path::new("/r"), "/work/up/passwd", links),
+            Path::new("/r/etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(Path::new("/r"), "/../../a", links),
+            Path::new("/r/a")
+        );
+        assert_eq!(
+            resolve_in_root(Path::new("/r"), "/loop", links),
+            Path::new("/r/loop")
         );
     }
 

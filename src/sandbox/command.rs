@@ -73,6 +73,17 @@ pub(crate) fn exec_command(spec: &SandboxSpec, status: &mut File) -> i32 {
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     envp_p.push(std::ptr::null());
+    // Whatever fds corral itself inherited (a caller's `3>file`) must not
+    // reach the sandbox: everything above stderr closes at exec.
+    // SAFETY: close_range only flags fds close-on-exec.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     if !spec.privileged {
         // Last before exec, so as few of our own syscalls as possible run under it.
         if let Err(err) = seccomp::install(&seccomp::build(&seccomp::denied_syscalls())) {

@@ -6,12 +6,41 @@
 //!  ├─ corral __sandbox holder       unshare(USER|NET); we write its ID maps; lo up;
 //!  │                                host port listeners forwarded inside
 //!  └─ corral __sandbox step         setns(holder user+net); unshare(MNT|PID|UTS|IPC)
-//!      └─ init (PID 1)              overlay rootfs, /proc /dev /sys /tmp; pivot_root
-//!          └─ command               caps, no_new_privs, seccomp, exec
+//!      └─ init (PID 1)              scratch tmpfs, overlay rootfs, /proc /dev /sys /tmp;
+//!          │                        pivot_root; reaps orphans; forwards signals
+//!          └─ command               rlimits, caps, user, no_new_privs, seccomp, exec
 //! ```
 //! Steps join the holder with `setns` from their own re-executed process
 //! rather than being forked by the holder: the holder then may use threads
 //! (port forwarders) and needs no fd-passing protocol for stdio.
+//! [`run_once`] (used by `corral exec`) skips the holder: the step process
+//! makes its own user and network namespaces.
+//!
+//! Use by the stage executor (sync API; wrap waits in `spawn_blocking`):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use corral::sandbox::{default_exe, new_run_dir, remove_stale, NetworkMode, PortForward,
+//!     Rootfs, SandboxSpec, Stage, StageSpec, StepStdio};
+//! # fn main() -> Result<(), corral::sandbox::SandboxError> {
+//! let run_root = std::path::Path::new("/var/lib/corral/run");
+//! remove_stale(run_root, &default_exe())?; // state of crashed corrals
+//! let stage = Stage::start(StageSpec {
+//!     network: NetworkMode::Private,
+//!     ports: vec![PortForward { host_port: 8080, container_port: 80 }],
+//!     run_dir: new_run_dir(run_root, "stage"),
+//!     exe: default_exe(),
+//! })?;
+//! let mut db = SandboxSpec::new(Rootfs::Image { lower: "/store/rootfs/abc".into() }, vec!["postgres".into()]);
+//! db.hostname = "db".into();
+//! let mut service = stage.spawn(&db, StepStdio::Piped)?; // Background step
+//! let mut step = stage.spawn(&SandboxSpec::new(Rootfs::HostRoot, vec!["true".into()]), StepStdio::Piped)?;
+//! let _stdout = step.take_stdout(); // read it (another thread) before waiting
+//! let code = step.wait()?.code();
+//! stage.shutdown(Duration::from_secs(10))?; // SIGTERM, grace, SIGKILL; run dir removed
+//! let _ = (service.wait(), code);
+//! # Ok(()) }
+//! ```
 
 mod apply;
 pub mod caps;

@@ -110,21 +110,52 @@ pub fn loopback_up() -> Result<(), NetError> {
     Ok(())
 }
 
-/// Which egress helper this host has, in order of preference.
+/// Which egress helper to use: `$CORRAL_EGRESS` (`pasta`, `slirp4netns`
+/// or `none`) when set, else the first installed of pasta, slirp4netns.
 pub fn egress_helper() -> Option<&'static str> {
-    ["pasta"]
+    match std::env::var("CORRAL_EGRESS").as_deref() {
+        Ok("none") => return None,
+        Ok("pasta") => return Some("pasta"),
+        Ok("slirp4netns") => return Some("slirp4netns"),
+        _ => {}
+    }
+    ["pasta", "slirp4netns"]
         .into_iter()
         .find(|p| super::idmap::find_in_path(p).is_some())
 }
 
-/// Gives the netns of `pid` a route out through pasta. pasta forks into the
-/// background once the namespace is configured and quits when it vanishes.
-pub fn start_egress(pid: i32) -> Result<(), String> {
-    let Some(helper) = egress_helper() else {
-        return Err(
-            "neither pasta nor slirp4netns is installed; the sandbox has only loopback".into(),
-        );
-    };
+/// Keeps an egress helper alive; dropping it stops the helper.
+#[derive(Debug, Default)]
+pub struct EgressGuard {
+    child: Option<std::process::Child>,
+    /// slirp4netns exits when this pipe closes (also when we die).
+    exit_pipe: Option<std::os::fd::OwnedFd>,
+}
+
+impl Drop for EgressGuard {
+    fn drop(&mut self) {
+        self.exit_pipe = None;
+        if let Some(child) = &mut self.child {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Gives the netns of `pid` a route out. pasta forks into the background
+/// once the namespace is configured and quits when it vanishes; slirp4netns
+/// stays our child and quits when the returned guard is dropped.
+pub fn start_egress(pid: i32) -> Result<EgressGuard, String> {
+    match egress_helper() {
+        Some("pasta") => start_pasta(pid).map(|()| EgressGuard::default()),
+        Some(_) => start_slirp4netns(pid),
+        None => {
+            Err("neither pasta nor slirp4netns is usable; the sandbox has only loopback".into())
+        }
+    }
+}
+
+fn start_pasta(pid: i32) -> Result<(), String> {
+    let helper = "pasta";
     let mut cmd = Command::new(helper);
     cmd.args([
         "--config-net",
@@ -158,4 +189,58 @@ pub fn start_egress(pid: i32) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
+}
+
+fn start_slirp4netns(pid: i32) -> Result<EgressGuard, String> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let pipe = || {
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"))
+    };
+    let (ready_r, ready_w) = pipe()?;
+    let (exit_r, exit_w) = pipe()?;
+    let (ready_fd, exit_fd) = (ready_w.as_raw_fd(), exit_r.as_raw_fd());
+    let mut cmd = Command::new("slirp4netns");
+    cmd.args([
+        "--configure",
+        "--mtu=65520",
+        "--disable-host-loopback",
+        "--ready-fd=3",
+        "--exit-fd=4",
+    ])
+    .arg(format!("--userns-path=/proc/{pid}/ns/user"))
+    .arg(pid.to_string())
+    .arg("tap0")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    // Nobody would drain a pipe for the helper's whole life.
+    .stderr(Stdio::null());
+    // SAFETY: only dup2 (async-signal-safe) between fork and exec; the
+    // sources are close-on-exec fds above 4 or moved out of the way first.
+    unsafe {
+        cmd.pre_exec(move || {
+            let ready = libc::fcntl(ready_fd, libc::F_DUPFD_CLOEXEC, 10);
+            let exit = libc::fcntl(exit_fd, libc::F_DUPFD_CLOEXEC, 10);
+            if ready < 0 || exit < 0 || libc::dup2(ready, 3) < 0 || libc::dup2(exit, 4) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("failed to run slirp4netns: {e}"))?;
+    drop(ready_w);
+    drop(exit_r);
+    let mut byte = [0u8; 1];
+    let mut ready = std::fs::File::from(ready_r);
+    if ready.read(&mut byte).unwrap_or(0) == 0 {
+        let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+        return Err(format!("slirp4netns failed ({status})"));
+    }
+    Ok(EgressGuard {
+        child: Some(child),
+        exit_pipe: Some(exit_w),
+    })
 }

@@ -62,11 +62,13 @@ pub enum SetupOp {
         recursive: bool,
         read_only: bool,
     },
-    /// A bind mount from the spec: the mount point is created as a file or a
-    /// directory after the source's type.
+    /// A bind mount from the spec: `target` is a path inside the sandbox,
+    /// resolved under `root` with symlinks followed as if `root` were `/`;
+    /// the mount point is created as a file or a directory after the source.
     BindUser {
         source: PathBuf,
-        target: PathBuf,
+        root: PathBuf,
+        target: String,
         read_only: bool,
     },
     Mkdir {
@@ -227,7 +229,8 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
     for mount in &spec.mounts {
         ops.push(SetupOp::BindUser {
             source: mount.source.clone(),
-            target: root.join(mount.target.trim_start_matches('/')),
+            root: root.clone(),
+            target: mount.target.clone(),
             read_only: mount.read_only,
         });
     }
@@ -438,7 +441,8 @@ mod tests {
             .collect();
         let mut want = vec![SetupOp::BindUser {
             source: "/src".into(),
-            target: "/run/s1/root/work/src".into(),
+            root: "/run/s1/root".into(),
+            target: "/work/src".into(),
             read_only: true,
         }];
         want.extend(MASKED_PATHS.iter().map(|p| SetupOp::Mask {

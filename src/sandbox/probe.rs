@@ -135,8 +135,8 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
     checks.push(check(
         "pasta",
         path_or_missing(&pasta),
-        pasta.is_some(),
-        Some("apt-get install passt"),
+        pasta.is_some() || slirp.is_some(),
+        Some("apt-get install passt (egress for private networks)"),
     ));
     checks.push(check("slirp4netns", path_or_missing(&slirp), true, None));
     let tun = std::fs::OpenOptions::new()
@@ -177,10 +177,18 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
     } else {
         "copy"
     };
-    let network = match (pasta.is_some() && tun, userns) {
-        (_, false) => "unavailable",
-        (true, true) => "private netns per stage, egress through pasta, -p through corral's forwarder",
-        (false, true) => "private netns per stage, loopback only (no egress helper), -p through corral's forwarder",
+    let helper = match (&pasta, &slirp) {
+        (Some(_), _) => Some("pasta"),
+        (None, Some(_)) => Some("slirp4netns"),
+        (None, None) => None,
+    };
+    let network = match (helper, tun, userns) {
+        (_, _, false) => "unavailable".to_string(),
+        (Some(h), true, true) => {
+            format!("private netns per stage, egress through {h}, -p through corral's forwarder")
+        }
+        _ => "private netns per stage, loopback only (no usable egress helper), -p through corral's forwarder"
+            .to_string(),
     };
     let limits = if cgroup.is_ok() {
         "cgroup v2"
@@ -192,7 +200,7 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
         modes: Modes {
             id_mapping: mapping,
             rootfs: rootfs.into(),
-            network: network.into(),
+            network,
             limits: limits.into(),
         },
     }

@@ -42,6 +42,8 @@ pub struct Step {
     pub(crate) pidfd: OwnedFd,
     pub(crate) live: LiveSteps,
     pub(crate) exit: Option<StepExit>,
+    /// The egress helper of a one-off sandbox; stops after the step.
+    pub(crate) egress: Option<super::net::EgressGuard>,
 }
 
 pub(crate) fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
@@ -146,6 +148,7 @@ impl Step {
             (None, None) => StepExit::Exited(125),
         };
         self.exit = Some(exit);
+        self.egress = None;
         if let Ok(mut live) = self.live.lock() {
             live.remove(&self.id);
         }

@@ -33,7 +33,8 @@ pub trait Sys {
     fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()>;
     fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()>;
     fn write_file(&mut self, path: &Path, contents: &str) -> io::Result<()>;
-    /// Creates an empty file unless something exists at `path`.
+    /// Creates an empty file unless a file or directory exists at `path`;
+    /// a symlink there is replaced when the filesystem allows.
     fn touch(&mut self, path: &Path) -> io::Result<()>;
     fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()>;
     fn is_dir(&mut self, path: &Path) -> bool;
@@ -143,8 +144,16 @@ impl Sys for LinuxSys {
     }
 
     fn touch(&mut self, path: &Path) -> io::Result<()> {
-        if path.symlink_metadata().is_ok() {
-            return Ok(());
+        match path.symlink_metadata() {
+            // A symlink (Ubuntu's /etc/resolv.conf) would send the bind
+            // mount elsewhere: replace it in the writable layer when we can.
+            Ok(meta) if meta.file_type().is_symlink() => {
+                if std::fs::remove_file(path).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(_) => return Ok(()),
+            Err(_) => {}
         }
         if let Some(parent) = path.parent() {
             self.mkdir_all(parent, 0o755)?;
