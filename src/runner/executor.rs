@@ -95,28 +95,28 @@ pub enum RunError {
     Load {
         path: PathBuf,
         #[source]
-        source: crate::pipeline::LoadError,
+        source: Box<crate::pipeline::LoadError>,
     },
     #[error("failed to load the config")]
     Config {
         #[source]
-        source: crate::config::ConfigError,
+        source: Box<crate::config::ConfigError>,
     },
     #[error("failed to load the secrets of the run")]
     Secrets {
         #[source]
-        source: crate::pipeline::secret::SecretError,
+        source: Box<crate::pipeline::secret::SecretError>,
     },
     #[error("failed to prepare the run")]
     Prepare {
         #[source]
-        source: resolve::ResolveError,
+        source: Box<resolve::ResolveError>,
     },
     #[error("stage {stage}: failed to resolve its steps")]
     Resolve {
         stage: String,
         #[source]
-        source: resolve::ResolveError,
+        source: Box<resolve::ResolveError>,
     },
     #[error("failed to open the store at {path}")]
     OpenStore {
@@ -141,7 +141,7 @@ pub enum RunError {
     StartStage {
         stage: String,
         #[source]
-        source: sandbox::SandboxError,
+        source: Box<sandbox::SandboxError>,
     },
     #[error("stage {stage}: failed to create a step log")]
     Log {
@@ -210,24 +210,32 @@ impl Settings {
 /// # Ok::<(), corral::runner::RunError>(())
 /// ```
 pub fn run_pipeline(path: &Path, options: RunOptions) -> Result<RunReport, RunError> {
-    let (pipeline, _warnings) =
-        crate::pipeline::load(path).map_err(|source| RunError::Load {
-            path: path.to_path_buf(),
-            source,
+    let (pipeline, _warnings) = crate::pipeline::load(path).map_err(|source| RunError::Load {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let mut config =
+        Config::load(options.config_file.as_deref()).map_err(|source| RunError::Config {
+            source: Box::new(source),
         })?;
-    let mut config = Config::load(options.config_file.as_deref())
-        .map_err(|source| RunError::Config { source })?;
     config
         .apply_registry_args(&options.registry_mirrors, &options.insecure_registries)
-        .map_err(|source| RunError::Config { source })?;
+        .map_err(|source| RunError::Config {
+            source: Box::new(source),
+        })?;
     let secrets = SecretStore::load(
         &options.secrets,
         options.secrets_file.as_deref(),
         &config.secrets,
     )
-    .map_err(|source| RunError::Secrets { source })?;
-    let ctx = RunContext::new(&pipeline, secrets, &config, options.resolve.clone())
-        .map_err(|source| RunError::Prepare { source })?;
+    .map_err(|source| RunError::Secrets {
+        source: Box::new(source),
+    })?;
+    let ctx = RunContext::new(&pipeline, secrets, &config, options.resolve.clone()).map_err(
+        |source| RunError::Prepare {
+            source: Box::new(source),
+        },
+    )?;
     execute(ctx, config, &options)
 }
 
@@ -246,14 +254,21 @@ pub fn execute(
     })?;
     let exe = options.exe.clone().unwrap_or_else(sandbox::default_exe);
     if let Err(err) = sandbox::remove_stale(&store_dir.join("run"), &exe) {
-        tracing::warn!("could not remove stale sandbox state: {}", error_chain(&err));
+        tracing::warn!(
+            "could not remove stale sandbox state: {}",
+            error_chain(&err)
+        );
     }
     let run_dir = store_dir.join("runs").join(run_id(&ctx));
     let workspace = options
         .workspace
         .clone()
         .unwrap_or_else(|| run_dir.join("workspace"));
-    let outputs_dir = workspace.join(OUTPUT_DIR.trim_start_matches(WORKSPACE).trim_start_matches('/'));
+    let outputs_dir = workspace.join(
+        OUTPUT_DIR
+            .trim_start_matches(WORKSPACE)
+            .trim_start_matches('/'),
+    );
     for dir in [&run_dir, &outputs_dir] {
         std::fs::create_dir_all(dir).map_err(|source| RunError::CreateDir {
             path: dir.clone(),
@@ -264,7 +279,8 @@ pub fn execute(
     let masker = ctx.masker();
     let events = match &options.events {
         Some(path) => Some(Arc::new(
-            EventWriter::open(path, masker.clone()).map_err(|source| RunError::Events { source })?,
+            EventWriter::open(path, masker.clone())
+                .map_err(|source| RunError::Events { source })?,
         )),
         None => None,
     };
@@ -325,7 +341,7 @@ pub fn execute(
         let (result, outputs) = {
             let sc = ctx.stage(stage).map_err(|source| RunError::Resolve {
                 stage: stage.id.value.clone(),
-                source,
+                source: Box::new(source),
             })?;
             stage::run_stage(&shared, &sc, failed, aborted)?
         };

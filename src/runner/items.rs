@@ -167,7 +167,8 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         match step::spawn(st.sandbox, &spec, &log) {
             Ok((child, pumps)) => start_service(st, slot, &resolved, child, pumps, tail),
             Err(message) => {
-                st.run.note(&resolved.id, &format!("failed to start: {message}"));
+                st.run
+                    .note(&resolved.id, &format!("failed to start: {message}"));
                 st.record(slot, not_run(&resolved.id, kind, StepStatus::Failed));
             }
         }
@@ -200,7 +201,10 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
                 });
                 st.run.note(
                     &resolved.id,
-                    &format!("retrying (attempt {next}) in {}", humantime::format_duration(delay)),
+                    &format!(
+                        "retrying (attempt {next}) in {}",
+                        humantime::format_duration(delay)
+                    ),
                 );
                 st.run.cancel.sleep(delay);
                 attempt = next;
@@ -222,7 +226,8 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         duration_ms: duration.as_millis() as u64,
         attempt,
     });
-    st.run.note(&resolved.id, &describe(&outcome, status, attempt));
+    st.run
+        .note(&resolved.id, &describe(&outcome, status, attempt));
     match effect {
         supervise::StageEffect::Continue => {}
         supervise::StageEffect::Fail => st.failed.store(true, Ordering::SeqCst),
@@ -408,7 +413,11 @@ fn start_service(
     let id = resolved.id.clone();
     let events = st.run.events.clone();
     let terminal = st.run.terminal.clone();
-    let masker = st.masker.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let masker = st
+        .masker
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let (stage2, id2, events2) = (stage.clone(), id.clone(), events.clone());
     let on_exit = Box::new(move |exit: Exit| {
         let (code, sig) = match exit {

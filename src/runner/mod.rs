@@ -15,8 +15,8 @@ pub mod events;
 mod executor;
 mod items;
 pub mod logs;
-mod pull;
 pub mod plan;
+mod pull;
 pub mod report;
 pub mod resolve;
 mod stage;
@@ -24,4 +24,6 @@ pub mod step;
 pub mod supervise;
 
 pub use cancel::{install_signal_handlers, Cancel};
-pub use executor::{execute, run_pipeline, RunError, RunOptions, RunReport, Settings, DEFAULT_GRACE};
+pub use executor::{
+    execute, run_pipeline, RunError, RunOptions, RunReport, Settings, DEFAULT_GRACE,
+};

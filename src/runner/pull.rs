@@ -26,12 +26,12 @@ pub enum PullError {
         step: String,
         image: String,
         #[source]
-        source: image::ImageError,
+        source: Box<image::ImageError>,
     },
     #[error("failed to set up image pulls")]
     Setup {
         #[source]
-        source: image::ImageError,
+        source: Box<image::ImageError>,
     },
     #[error("step {step}: connector {connector} of image {image} names secret {secret}, which was not given (pass --secret {secret})")]
     ConnectorSecret {
@@ -88,11 +88,15 @@ pub fn pull_all(
                 options.connector = connector_credentials(w, id, conn, secrets)?;
             }
         }
-        let puller = image::Puller::new(store.clone(), options)
-            .map_err(|source| PullError::Setup { source })?;
+        let puller =
+            image::Puller::new(store.clone(), options).map_err(|source| PullError::Setup {
+                source: Box::new(source),
+            })?;
         pullers.push(puller);
     }
-    let runtime = image::runtime().map_err(|source| PullError::Setup { source })?;
+    let runtime = image::runtime().map_err(|source| PullError::Setup {
+        source: Box::new(source),
+    })?;
     let results = runtime.block_on(futures_util::future::join_all(
         wanted
             .iter()
@@ -104,7 +108,7 @@ pub fn pull_all(
         let image = result.map_err(|source| PullError::Pull {
             step: w.step.clone(),
             image: w.image.clone(),
-            source,
+            source: Box::new(source),
         })?;
         images.insert(w.image.clone(), image);
     }

@@ -111,12 +111,13 @@ impl StageRun<'_> {
             sinks.push(events.clone());
         }
         sinks.push(tail);
-        let file = super::logs::FileSink::create(&self.log_dir, &resolved.id).map_err(|source| {
-            RunError::Log {
-                stage: self.stage_id().to_string(),
-                source,
-            }
-        })?;
+        let file =
+            super::logs::FileSink::create(&self.log_dir, &resolved.id).map_err(|source| {
+                RunError::Log {
+                    stage: self.stage_id().to_string(),
+                    source,
+                }
+            })?;
         sinks.push(Arc::new(file));
         Ok(StepLog::new(self.stage_id(), &resolved.id, masker, sinks))
     }
@@ -199,7 +200,7 @@ pub(crate) fn run_stage(
     let started = Instant::now();
     let resolve_err = |source| RunError::Resolve {
         stage: stage_id.clone(),
-        source,
+        source: Box::new(source),
     };
     let when = sc.stage_when().map_err(resolve_err)?;
     if let Gate::Skip(reason) = supervise::gate(when.as_ref(), pipeline_failed, aborted) {
@@ -257,7 +258,11 @@ pub(crate) fn run_stage(
     let log_dir = run.run_dir.join("logs").join(&stage_id);
     let mut shared = Vec::new();
     for (n, path) in stage.spec.shared_paths.iter().enumerate() {
-        let dir = run.run_dir.join("shared").join(&stage_id).join(n.to_string());
+        let dir = run
+            .run_dir
+            .join("shared")
+            .join(&stage_id)
+            .join(n.to_string());
         std::fs::create_dir_all(&dir).map_err(|source| RunError::CreateDir {
             path: dir.clone(),
             source,
@@ -277,7 +282,7 @@ pub(crate) fn run_stage(
     };
     let sandbox = sandbox::Stage::start(spec).map_err(|source| RunError::StartStage {
         stage: stage_id.clone(),
-        source,
+        source: Box::new(source),
     })?;
     let (results, outputs, aborted, failed) = {
         let state = StageRun {
