@@ -1,0 +1,302 @@
+//! `corral run`: steps in real sandboxes — services, timeouts, failure
+//! strategies, parallel steps, groups, output variables, masking.
+
+mod common;
+mod run_support;
+
+use run_support::{events, log_dir, pipeline, row, setup, stdout};
+
+#[test]
+fn redis_service_answers_the_run_step_by_its_step_id() {
+    let Some(env) = setup("redis_service", true) else {
+        return;
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            r#"- step:
+    type: Background
+    name: redis
+    identifier: redis_svc
+    spec:
+      image: redis:7
+- step:
+    type: Run
+    name: use redis
+    identifier: use_redis
+    spec:
+      image: redis:7
+      shell: Sh
+      command: |
+        for i in $(seq 100); do redis-cli -h redis_svc ping && break; sleep 0.1; done
+        redis-cli -h redis_svc set greeting from-redis
+        echo "value: $(redis-cli -h localhost get greeting)""#,
+        ),
+    );
+    let out = env.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("use_redis | value: from-redis"));
+    assert_eq!(row(&out, "redis_svc")[3], "Running at teardown");
+}
+
+#[test]
+fn a_crashing_service_is_reported_and_the_stage_still_succeeds() {
+    let Some(env) = setup("crashing_service", true) else {
+        return;
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            r#"- step:
+    type: Background
+    name: flaky
+    identifier: flaky
+    spec:
+      image: busybox
+      shell: Sh
+      command: echo flaky is going down; exit 3
+- step:
+    type: Run
+    name: later
+    identifier: later
+    spec:
+      image: busybox
+      shell: Sh
+      command: sleep 2; echo later ran"#,
+        ),
+    );
+    let ev = env.dir.path().join("events.jsonl");
+    let out = env.run(&file, &["--events", ev.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains("flaky | background step exited with code 3"));
+    assert!(text.contains("flaky |   flaky is going down"), "last lines shown");
+    let exited = events(&ev, "background_exited");
+    assert_eq!(exited.len(), 1);
+    assert_eq!(exited[0]["exit_code"], 3);
+    assert_eq!(row(&out, "flaky")[3], "Failed");
+    assert_eq!(row(&out, "later")[3], "Success");
+}
+
+#[test]
+fn a_step_past_its_timeout_is_killed_and_fails_the_stage() {
+    let Some(env) = setup("step_timeout", true) else {
+        return;
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            r#"- step:
+    type: Run
+    name: slow
+    identifier: slow
+    timeout: 2s
+    spec:
+      image: busybox
+      shell: Sh
+      command: echo sleeping; sleep 60
+- step:
+    type: Run
+    name: after
+    identifier: after
+    spec:
+      image: busybox
+      shell: Sh
+      command: echo must not run"#,
+        ),
+    );
+    let ev = env.dir.path().join("events.jsonl");
+    let out = env.run(&file, &["--events", ev.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(124));
+    assert_eq!(row(&out, "slow")[3], "Timeout");
+    assert_eq!(row(&out, "after")[3], "Skipped");
+    assert!(!stdout(&out).contains("must not run"));
+    assert_eq!(events(&ev, "step_timed_out").len(), 1);
+    assert!(events(&ev, "stage_finished")[0]["status"] == "failed");
+}
+
+#[test]
+fn ignore_and_retry_failure_strategies() {
+    let Some(env) = setup("failure_strategies", true) else {
+        return;
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            r#"- step:
+    type: Run
+    name: ignored
+    identifier: ignored
+    spec:
+      image: busybox
+      shell: Sh
+      command: exit 5
+    failureStrategies:
+      - onFailure:
+          errors: [AllErrors]
+          action:
+            type: Ignore
+- step:
+    type: Run
+    name: retried
+    identifier: retried
+    spec:
+      image: busybox
+      shell: Sh
+      command: echo attempt >> /harness/attempts; exit 7
+    failureStrategies:
+      - onFailure:
+          errors: [AllErrors]
+          action:
+            type: Retry
+            spec:
+              retryCount: 2
+              retryIntervals: [1s]
+              onRetryFailure:
+                action:
+                  type: MarkAsFailure"#,
+        ),
+    );
+    let ev = env.dir.path().join("events.jsonl");
+    let out = env.run(&file, &["--events", ev.to_str().unwrap()]);
+    assert_eq!(row(&out, "ignored")[3], "Ignored");
+    let attempts = std::fs::read_to_string(env.ws("attempts")).unwrap();
+    assert_eq!(attempts.lines().count(), 3, "one run and two retries");
+    assert_eq!(events(&ev, "step_retrying").len(), 2);
+    assert_eq!(row(&out, "retried")[3], "Failed (3 attempts)");
+    assert_eq!(out.status.code(), Some(7));
+}
+
+#[test]
+fn parallel_steps_overlap_and_groups_run_their_steps() {
+    let Some(env) = setup("parallel_and_groups", true) else {
+        return;
+    };
+    // Each waits to see the other's start marker: only overlapping runs
+    // see both.
+    let wait = |me: &str, other: &str| {
+        format!(
+            "touch /harness/{me}.started; for i in $(seq 200); do if [ -e /harness/{other}.started ]; then touch /harness/{me}.saw; break; fi; sleep 0.05; done"
+        )
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(&format!(
+            r#"- parallel:
+    - step:
+        type: Run
+        name: a
+        identifier: a
+        spec:
+          image: busybox
+          shell: Sh
+          command: {}
+    - step:
+        type: Run
+        name: b
+        identifier: b
+        spec:
+          shell: Bash
+          command: {}
+- stepGroup:
+    name: grp
+    identifier: grp
+    steps:
+      - step:
+          type: Run
+          name: one
+          identifier: one
+          spec:
+            image: busybox
+            shell: Sh
+            command: echo one > /harness/one
+      - step:
+          type: Run
+          name: two
+          identifier: two
+          spec:
+            image: busybox
+            shell: Sh
+            command: cat /harness/one; echo two"#,
+            wait("a", "b"),
+            wait("b", "a")
+        )),
+    );
+    let out = env.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(env.ws("a.saw").exists() && env.ws("b.saw").exists());
+    assert!(stdout(&out).contains("grp_two | one"));
+    assert_eq!(row(&out, "grp_one")[3], "Success");
+}
+
+#[test]
+fn output_variables_reach_later_steps() {
+    let Some(env) = setup("output_variables", true) else {
+        return;
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            r#"- step:
+    type: Run
+    name: produce
+    identifier: produce
+    spec:
+      image: busybox
+      shell: Sh
+      command: export VERSION=1.2.3
+      outputVariables:
+        - name: VERSION
+- step:
+    type: Run
+    name: consume
+    identifier: consume
+    spec:
+      shell: Bash
+      command: echo "got <+steps.produce.output.outputVariables.VERSION>""#,
+        ),
+    );
+    let out = env.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("consume | got 1.2.3"));
+}
+
+#[test]
+fn an_echoed_secret_is_masked_on_the_terminal_in_log_files_and_events() {
+    let Some(env) = setup("secret_masking", true) else {
+        return;
+    };
+    let secret = "pa55-w0rd-xyzzy";
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            r#"- step:
+    type: Run
+    name: leak
+    identifier: leak
+    spec:
+      image: busybox
+      shell: Sh
+      envVariables:
+        TOKEN: <+secrets.getValue("api_token")>
+      command: echo "token is $TOKEN"; echo "$TOKEN" >&2"#,
+        ),
+    );
+    let ev = env.dir.path().join("events.jsonl");
+    let out = env
+        .command(&file)
+        .args(["--secret", "api_token=env:TEST_TOKEN", "--events"])
+        .arg(&ev)
+        .env("TEST_TOKEN", secret)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", run_support::stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("leak | token is "), "{text}");
+    assert!(!text.contains(secret));
+    assert!(!run_support::stderr(&out).contains(secret));
+    let log = std::fs::read_to_string(log_dir(&out).join("s/leak.log")).unwrap();
+    assert!(log.contains("token is ") && !log.contains(secret), "{log}");
+    let events_text = std::fs::read_to_string(&ev).unwrap();
+    assert!(events_text.contains("token is ") && !events_text.contains(secret));
+}
