@@ -130,10 +130,16 @@ pub struct EgressGuard {
     child: Option<std::process::Child>,
     /// slirp4netns exits when this pipe closes (also when we die).
     exit_pipe: Option<std::os::fd::OwnedFd>,
+    /// pasta, in the foreground: killed here (it ignores SIGTERM).
+    pasta: Option<std::process::Child>,
 }
 
 impl Drop for EgressGuard {
     fn drop(&mut self) {
+        if let Some(mut pasta) = self.pasta.take() {
+            let _ = pasta.kill();
+            let _ = pasta.wait();
+        }
         self.exit_pipe = None;
         if let Some(child) = &mut self.child {
             let _ = child.wait();
@@ -141,12 +147,15 @@ impl Drop for EgressGuard {
     }
 }
 
-/// Gives the netns of `pid` a route out. pasta forks into the background
-/// once the namespace is configured and quits when it vanishes; slirp4netns
-/// stays our child and quits when the returned guard is dropped.
+/// Gives the netns of `pid` a route out. The helper stays our child and
+/// quits when the returned guard is dropped (or when we die).
 pub fn start_egress(pid: i32) -> Result<EgressGuard, String> {
     match egress_helper() {
-        Some("pasta") => start_pasta(pid).map(|()| EgressGuard::default()),
+        Some("pasta") => start_pasta(pid).map(|pasta| EgressGuard {
+            child: None,
+            exit_pipe: None,
+            pasta: Some(pasta),
+        }),
         Some(_) => start_slirp4netns(pid),
         None => {
             Err("neither pasta nor slirp4netns is usable; the sandbox has only loopback".into())
@@ -154,9 +163,22 @@ pub fn start_egress(pid: i32) -> Result<EgressGuard, String> {
     }
 }
 
-fn start_pasta(pid: i32) -> Result<(), String> {
+/// Runs pasta in the foreground as our child, dying with the thread that
+/// started it (PDEATHSIG): a daemonized pasta whose target is a PID never
+/// quits and would hold the netns forever. Ready once it writes its pid file.
+fn start_pasta(pid: i32) -> Result<std::process::Child, String> {
+    use std::os::unix::process::CommandExt;
     let helper = "pasta";
+    let file = |what: &str| {
+        tempfile::NamedTempFile::new()
+            .map_err(|e| format!("failed to create a {what} file for {helper}: {e}"))
+    };
+    let (pid_file, err_file) = (file("pid")?, file("log")?);
+    let stderr = err_file
+        .reopen()
+        .map_err(|e| format!("failed to open {}: {e}", err_file.path().display()))?;
     let mut cmd = Command::new(helper);
+    cmd.arg("--foreground").arg("--pid").arg(pid_file.path());
     cmd.args([
         "--config-net",
         "--quiet",
@@ -173,21 +195,40 @@ fn start_pasta(pid: i32) -> Result<(), String> {
     if rustix::process::geteuid().is_root() {
         cmd.args(["--runas", "0"]);
     }
-    let out = cmd
+    // SAFETY: prctl is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
         .arg(pid.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
+        .stderr(stderr)
+        .spawn()
         .map_err(|e| format!("failed to run {helper}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{helper} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let written = std::fs::read_to_string(pid_file.path())
+            .map(|t| !t.trim().is_empty())
+            .unwrap_or(false);
+        if written {
+            return Ok(child);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(err_file.path()).unwrap_or_default();
+            return Err(format!("{helper} failed ({status}): {}", log.trim()));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{helper} did not get ready within 10s"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
@@ -242,5 +283,6 @@ fn start_slirp4netns(pid: i32) -> Result<EgressGuard, String> {
     Ok(EgressGuard {
         child: Some(child),
         exit_pipe: Some(exit_w),
+        pasta: None,
     })
 }
