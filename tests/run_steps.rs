@@ -70,7 +70,10 @@ fn a_crashing_service_is_reported_and_the_stage_still_succeeds() {
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
     assert!(text.contains("flaky | background step exited with code 3"));
-    assert!(text.contains("flaky |   flaky is going down"), "last lines shown");
+    assert!(
+        text.contains("flaky |   flaky is going down"),
+        "last lines shown"
+    );
     let exited = events(&ev, "background_exited");
     assert_eq!(exited.len(), 1);
     assert_eq!(exited[0]["exit_code"], 3);
