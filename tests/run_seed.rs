@@ -1,6 +1,8 @@
 //! The seed pipelines (Harness docs' Sauce Connect example, both tabs)
 //! verbatim, through the test registry as a docker.io mirror.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod run_support;
 

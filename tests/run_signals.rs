@@ -2,6 +2,8 @@
 //! 130/143 with the summary; SIGKILL leaves nothing behind either (the
 //! sandboxes die with their parent).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod run_support;
 

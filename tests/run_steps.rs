@@ -1,6 +1,8 @@
 //! `corral run`: steps in real sandboxes — services, timeouts, failure
 //! strategies, parallel steps, groups, output variables, masking.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod run_support;
 
