@@ -591,3 +591,50 @@ fn manifest_not_matching_its_digest_is_refused() {
     assert!(text.contains("does not match its digest"), "{text}");
     assert!(committed_blobs(store.path()).is_empty(), "nothing stored");
 }
+
+#[test]
+fn identity_token_from_docker_config_is_exchanged() {
+    let img = TestImage::new(1, 500);
+    let i2 = img.clone();
+    let addr = Arc::new(std::sync::Mutex::new(String::new()));
+    let a2 = addr.clone();
+    let server = FakeServer::start(move |req| {
+        let addr = a2.lock().unwrap().clone();
+        if req.path.starts_with("/token") {
+            let form = String::from_utf8_lossy(&req.body).to_string();
+            let ok_grant = req.method == "POST"
+                && form.contains("grant_type=refresh_token")
+                && form.contains("refresh_token=refresh-me")
+                && form.contains("scope=repository%3At%2Fimg%3Apull");
+            return if ok_grant {
+                ok(br#"{"access_token":"exchanged"}"#)
+            } else {
+                status(401)
+            };
+        }
+        if req.header("authorization") != Some("Bearer exchanged") {
+            let challenge = format!("Bearer realm=\"http://{addr}/token\",service=\"svc\"");
+            return Reply::Full(
+                401,
+                vec![("WWW-Authenticate".into(), challenge)],
+                Vec::new(),
+            );
+        }
+        i2.answer(req).unwrap_or(status(404))
+    });
+    *addr.lock().unwrap() = server.addr.clone();
+    let cfg = tempfile::tempdir().unwrap();
+    std::fs::write(
+        cfg.path().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":{{"identitytoken":"refresh-me"}}}}}}"#,
+            server.addr
+        ),
+    )
+    .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let mut options = fast_options();
+    options.credential_sources.docker_config_dir = Some(cfg.path().to_path_buf());
+    pull(store.path(), &format!("{}/t/img:1", server.addr), options).unwrap();
+    assert_eq!(server.count("POST", "/token"), 1);
+}

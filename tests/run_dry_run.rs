@@ -106,7 +106,7 @@ fn missing_secret_is_an_error_before_anything_runs() {
             &[("Sauce_Access_Key", SAUCE_KEY)],
         );
         let (stdout, stderr) = text(&out);
-        assert_ne!(out.status.code(), Some(0), "{stdout}");
+        assert_eq!(out.status.code(), Some(1), "{stdout}");
         assert!(stdout.is_empty(), "nothing may be planned:\n{stdout}");
         assert!(
             stderr.contains(&format!(
@@ -192,7 +192,7 @@ fn groups_parallel_matrix_outputs_and_inputs() {
 fn runtime_input_without_value_names_the_variable() {
     let out = demo_run(&[]);
     let (stdout, stderr) = text(&out);
-    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(out.status.code(), Some(1));
     assert!(stdout.is_empty(), "{stdout}");
     assert!(
         stderr.contains("groups-matrix-outputs.yaml:7: variable `region` is a runtime input"),
@@ -235,19 +235,18 @@ fn secrets_stay_out_of_error_paths() {
 }
 
 #[test]
-fn run_without_dry_run_is_not_available_yet() {
+fn run_without_dry_run_names_a_missing_secret_before_anything_runs() {
     let store = tempfile::tempdir().expect("temp dir");
     let out = common::corral(store.path())
         .arg("run")
         .arg(pipelines().join("seed-cloud.yaml"))
+        .env_remove("Sauce_Access_Key")
         .output()
         .expect("run corral");
-    let (_, stderr) = text(&out);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        stderr.contains("not available in this build yet"),
-        "{stderr}"
-    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Sauce_Access_Key"), "{stderr}");
+    assert!(!stdout.contains("Sauce_Connect |"), "nothing ran: {stdout}");
 }
 
 #[test]
@@ -312,4 +311,23 @@ fn codebase_variables_come_from_the_git_checkout() {
         assert!(stdout.contains(&want), "missing {want:?} in\n{stdout}");
     }
     assert!(!stdout.contains("tok3n-in-url"), "{stdout}");
+}
+
+#[test]
+fn invalid_pipelines_print_diagnostics_and_exit_1() {
+    let out = dry_run(&pipelines().join("bad/bad-identifier.yaml"), &[], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("bad-identifier.yaml:"), "{stderr}");
+    assert!(stderr.contains(": error: "), "{stderr}");
+    // Warnings are printed and the plan follows.
+    let out = dry_run(&pipelines().join("warn-unknown-field.yaml"), &[], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: unknown field `imagePulPolicy`"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("stage build"), "{stdout}");
 }

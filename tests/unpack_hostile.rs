@@ -110,6 +110,8 @@ fn case04_file_below_absolute_dir_symlink_from_lower_layer() {
     assert!(std::fs::symlink_metadata(s.path("lib64"))
         .unwrap()
         .is_symlink());
+    // Implicit parents are 0755 whatever the umask.
+    assert_eq!(mode(&s.path("usr")), 0o755);
 }
 
 #[test]

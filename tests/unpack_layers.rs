@@ -120,6 +120,8 @@ fn case14_and_b3_restrictive_modes() {
             .dir("xonly", 0o111)
             .file("xonly/inner", 0o644, b"")
             .file("etc/gshadow", 0o000, b"secret")
+            .file("hidden/f", 0o644, b"behind 000")
+            .dir("hidden", 0o000)
             .tar(),
     )
     .unwrap();
@@ -131,10 +133,17 @@ fn case14_and_b3_restrictive_modes() {
             .file("ro/f", 0o644, b"f")
             .file("none/g", 0o644, b"g")
             .file("xonly/h", 0o644, b"h")
+            .hardlink("linked", "hidden/f")
             .tar(),
     )
     .unwrap();
-    for (dir, m) in [("ro", 0o555), ("none", 0o000), ("xonly", 0o111)] {
+    assert_eq!(read(&s.path("linked")), b"behind 000");
+    for (dir, m) in [
+        ("ro", 0o555),
+        ("none", 0o000),
+        ("xonly", 0o111),
+        ("hidden", 0),
+    ] {
         assert_eq!(mode(&s.path(dir)), m, "{dir}");
     }
     if !is_root() {

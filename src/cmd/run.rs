@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use corral::cli::{GlobalArgs, RunArgs};
 use corral::config::Config;
 use corral::pipeline::secret::{Masker, SecretStore};
@@ -18,8 +17,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads and validates the pipeline (printing its diagnostics), reads the
-/// config and secrets, and builds the run context. `Ok(None)`: the file
-/// has errors, already printed.
+/// config and secrets, and builds the run context. `Ok(None)`: the
+/// pipeline or its inputs (secrets, `--var`, `--stage`) have errors,
+/// already printed (masked); exit 1. `Err`: corral itself failed.
 pub fn prepare(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<Option<RunContext>> {
     let (pipeline, warnings) = match pipeline::load(&args.file) {
         Ok(loaded) => loaded,
@@ -34,18 +34,35 @@ pub fn prepare(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<Option<Run
     print_diagnostics(&warnings);
     let mut config = Config::load(global.config.as_deref())?;
     config.apply_registry_args(&args.registry_mirrors, &args.insecure_registries)?;
-    let secrets = SecretStore::load(&args.secrets, args.secrets_file.as_deref(), &config.secrets)
-        .context("failed to load the secrets of the run")?;
+    let secrets =
+        match SecretStore::load(&args.secrets, args.secrets_file.as_deref(), &config.secrets) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: failed to load the secrets of the run");
+                eprintln!("  caused by: {e}");
+                return Ok(None);
+            }
+        };
+    let masker = secrets.masker();
+    let vars = match RunOptions::parse_vars(&args.vars) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(None);
+        }
+    };
     let options = RunOptions {
-        vars: RunOptions::parse_vars(&args.vars)?,
+        vars,
         stages: args.stages.clone(),
         ..RunOptions::default()
     };
-    let masker = secrets.masker();
     match RunContext::new(&pipeline, secrets, &config, options) {
         Ok(ctx) => Ok(Some(ctx)),
         // Mask here: the store (and its masker) is gone with the error.
-        Err(e) => Err(anyhow::anyhow!(masked_chain(&e, &masker))),
+        Err(e) => {
+            eprintln!("error: {}", masked_chain(&e, &masker));
+            Ok(None)
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //!   [`StageContext::stage_when`] give the `when` with its condition
 //!   evaluated, for `supervise::gate`.
 
+mod checks;
 mod codebase;
 mod error;
 mod render;
@@ -35,11 +36,11 @@ use std::time::Duration;
 pub use codebase::Codebase;
 pub use error::{MissingSecret, ResolveError};
 pub use script::parse_output_file;
-pub use stage::{Condition, StageContext};
+pub use stage::{for_each_step, Condition, StageContext};
 
 use crate::config::{Config, ConnectorConfig};
-use crate::pipeline::expr::{parse_template, Reference};
-use crate::pipeline::model::{Pipeline, PullPolicy, Stage, StepKind, Str, Variable};
+use crate::pipeline::expr::parse_template;
+use crate::pipeline::model::{Pipeline, PullPolicy, Stage, StepKind, Str};
 use crate::pipeline::secret::{Masker, SecretStore};
 use crate::pipeline::strategy::{self, Inputs};
 
@@ -110,8 +111,9 @@ pub struct RunOptions {
     /// `<+pipeline.executionId>`, `HARNESS_EXECUTION_ID`.
     pub execution_id: String,
     /// Checkout the codebase is read from; default: the pipeline file's
-    /// directory. `Some(None)`-like opt-out: set `read_codebase` false.
+    /// directory.
     pub codebase_dir: Option<PathBuf>,
+    /// False: no git lookups at all (codebase values are null).
     pub read_codebase: bool,
 }
 
@@ -176,7 +178,7 @@ impl RunContext {
         config: &Config,
         options: RunOptions,
     ) -> Result<RunContext, ResolveError> {
-        let given = given_vars(pipeline, &options.vars)?;
+        let given = checks::given_vars(pipeline, &options.vars)?;
         let codebase = if options.read_codebase {
             let dir = options.codebase_dir.clone().unwrap_or_else(|| {
                 pipeline
@@ -189,8 +191,8 @@ impl RunContext {
         } else {
             None
         };
-        let selected_raw = select_stages(pipeline, &options.stages)?;
-        require_secrets(pipeline, &selected_raw, &mut secrets, config)?;
+        let selected_raw = checks::select_stages(pipeline, &options.stages)?;
+        checks::require_secrets(pipeline, &selected_raw, &mut secrets, config)?;
         let mut ctx = RunContext {
             pipeline: pipeline.clone(),
             selected: Vec::new(),
@@ -282,6 +284,20 @@ impl RunContext {
         self.stage_outputs.insert(stage_id.to_string(), outputs);
     }
 
+    /// Resolves every step of the selected stages as `--dry-run` does, so
+    /// a bad image reference or a value of the wrong kind stops the run
+    /// before its first step.
+    pub fn check_plan(&self) -> Result<(), ResolveError> {
+        for stage in self.stages() {
+            let sc = self.stage(stage)?;
+            sc.stage_when_preview()?;
+            stage::for_each_step(&stage.execution, &[], &mut |step, groups| {
+                sc.preview_step(step, groups).map(|_| ())
+            })?;
+        }
+        Ok(())
+    }
+
     /// The context of one stage of [`RunContext::pipeline`].
     pub fn stage<'r>(&'r self, stage: &'r Stage) -> Result<StageContext<'r>, ResolveError> {
         StageContext::new(self, stage)
@@ -313,168 +329,5 @@ impl Inputs for StrategyInputs<'_> {
         text.trim()
             .parse()
             .map_err(|_| format!("`{text}` is not a whole number"))
-    }
-}
-
-fn select_stages(pipeline: &Pipeline, wanted: &[String]) -> Result<Vec<usize>, ResolveError> {
-    if wanted.is_empty() {
-        return Ok((0..pipeline.stages.len()).collect());
-    }
-    for id in wanted {
-        if !pipeline.stages.iter().any(|s| &s.id.value == id) {
-            let hint = crate::pipeline::location::suggest(
-                id,
-                pipeline.stages.iter().map(|s| s.id.as_str()),
-            )
-            .map(|h| format!("; {h}"))
-            .unwrap_or_default();
-            return Err(ResolveError::UnknownStage {
-                id: id.clone(),
-                file: pipeline.file.clone(),
-                hint,
-            });
-        }
-    }
-    Ok(pipeline
-        .stages
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| wanted.contains(&s.id.value))
-        .map(|(i, _)| i)
-        .collect())
-}
-
-/// Checks that each `--var` names a variable, and sorts out which
-/// variables it sets (see [`vars::Given`]).
-fn given_vars(
-    pipeline: &Pipeline,
-    values: &BTreeMap<String, String>,
-) -> Result<vars::Given, ResolveError> {
-    let mut all: Vec<&Variable> = pipeline.variables.iter().collect();
-    for stage in &pipeline.stages {
-        all.extend(&stage.variables);
-        stage::for_each_group(&stage.execution, &mut |g| all.extend(&g.variables));
-    }
-    for name in values.keys() {
-        if !all.iter().any(|v| &v.name.value == name) {
-            let hint =
-                crate::pipeline::location::suggest(name, all.iter().map(|v| v.name.as_str()))
-                    .map(|h| format!("; {h}"))
-                    .unwrap_or_default();
-            return Err(ResolveError::UnknownVar {
-                name: name.clone(),
-                hint,
-            });
-        }
-    }
-    Ok(vars::Given {
-        values: values.clone(),
-        input_names: all
-            .iter()
-            .filter(|v| vars::input_spec(v).is_some())
-            .map(|v| v.name.value.clone())
-            .collect(),
-    })
-}
-
-/// Reads every secret the selected stages refer to (config-file sources
-/// are read now), and lists those nobody gave.
-fn require_secrets(
-    pipeline: &Pipeline,
-    selected: &[usize],
-    secrets: &mut SecretStore,
-    config: &Config,
-) -> Result<(), ResolveError> {
-    let mut wanted: Vec<(String, String, usize)> = Vec::new();
-    let templates = |s: &Str, user: &str, wanted: &mut Vec<(String, String, usize)>| {
-        if !s.is_expression() {
-            return;
-        }
-        if let Ok(t) = parse_template(&s.value) {
-            for r in t.references() {
-                if let Reference::Secret { scope, id } = r {
-                    let full = match scope {
-                        crate::pipeline::expr::SecretScope::Project => id,
-                        crate::pipeline::expr::SecretScope::Org => format!("org.{id}"),
-                        crate::pipeline::expr::SecretScope::Account => format!("account.{id}"),
-                    };
-                    wanted.push((full, user.to_string(), s.loc.line));
-                }
-            }
-        }
-    };
-    let var_secrets = |vars: &[crate::pipeline::model::Variable],
-                       wanted: &mut Vec<(String, String, usize)>| {
-        for v in vars {
-            let user = format!("variable `{}`", v.name.value);
-            match (&v.kind, &v.value) {
-                (crate::pipeline::model::VariableType::Secret, Some(value))
-                    if !value.is_expression() =>
-                {
-                    wanted.push((value.value.trim().to_string(), user, value.loc.line))
-                }
-                (_, Some(value)) => templates(value, &user, wanted),
-                _ => {}
-            }
-        }
-    };
-    var_secrets(&pipeline.variables, &mut wanted);
-    for &i in selected {
-        let stage = &pipeline.stages[i];
-        var_secrets(&stage.variables, &mut wanted);
-        stage::for_each_group(&stage.execution, &mut |g| {
-            var_secrets(&g.variables, &mut wanted)
-        });
-        for step in stage.steps() {
-            let user = format!("step `{}`", step.id.value);
-            let spec = &step.spec;
-            let singles = [&spec.image, &spec.command, &spec.connector_ref];
-            for s in singles.into_iter().flatten() {
-                templates(s, &user, &mut wanted);
-            }
-            for (_, v) in &spec.env {
-                templates(v, &user, &mut wanted);
-            }
-            for e in &spec.entrypoint {
-                templates(e, &user, &mut wanted);
-            }
-            if let Some(connector) = spec
-                .connector_ref
-                .as_ref()
-                .and_then(|c| config.connector(&c.value))
-            {
-                if let Some(pw) = &connector.password_secret {
-                    let user = format!("the connector of step `{}`", step.id.value);
-                    let line = spec
-                        .connector_ref
-                        .as_ref()
-                        .map_or(step.loc.line, |c| c.loc.line);
-                    wanted.push((pw.clone(), user, line));
-                }
-            }
-        }
-    }
-    let mut missing = Vec::new();
-    for (id, user, line) in wanted {
-        let (scope, bare) = vars::secret_ref(&id);
-        if !secrets
-            .require(scope, bare)
-            .map_err(ResolveError::ReadSecret)?
-        {
-            let m = MissingSecret {
-                id,
-                user,
-                file: pipeline.file.clone(),
-                line,
-            };
-            if !missing.contains(&m) {
-                missing.push(m);
-            }
-        }
-    }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(ResolveError::MissingSecrets { missing })
     }
 }

@@ -19,6 +19,7 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
 }
 
 impl Seen {
@@ -130,10 +131,22 @@ async fn serve(mut sock: tokio::net::TcpStream, handler: Arc<Handler>, log: Arc<
                 headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
             }
         }
+        let length: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < length {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body: Vec<u8> = buf.drain(..length).collect();
         let seen = Seen {
             method: first.first().unwrap_or(&"").to_string(),
             path: first.get(1).unwrap_or(&"").to_string(),
             headers,
+            body,
         };
         log.lock().unwrap().push(seen.clone());
         let head_only = seen.method == "HEAD";
@@ -603,7 +616,7 @@ impl TestImage {
         let blobs = dir.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).unwrap();
         std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-        let mut put = |d: &Digest, b: &[u8]| std::fs::write(blobs.join(d.hex()), b).unwrap();
+        let put = |d: &Digest, b: &[u8]| std::fs::write(blobs.join(d.hex()), b).unwrap();
         put(&self.manifest_digest, &self.manifest);
         put(&self.config_digest, &self.config);
         for (d, b) in &self.layers {

@@ -10,6 +10,10 @@ use std::process::{Command, Stdio};
 use base64::Engine;
 use serde::Deserialize;
 
+/// The username docker uses for an identity (OAuth2 refresh) token, which
+/// is then the password.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
 /// A username and password (or token). Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -68,6 +72,8 @@ struct AuthEntry {
     username: Option<String>,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
 }
 
 /// Where to look. `Default` reads the process environment.
@@ -205,6 +211,12 @@ fn decode_entry(
     registry: &str,
     path: &Path,
 ) -> Result<Option<Credentials>, CredentialError> {
+    if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some(Credentials {
+            username: IDENTITY_TOKEN_USER.to_string(),
+            password: token.to_string(),
+        }));
+    }
     if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
         let bad = || CredentialError::BadAuth {
             registry: registry.to_string(),
@@ -269,8 +281,8 @@ fn run_helper(name: &str, server: &str) -> Result<Option<Credentials>, Credentia
     }
     let answer: HelperAnswer =
         serde_json::from_slice(&out.stdout).map_err(|e| err(format!("unreadable answer: {e}")))?;
-    // `<token>` means an identity token, which needs an OAuth2 exchange we do not do yet.
-    if answer.username.is_empty() || answer.username == "<token>" {
+    // `<token>` marks an identity token; the client exchanges it by OAuth2.
+    if answer.username.is_empty() {
         return Ok(None);
     }
     Ok(Some(Credentials {

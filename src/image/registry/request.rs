@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
 use super::auth::{self, parse_www_authenticate, pull_scope, scheme_from_challenges, AuthScheme};
-use super::{Client, Credentials, Endpoint, RegistryError, Token};
+use super::{credentials, Client, Credentials, Endpoint, RegistryError, Token};
 
 impl Client {
     /// `GET /v2/` once per endpoint to learn its auth scheme.
@@ -141,12 +141,31 @@ impl Client {
             q.append_pair("scope", scope);
         }
         let creds = self.credentials_for(ep)?;
+        // An identity token is an OAuth2 refresh token: exchanged by POST.
+        let refresh = creds
+            .as_ref()
+            .filter(|c| c.username == credentials::IDENTITY_TOKEN_USER)
+            .map(|c| c.password.clone());
         let resp = self
-            .retrying(ep, "a token", || {
-                let req = self.http.get(url.clone());
-                match &creds {
-                    Some(c) => req.basic_auth(&c.username, Some(&c.password)),
-                    None => req,
+            .retrying(ep, "a token", || match &refresh {
+                Some(token) => {
+                    let mut form = vec![
+                        ("grant_type", "refresh_token"),
+                        ("client_id", "corral"),
+                        ("scope", scope),
+                        ("refresh_token", token.as_str()),
+                    ];
+                    if let Some(s) = service {
+                        form.push(("service", s));
+                    }
+                    self.http.post(realm).form(&form)
+                }
+                None => {
+                    let req = self.http.get(url.clone());
+                    match &creds {
+                        Some(c) => req.basic_auth(&c.username, Some(&c.password)),
+                        None => req,
+                    }
                 }
             })
             .await

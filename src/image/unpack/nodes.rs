@@ -56,8 +56,21 @@ impl Applier<'_> {
             return Ok(());
         }
         let (tparent_rel, tbase) = split_last(&target);
-        let tparent = open_in_root(self.root.as_fd(), tparent_rel, DIR_PATH).map_err(link_err)?;
-        let tstat = rfs::statat(&tparent, tbase, AtFlags::SYMLINK_NOFOLLOW).map_err(link_err)?;
+        let mut tparent = open_in_root(self.root.as_fd(), tparent_rel, DIR_PATH);
+        let mut tstat = tparent
+            .as_ref()
+            .map_err(|e| *e)
+            .and_then(|dir| rfs::statat(dir, tbase, AtFlags::SYMLINK_NOFOLLOW));
+        if matches!(tstat, Err(Errno::ACCESS)) {
+            // Rootless, behind a 000 directory of a lower layer.
+            tparent = self.grant_chain(tparent_rel);
+            tstat = tparent
+                .as_ref()
+                .map_err(|e| *e)
+                .and_then(|dir| rfs::statat(dir, tbase, AtFlags::SYMLINK_NOFOLLOW));
+        }
+        let tparent = tparent.map_err(link_err)?;
+        let tstat = tstat.map_err(link_err)?;
         if FileType::from_raw_mode(tstat.st_mode) == FileType::Directory {
             return Err(link_err(Errno::ISDIR));
         }

@@ -10,7 +10,7 @@ use rustix::io::Errno;
 
 use super::apply::{fail, Applier, Deferred};
 use super::entry::clean_link_target;
-use super::fsops::{chmod_fd, join, open_in_root, remove_any, DIR_PATH, DIR_READ};
+use super::fsops::{chmod_fd, chmod_nofollow, join, open_in_root, remove_any, DIR_PATH, DIR_READ};
 use super::UnpackError;
 
 /// Symlinks followed while creating missing parents (as the kernel's 40).
@@ -103,6 +103,8 @@ impl Applier<'_> {
         };
         match res {
             Ok(()) => {
+                // Not the umask's choice: implicit parents are always 0755.
+                chmod_nofollow(dir, comp, 0o755)?;
                 self.fresh.insert(prefix.to_vec());
                 Ok(())
             }

@@ -25,6 +25,30 @@ pub fn for_each_group<'a>(items: &'a [ExecutionItem], f: &mut dyn FnMut(&'a Step
     }
 }
 
+/// A visitor of steps with their enclosing groups.
+pub type StepVisitor<'v, 'a, E> = dyn FnMut(&'a Step, &[&'a StepGroup]) -> Result<(), E> + 'v;
+
+/// Calls `f` on every step below `items` with its enclosing groups
+/// (outermost first), stopping at the first error.
+pub fn for_each_step<'a, E>(
+    items: &'a [ExecutionItem],
+    groups: &[&'a StepGroup],
+    f: &mut StepVisitor<'_, 'a, E>,
+) -> Result<(), E> {
+    for item in items {
+        match item {
+            ExecutionItem::Step(s) => f(s, groups)?,
+            ExecutionItem::Parallel(p) => for_each_step(&p.items, groups, f)?,
+            ExecutionItem::Group(g) => {
+                let mut inner = groups.to_vec();
+                inner.push(g);
+                for_each_step(&g.steps, &inner, f)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The values every step of a stage sees.
 #[derive(Debug, Clone)]
 pub struct StageScope<'r> {
@@ -235,7 +259,9 @@ impl<'r> StageContext<'r> {
         outputs: &StepOutputs,
     ) -> Result<ResolvedStep, ResolveError> {
         let s = self.scope(groups, Some(step), outputs)?;
-        step::resolve(self.run, self.stage, &s.scope, &s.scope, step, groups)
+        step::resolve(
+            self.run, self.stage, &s.scope, &s.scope, step, groups, false,
+        )
     }
 
     /// Resolves a step for `--dry-run`: outputs and statuses that are only
@@ -247,7 +273,7 @@ impl<'r> StageContext<'r> {
     ) -> Result<ResolvedStep, ResolveError> {
         let s = self.scope(groups, Some(step), &StepOutputs::new())?;
         let lenient = Lenient::new(&s.scope);
-        step::resolve(self.run, self.stage, &s.scope, &lenient, step, groups)
+        step::resolve(self.run, self.stage, &s.scope, &lenient, step, groups, true)
     }
 
     fn gate_when(
@@ -274,6 +300,14 @@ impl<'r> StageContext<'r> {
             &self.base.scope,
             "the stage's when.condition",
         )
+    }
+
+    /// The stage's `when` condition as `--dry-run` sees it.
+    pub fn stage_when_preview(&self) -> Result<Option<Condition>, ResolveError> {
+        match &self.stage.when {
+            Some(w) => self.preview_condition(w, &[], None),
+            None => Ok(None),
+        }
     }
 
     /// A group's `when`; `outer` are the groups around it.

@@ -37,7 +37,11 @@ pub fn resolve(
     scope: &dyn Scope,
     step: &Step,
     groups: &[&StepGroup],
+    preview: bool,
 ) -> Result<ResolvedStep, ResolveError> {
+    // In a preview, a value still holding a run-time expression is shown
+    // as written (image) or left out (numbers) instead of failing.
+    let deferred = |text: &str| preview && text.contains("<+");
     let file = &run.pipeline.file;
     let sid = &step.id.value;
     let id = groups
@@ -135,21 +139,27 @@ pub fn resolve(
     let image = match &spec.image {
         Some(img) => {
             let text = field(img, "image", &mut env)?;
-            let reference =
-                Reference::parse(text.trim()).map_err(|source| ResolveError::Image {
-                    step: sid.clone(),
-                    file: file.clone(),
-                    line: img.loc.line,
-                    source,
-                })?;
-            Some(reference)
+            if deferred(&text) {
+                Some(Err(text))
+            } else {
+                let reference =
+                    Reference::parse(text.trim()).map_err(|source| ResolveError::Image {
+                        step: sid.clone(),
+                        file: file.clone(),
+                        line: img.loc.line,
+                        source,
+                    })?;
+                Some(Ok(reference))
+            }
         }
         None => None,
     };
     let pull_policy = match (spec.image_pull_policy, &image) {
         (Some(p), _) => p,
         // Harness pulls `:latest` under the default policy.
-        (None, Some(r)) if r.digest().is_none() && r.tag() == Some("latest") => PullPolicy::Always,
+        (None, Some(Ok(r))) if r.digest().is_none() && r.tag() == Some("latest") => {
+            PullPolicy::Always
+        }
         (None, _) => PullPolicy::IfNotPresent,
     };
     let connector_ref = match &spec.connector_ref {
@@ -188,25 +198,33 @@ pub fn resolve(
     let number =
         |s: &Setting<u64>, what: &'static str, parse: fn(&str) -> Option<u64>, env: &mut Env| {
             match s {
-                Setting::Value(v) => Ok(*v),
+                Setting::Value(v) => Ok(Some(*v)),
                 Setting::Expr(e) => {
                     let text = field(e, what, env)?;
+                    if deferred(&text) {
+                        return Ok(None);
+                    }
                     parse(text.trim())
+                        .map(Some)
                         .ok_or_else(|| bad(what, sid, &text, "a valid quantity", file, e, env))
                 }
             }
         };
     let mut ports = Vec::new();
     for b in &spec.port_bindings {
-        let port = |s: &Setting<u16>, env: &mut Env| -> Result<u16, ResolveError> {
+        let port = |s: &Setting<u16>, env: &mut Env| -> Result<Option<u16>, ResolveError> {
             match s {
-                Setting::Value(v) => Ok(*v),
+                Setting::Value(v) => Ok(Some(*v)),
                 Setting::Expr(e) => {
                     let text = field(e, "portBindings", env)?;
+                    if deferred(&text) {
+                        return Ok(None);
+                    }
                     text.trim()
                         .parse::<u16>()
                         .ok()
                         .filter(|p| *p > 0)
+                        .map(Some)
                         .ok_or_else(|| {
                             bad(
                                 "a port",
@@ -223,7 +241,9 @@ pub fn resolve(
         };
         let host = port(&b.host, &mut env)?;
         let container = port(&b.container, &mut env)?;
-        ports.push((host, container));
+        if let (Some(h), Some(c)) = (host, container) {
+            ports.push((h, c));
+        }
     }
     let privileged = match &spec.privileged {
         None => false,
@@ -233,6 +253,7 @@ pub fn resolve(
             match text.trim() {
                 "true" => true,
                 "false" => false,
+                _ if deferred(&text) => false,
                 other => {
                     return Err(bad(
                         "privileged",
@@ -252,29 +273,28 @@ pub fn resolve(
         Some(Setting::Value(u)) => Some(*u),
         Some(Setting::Expr(e)) => {
             let text = field(e, "runAsUser", &mut env)?;
-            Some(
-                text.trim()
-                    .parse::<u32>()
-                    .map_err(|_| bad("runAsUser", sid, &text, "a user id", file, e, &env))?,
-            )
+            if deferred(&text) {
+                None
+            } else {
+                Some(
+                    text.trim()
+                        .parse::<u32>()
+                        .map_err(|_| bad("runAsUser", sid, &text, "a user id", file, e, &env))?,
+                )
+            }
         }
     };
     let memory_bytes = match &spec.limits.memory_bytes {
-        Some(s) => Some(number(
+        Some(s) => number(
             s,
             "the memory limit",
             crate::pipeline::parse_memory,
             &mut env,
-        )?),
+        )?,
         None => None,
     };
     let cpu_millis = match &spec.limits.cpu_millis {
-        Some(s) => Some(number(
-            s,
-            "the cpu limit",
-            crate::pipeline::parse_cpu,
-            &mut env,
-        )?),
+        Some(s) => number(s, "the cpu limit", crate::pipeline::parse_cpu, &mut env)?,
         None => None,
     };
 
@@ -283,7 +303,10 @@ pub fn resolve(
         output_key,
         name: step.name.value.clone(),
         kind: step.kind,
-        image: image.map(|r| r.to_string()),
+        image: image.map(|r| match r {
+            Ok(r) => r.to_string(),
+            Err(text) => text,
+        }),
         pull_policy,
         connector,
         connector_ref,

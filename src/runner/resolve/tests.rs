@@ -327,3 +327,97 @@ fn matrix_ports_limits_and_pull_policy() {
     );
     assert_eq!(bg.timeout, Duration::from_secs(7200));
 }
+
+#[test]
+fn stage_selection_and_outputs_across_stages_and_group_copies() {
+    let yaml = "pipeline:\n  name: p\n  identifier: p\n  stages:\n    - stage:\n        name: one\n        identifier: one\n        type: CI\n        spec:\n          execution:\n            steps:\n              - stepGroup:\n                  name: g\n                  identifier: g\n                  strategy:\n                    repeat:\n                      items: [a, b]\n                  steps:\n                    - step:\n                        type: Run\n                        name: w\n                        identifier: w\n                        spec:\n                          command: O=<+repeat.item>\n                          outputVariables:\n                            - name: O\n                    - step:\n                        type: Run\n                        name: r\n                        identifier: r\n                        spec:\n                          command: echo <+steps.w.output.outputVariables.O>\n    - stage:\n        name: two\n        identifier: two\n        type: CI\n        spec:\n          execution:\n            steps:\n              - step:\n                  type: Run\n                  name: x\n                  identifier: x\n                  spec:\n                    image: alpine:<+pipeline.stages.one.spec.execution.steps.w.output.outputVariables.O>\n";
+    let err = RunContext::new(
+        &load(yaml),
+        store(),
+        &Config::default(),
+        RunOptions {
+            stages: vec!["twoo".into()],
+            read_codebase: false,
+            ..RunOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("did you mean `two`?"), "{err}");
+    let mut run = ctx(yaml);
+    run.check_plan().unwrap();
+    let stages: Vec<String> = run.stages().iter().map(|s| s.id.value.clone()).collect();
+    assert_eq!(stages, ["one", "two"]);
+    // Inside copy g_1, `steps.w` is that copy's step.
+    let outputs = StepOutputs::from([
+        (
+            "g_0.w".to_string(),
+            BTreeMap::from([("O".to_string(), "a".to_string())]),
+        ),
+        (
+            "g_1.w".to_string(),
+            BTreeMap::from([("O".to_string(), "b".to_string())]),
+        ),
+    ]);
+    {
+        let one = run.stages()[0];
+        let sc = run.stage(one).unwrap();
+        let mut seen = Vec::new();
+        for_each_step(&one.execution, &[], &mut |step, groups| {
+            if step.id.value == "r" {
+                let r = sc.resolve_step(step, groups, &outputs)?;
+                seen.push((r.id, r.argv.unwrap()[2].clone()));
+            }
+            Ok::<(), ResolveError>(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [
+                ("g_0_r".to_string(), "set -e; echo a".to_string()),
+                ("g_1_r".to_string(), "set -e; echo b".to_string())
+            ]
+        );
+    }
+    run.record_outputs(
+        "one",
+        StepOutputs::from([(
+            "g_1.w".to_string(),
+            BTreeMap::from([("O".to_string(), "3.20".to_string())]),
+        )]),
+    );
+    let x = {
+        let two = run.stages()[1];
+        let sc = run.stage(two).unwrap();
+        let (step, groups) = find(&two.execution, "x").unwrap();
+        sc.resolve_step(step, &groups, &StepOutputs::new()).unwrap()
+    };
+    assert_eq!(x.image.as_deref(), Some("docker.io/library/alpine:3.20"));
+}
+
+#[test]
+fn values_built_from_secrets_are_secret_too() {
+    let yaml = stage(&indent(
+        "- step:\n    type: Run\n    name: a\n    identifier: a\n    spec:\n      command: echo $AUTH\n      envVariables:\n        UPPER: <+pipeline.variables.AUTH.toUpperCase()>\n",
+    ))
+    .replace(
+        "      value: pipeline-only\n",
+        "      value: pipeline-only\n    - name: T\n      type: Secret\n      value: tok\n    - name: AUTH\n      type: String\n      value: user:<+pipeline.variables.T>\n",
+    );
+    let run = ctx(&yaml);
+    let a = resolve(&run, "a", &StepOutputs::new()).unwrap();
+    let auth = format!("user:{SECRET}");
+    assert_eq!(env(&a, "T"), Some(SECRET));
+    assert_eq!(env(&a, "AUTH"), Some(auth.as_str()));
+    assert_eq!(env(&a, "UPPER"), Some(auth.to_uppercase().as_str()));
+    for v in [SECRET.to_string(), auth.clone(), auth.to_uppercase()] {
+        assert!(a.secret_values.contains(&v), "{v} not listed for masking");
+    }
+    // The plan masks all three.
+    let stage = run.stages()[0];
+    let text = crate::runner::plan::stage_plan(&run.stage(stage).unwrap(), &run.masker()).unwrap();
+    assert!(
+        !text.contains(SECRET) && !text.contains(&auth.to_uppercase()),
+        "{text}"
+    );
+    assert!(text.contains("UPPER=**************"), "{text}");
+}
