@@ -305,3 +305,130 @@ fn an_echoed_secret_is_masked_on_the_terminal_in_log_files_and_events() {
     let events_text = std::fs::read_to_string(&ev).unwrap();
     assert!(events_text.contains("token is ") && !events_text.contains(secret));
 }
+
+#[test]
+fn a_missing_image_fails_naming_the_step_and_the_image() {
+    let Some(env) = setup("missing_image", true) else {
+        return;
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            r#"- step:
+    type: Run
+    name: ghost
+    identifier: ghost
+    spec:
+      image: corral-tests/no-such-image:1
+      shell: Sh
+      command: echo never"#,
+        ),
+    );
+    let out = env.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = run_support::stderr(&out);
+    assert!(
+        err.contains("step ghost") && err.contains("corral-tests/no-such-image:1"),
+        "{err}"
+    );
+    assert!(!stdout(&out).contains("never"));
+}
+
+#[test]
+fn stage_selection_and_outputs_across_stages() {
+    let Some(env) = setup("stage_selection", true) else {
+        return;
+    };
+    let yaml = r#"pipeline:
+  name: two
+  identifier: two
+  stages:
+    - stage:
+        name: first
+        identifier: first
+        type: CI
+        spec:
+          execution:
+            steps:
+              - step:
+                  type: Run
+                  name: make
+                  identifier: make
+                  spec:
+                    image: busybox
+                    shell: Sh
+                    command: export TAG=v9; touch /harness/first.ran
+                    outputVariables:
+                      - name: TAG
+    - stage:
+        name: second
+        identifier: second
+        type: CI
+        spec:
+          execution:
+            steps:
+              - step:
+                  type: Run
+                  name: use
+                  identifier: use
+                  spec:
+                    image: busybox
+                    shell: Sh
+                    command: echo "tag <+pipeline.stages.first.spec.execution.steps.make.output.outputVariables.TAG>"
+"#;
+    let file = env.write("two.yaml", yaml);
+    let out = env.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("use  | tag v9"), "{}", stdout(&out));
+    std::fs::remove_file(env.ws("first.ran")).unwrap();
+    let only = env.run(&file, &["--stage", "second"]);
+    assert!(
+        !env.ws("first.ran").exists(),
+        "stage first was not selected"
+    );
+    let text = stdout(&only);
+    assert!(!text.lines().any(|l| l.starts_with("make")), "{text}");
+    // The output of an unselected stage is unknown: named, not guessed.
+    assert!(text.contains("use | failed:") && text.contains("unknown reference"));
+    assert_eq!(only.status.code(), Some(1));
+}
+
+#[test]
+fn the_library_api_runs_a_pipeline() {
+    let Some(env) = setup("library_api", true) else {
+        return;
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            r#"- step:
+    type: Run
+    name: lib
+    identifier: lib
+    spec:
+      image: busybox
+      shell: Sh
+      command: echo from-the-library > /harness/lib.txt; exit 3"#,
+        ),
+    );
+    let options = corral::runner::RunOptions {
+        store: Some(env.store.clone()),
+        workspace: Some(env.workspace.clone()),
+        config_file: Some("/dev/null".into()),
+        registry_mirrors: vec![format!(
+            "docker.io=http://{}",
+            env.registry.as_deref().unwrap()
+        )],
+        exe: Some(common::corral_bin()),
+        quiet: true,
+        ..corral::runner::RunOptions::default()
+    };
+    let report = corral::runner::run_pipeline(&file, options).unwrap();
+    assert_eq!(report.exit_code, 3);
+    assert_eq!(report.stages[0].steps[0].exit_code, Some(3));
+    assert_eq!(
+        std::fs::read_to_string(env.ws("lib.txt")).unwrap(),
+        "from-the-library\n"
+    );
+    assert!(report.run_dir.join("logs/s/lib.log").exists());
+}

@@ -137,9 +137,11 @@ pub enum RunError {
     },
     #[error("stage {stage}: {message}")]
     Pull { stage: String, message: String },
-    #[error("stage {stage}: failed to start its sandbox")]
+    #[error("stage {stage}: failed to start its sandbox{publishing}")]
     StartStage {
         stage: String,
+        /// ` (publishing host ports …)` when the stage has portBindings.
+        publishing: String,
         #[source]
         source: Box<sandbox::SandboxError>,
     },

@@ -4,15 +4,14 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::events::Event;
 use super::report::{StepKind, StepResult, StepStatus};
 use super::resolve::{ResolvedStep, WORKSPACE};
 use super::stage::{not_run, StageRun};
-use super::step::{self, ServiceEnd, TailSink};
-use super::supervise::{self, Action, Decision, ErrorMatch, Exit, Gate, StepOutcome};
+use super::step::{self, TailSink};
+use super::supervise::{self, Decision, Gate, StepOutcome};
 use crate::pipeline::model::{self, ExecutionItem, Step, StepGroup};
 
 /// Lines of a crashed service shown in its report.
@@ -165,7 +164,9 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         started(1);
         let slot = st.reserve();
         match step::spawn(st.sandbox, &spec, &log) {
-            Ok((child, pumps)) => start_service(st, slot, &resolved, child, pumps, tail),
+            Ok((child, pumps)) => {
+                super::service::start_service(st, slot, &resolved, child, pumps, tail)
+            }
             Err(message) => {
                 st.run
                     .note(&resolved.id, &format!("failed to start: {message}"));
@@ -368,140 +369,4 @@ fn not_started(st: &StageRun<'_>, id: &str, kind: StepKind, message: &str) {
         st.failed.store(true, Ordering::SeqCst);
     }
     st.record(slot, not_run(id, kind, StepStatus::Failed));
-}
-
-/// A Background step while its stage lives.
-pub(super) struct Service {
-    slot: usize,
-    id: String,
-    started: Instant,
-    handle: JoinHandle<ServiceEnd>,
-}
-
-impl Service {
-    /// Waits for the watcher (it stops the service once teardown is set).
-    pub fn finish(self) -> (usize, StepResult) {
-        let end = self.handle.join().unwrap_or(ServiceEnd::Stopped);
-        let (status, exit_code, signal) = match end {
-            ServiceEnd::Stopped => (StepStatus::RunningAtTeardown, None, None),
-            ServiceEnd::Exited(Exit::Code(0)) => (StepStatus::Success, Some(0), None),
-            ServiceEnd::Exited(Exit::Code(c)) => (StepStatus::Failed, Some(c), None),
-            ServiceEnd::Exited(Exit::Signal(s)) => (StepStatus::Failed, None, Some(s)),
-        };
-        let result = StepResult {
-            step: self.id,
-            kind: StepKind::Background,
-            status,
-            exit_code,
-            signal,
-            duration: self.started.elapsed(),
-            attempts: 1,
-        };
-        (self.slot, result)
-    }
-}
-
-fn start_service(
-    st: &StageRun<'_>,
-    slot: usize,
-    resolved: &ResolvedStep,
-    child: crate::sandbox::Step,
-    pumps: Vec<JoinHandle<()>>,
-    tail: Arc<TailSink>,
-) {
-    let stage = st.stage_id().to_string();
-    let id = resolved.id.clone();
-    let events = st.run.events.clone();
-    let terminal = st.run.terminal.clone();
-    let masker = st
-        .masker
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
-    let (stage2, id2, events2) = (stage.clone(), id.clone(), events.clone());
-    let on_exit = Box::new(move |exit: Exit| {
-        let (code, sig) = match exit {
-            Exit::Code(c) => (Some(c), None),
-            Exit::Signal(s) => (None, Some(s)),
-        };
-        if let Some(events) = &events {
-            let _ = events.emit(&Event::BackgroundExited {
-                stage: stage.clone(),
-                step: id.clone(),
-                exit_code: code,
-                signal: sig,
-            });
-        }
-        // Reported even with -q: a dead service explains later failures.
-        let how = match exit {
-            Exit::Code(c) => format!("exited with code {c}"),
-            Exit::Signal(s) => format!("was killed by signal {s}"),
-        };
-        let mut text = format!("background step {how} while its stage runs");
-        let lines = tail.lines();
-        if !lines.is_empty() {
-            text.push_str("; its last lines:");
-        }
-        let _ = terminal.note(&id, &masker.mask(&text));
-        for line in lines {
-            let _ = terminal.note(&id, &format!("  {line}"));
-        }
-    });
-    let on_signal = Box::new(move |signal| {
-        if let Some(events) = &events2 {
-            let _ = events.emit(&Event::Teardown {
-                stage: stage2.clone(),
-                step: id2.clone(),
-                signal,
-            });
-        }
-    });
-    let teardown = st.teardown.clone();
-    let grace = st.run.settings.grace;
-    let handle = std::thread::spawn(move || {
-        step::watch_service(child, pumps, teardown, grace, on_exit, on_signal)
-    });
-    st.services
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Service {
-            slot,
-            id: resolved.id.clone(),
-            started: Instant::now(),
-            handle,
-        });
-}
-
-/// The pipeline's failure strategies in `supervise` terms (rollback and
-/// manual intervention were already mapped by the model; unknown error
-/// names never match).
-pub(super) fn strategies(list: &[model::FailureStrategy]) -> Vec<supervise::FailureStrategy> {
-    list.iter()
-        .map(|fs| supervise::FailureStrategy {
-            errors: fs
-                .errors
-                .iter()
-                .filter_map(|e| ErrorMatch::parse(e.as_str()))
-                .collect(),
-            action: action(&fs.action),
-        })
-        .collect()
-}
-
-fn action(a: &model::FailureAction) -> Action {
-    match a {
-        model::FailureAction::Ignore => Action::Ignore,
-        model::FailureAction::MarkAsSuccess => Action::MarkAsSuccess,
-        model::FailureAction::Abort => Action::Abort,
-        model::FailureAction::MarkAsFailure => Action::MarkAsFailure,
-        model::FailureAction::Retry {
-            count,
-            intervals,
-            on_retry_failure,
-        } => Action::Retry(supervise::Retry {
-            count: *count,
-            intervals: intervals.clone(),
-            on_retry_failure: Box::new(action(on_retry_failure)),
-        }),
-    }
 }

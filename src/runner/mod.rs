@@ -13,12 +13,14 @@
 pub mod cancel;
 pub mod events;
 mod executor;
+mod failure;
 mod items;
 pub mod logs;
 pub mod plan;
 mod pull;
 pub mod report;
 pub mod resolve;
+mod service;
 mod stage;
 pub mod step;
 pub mod supervise;

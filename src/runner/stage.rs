@@ -61,7 +61,7 @@ pub(crate) struct StageRun<'a> {
     pub(super) results: Mutex<Vec<Option<StepResult>>>,
     pub(super) failed: AtomicBool,
     pub(super) aborted: AtomicBool,
-    pub(super) services: Mutex<Vec<super::items::Service>>,
+    pub(super) services: Mutex<Vec<super::service::Service>>,
     pub(super) teardown: Arc<AtomicBool>,
 }
 
@@ -157,11 +157,11 @@ impl StageRun<'_> {
 
     /// Failure strategies from the step out: step, groups innermost first, stage.
     pub fn levels(&self, step: &Step, groups: &[&StepGroup]) -> Vec<Vec<FailureStrategy>> {
-        let mut levels = vec![super::items::strategies(&step.failure_strategies)];
+        let mut levels = vec![super::failure::strategies(&step.failure_strategies)];
         for g in groups.iter().rev() {
-            levels.push(super::items::strategies(&g.failure_strategies));
+            levels.push(super::failure::strategies(&g.failure_strategies));
         }
-        levels.push(super::items::strategies(
+        levels.push(super::failure::strategies(
             &self.sc.stage().failure_strategies,
         ));
         levels
@@ -274,6 +274,15 @@ pub(crate) fn run_stage(
         .into_iter()
         .map(|(name, ip)| (name, ip.to_string()))
         .collect();
+    let publishing = if ports.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = ports.iter().map(|p| p.host_port.to_string()).collect();
+        format!(
+            " (publishing host ports {} from portBindings)",
+            list.join(", ")
+        )
+    };
     let spec = StageSpec {
         network,
         ports,
@@ -282,6 +291,7 @@ pub(crate) fn run_stage(
     };
     let sandbox = sandbox::Stage::start(spec).map_err(|source| RunError::StartStage {
         stage: stage_id.clone(),
+        publishing,
         source: Box::new(source),
     })?;
     let (results, outputs, aborted, failed) = {
