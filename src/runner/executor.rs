@@ -293,11 +293,13 @@ pub fn execute(
         }
     }
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
-    let terminal = Arc::new(TerminalSink::new(
-        Box::new(std::io::stdout()),
-        options.color,
-        &label_refs,
-    ));
+    // `--events -` owns stdout: step output goes to stderr then.
+    let out: Box<dyn std::io::Write + Send> = if options.events.as_deref() == Some(Path::new("-")) {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    let terminal = Arc::new(TerminalSink::new(out, options.color, &label_refs));
     let settings = Settings {
         store_dir,
         store,

@@ -325,6 +325,15 @@ pub(crate) fn run_stage(
         );
         for service in services {
             let (slot, result) = service.finish();
+            run.emit(Event::StepExited {
+                stage: stage_id.clone(),
+                step: result.step.clone(),
+                status: result.status,
+                exit_code: result.exit_code,
+                signal: result.signal,
+                duration_ms: result.duration.as_millis() as u64,
+                attempt: 1,
+            });
             state.record(slot, result);
         }
         let outputs = state.outputs();
