@@ -432,3 +432,28 @@ fn the_library_api_runs_a_pipeline() {
     );
     assert!(report.run_dir.join("logs/s/lib.log").exists());
 }
+
+#[test]
+fn the_stage_timeout_bounds_its_steps() {
+    let Some(env) = setup("stage_timeout", true) else {
+        return;
+    };
+    let yaml = pipeline(
+        r#"- step:
+    type: Run
+    name: slow
+    identifier: slow
+    spec:
+      image: busybox
+      shell: Sh
+      command: sleep 60"#,
+    )
+    .replace(
+        "        type: CI\n",
+        "        type: CI\n        timeout: 2s\n",
+    );
+    let file = env.write("p.yaml", &yaml);
+    let out = env.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(124));
+    assert_eq!(row(&out, "slow")[3], "Timeout");
+}

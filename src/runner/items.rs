@@ -291,9 +291,14 @@ fn run_attempt(
             signal,
         })
     };
+    let timeout = st.deadline.map_or(resolved.timeout, |deadline| {
+        resolved
+            .timeout
+            .min(deadline.saturating_duration_since(Instant::now()))
+    });
     let outcome = step::wait_run(
         &mut child,
-        resolved.timeout,
+        timeout,
         st.run.settings.grace,
         &st.run.cancel,
         &mut on_signal,
@@ -306,15 +311,12 @@ fn run_attempt(
             st.run.emit(Event::StepTimedOut {
                 stage: st.stage_id().to_string(),
                 step: resolved.id.clone(),
-                timeout_ms: resolved.timeout.as_millis() as u64,
+                timeout_ms: timeout.as_millis() as u64,
                 attempt,
             });
             st.run.note(
                 &resolved.id,
-                &format!(
-                    "timed out after {}",
-                    humantime::format_duration(resolved.timeout)
-                ),
+                &format!("timed out after {}", humantime::format_duration(timeout)),
             );
             StepOutcome::TimedOut
         }

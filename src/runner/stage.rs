@@ -63,6 +63,8 @@ pub(crate) struct StageRun<'a> {
     pub(super) aborted: AtomicBool,
     pub(super) services: Mutex<Vec<super::service::Service>>,
     pub(super) teardown: Arc<AtomicBool>,
+    /// The stage's `timeout`: no step runs past it.
+    pub(super) deadline: Option<Instant>,
 }
 
 impl StageRun<'_> {
@@ -313,6 +315,7 @@ pub(crate) fn run_stage(
             aborted: AtomicBool::new(aborted),
             services: Mutex::new(Vec::new()),
             teardown: Arc::new(AtomicBool::new(false)),
+            deadline: stage.timeout.map(|t| started + t),
         };
         super::items::run_items(&state, &stage.execution, &[]);
         // Teardown: services get SIGTERM, the grace period, then SIGKILL.
