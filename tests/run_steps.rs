@@ -457,3 +457,39 @@ fn the_stage_timeout_bounds_its_steps() {
     assert_eq!(out.status.code(), Some(124));
     assert_eq!(row(&out, "slow")[3], "Timeout");
 }
+
+#[test]
+fn offline_uses_stored_images_and_names_a_missing_one() {
+    let Some(env) = setup("offline_run", true) else {
+        return;
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            r#"- step:
+    type: Run
+    name: hi
+    identifier: hi
+    spec:
+      image: busybox
+      shell: Sh
+      command: echo offline works"#,
+        ),
+    );
+    let out = common::corral(&env.store)
+        .args(["run", "--offline"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = run_support::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("docker.io/library/busybox:latest"), "{err}");
+    // Pulled once through the mirror, the image is then used offline.
+    assert!(env.run(&file, &[]).status.success());
+    let again = common::corral(&env.store)
+        .args(["run", "--offline"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(stdout(&again).contains("hi | offline works"));
+}
