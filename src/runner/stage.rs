@@ -252,6 +252,16 @@ pub(crate) fn run_stage(
             stage: stage_id.clone(),
             message,
         })?;
+    if run.cancel.signal().is_some() {
+        // Interrupted while pulling: start nothing.
+        let result = StageResult {
+            stage: stage_id,
+            status: StageStatus::Skipped,
+            duration: started.elapsed(),
+            steps: Vec::new(),
+        };
+        return Ok((result, StepOutputs::new()));
+    }
     let network = run.settings.network;
     if network == NetworkMode::Host && !ports.is_empty() {
         tracing::info!("--network host: portBindings are the host's ports already");
