@@ -24,7 +24,13 @@ if [ -z "${CORRAL:-}" ]; then
 fi
 
 work=$(mktemp -d /tmp/corral-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+image=localhost/corral-bench-busybox:latest
+cleanup() {
+  rm -rf "$work"
+  if [ -n "${imported:-}" ]; then podman rmi -f "$image" >/dev/null 2>&1 || true; fi
+}
+declare -A cmds
+trap cleanup EXIT
 rootfs=$work/rootfs
 mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/proc" "$rootfs/dev" "$rootfs/sys" "$rootfs/tmp"
 cp "$(command -v busybox)" "$rootfs/bin/busybox"
@@ -33,7 +39,6 @@ for applet in $(busybox --list); do
 done
 chmod -R a+rX "$work"
 
-declare -A cmds
 cmds[corral]="$corral --store $work/store exec --rootfs $rootfs --network none -- /bin/true"
 cmds[corral-egress]="$corral --store $work/store exec --rootfs $rootfs -- /bin/true"
 cmds[unshare]="unshare --user --map-root-user --mount --pid --fork true"
@@ -48,8 +53,9 @@ if command -v crun >/dev/null; then
   cmds[crun]="crun run --bundle $work/bundle corral-bench-$$"
 fi
 if command -v podman >/dev/null; then
-  image=localhost/corral-bench-busybox:latest
   if tar -C "$rootfs" -c . | podman import --quiet - "$image" >/dev/null 2>&1; then
+    imported=1
+    # crun under podman refuses this host's rlimits as root; kept for hosts where it works.
     cmds[podman]="podman run --rm --network none --cgroups=disabled $image /bin/true"
   else
     echo "bench-exec: podman import failed; skipping podman" >&2

@@ -545,3 +545,68 @@ fn volume_targets_follow_symlinks_inside_the_rootfs() {
     );
     assert_eq!(out, "via-link\nvia-link\n");
 }
+
+/// The host's address on its default route (no packet is sent).
+fn host_address() -> Option<std::net::IpAddr> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("192.0.2.255:9")
+        .or_else(|_| sock.connect("1.1.1.1:53"))
+        .ok()?;
+    sock.local_addr().ok().map(|a| a.ip())
+}
+
+#[test]
+fn private_network_has_egress_through_pasta_and_slirp4netns() {
+    let name = "private_network_has_egress_through_pasta_and_slirp4netns";
+    if !common::require_namespaces(name) {
+        return;
+    }
+    let Some(host_ip) = host_address() else {
+        common::skip(name, "the host has no default route");
+        return;
+    };
+    let env = Env::new();
+    // slirp4netns reaches the host on its own address; pasta gives the
+    // namespace the host's address and maps its gateway to the host instead.
+    let gateway = "$(ip route | awk '/default/ {print $3}')";
+    let cases = [
+        ("slirp4netns", host_ip.to_string()),
+        ("pasta", gateway.to_string()),
+    ];
+    for (helper, target) in cases {
+        if Command::new(helper).arg("--version").output().is_err() {
+            common::skip(name, &format!("{helper} is not installed"));
+            continue;
+        }
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let server = std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if let Ok((mut conn, _)) = listener.accept() {
+                    let _ = conn.write_all(b"hello-from-host\n");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // Some helpers pass the host's close on late: stop at the first line.
+        let script = format!(
+            "nc {target} {port} </dev/null >/tmp/got & nc=$!; \
+             for i in $(seq 200); do [ -s /tmp/got ] && break; sleep 0.1; done; kill $nc 2>/dev/null; cat /tmp/got"
+        );
+        let out = env
+            .exec(&[], &script)
+            .env("CORRAL_EGRESS", helper)
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout(&out),
+            "hello-from-host\n",
+            "{helper}: {}",
+            stderr(&out)
+        );
+        server.join().unwrap();
+    }
+}

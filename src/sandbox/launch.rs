@@ -46,7 +46,9 @@ fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
 /// Runs `f` on the spawner thread and returns its result.
 /// The main thread lives as long as the process, so it spawns directly
 /// (two thread hand-offs fewer for `corral exec`).
-fn on_spawner<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+pub(crate) fn on_spawner<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
     if rustix::thread::gettid() == rustix::process::getpid() {
         return Ok(f());
     }

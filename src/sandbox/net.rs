@@ -125,37 +125,30 @@ pub fn egress_helper() -> Option<&'static str> {
 }
 
 /// Keeps an egress helper alive; dropping it stops the helper.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EgressGuard {
     child: Option<std::process::Child>,
     /// slirp4netns exits when this pipe closes (also when we die).
     exit_pipe: Option<std::os::fd::OwnedFd>,
-    /// pasta, in the foreground: killed here (it ignores SIGTERM).
-    pasta: Option<std::process::Child>,
 }
 
 impl Drop for EgressGuard {
     fn drop(&mut self) {
-        if let Some(mut pasta) = self.pasta.take() {
-            let _ = pasta.kill();
-            let _ = pasta.wait();
-        }
-        self.exit_pipe = None;
+        let closed_pipe = self.exit_pipe.take().is_some();
         if let Some(child) = &mut self.child {
+            if !closed_pipe {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }
 }
 
-/// Gives the netns of `pid` a route out. The helper stays our child and
-/// quits when the returned guard is dropped (or when we die).
+/// Gives the netns of `pid` a route out; the helper stays our child and
+/// stops when the returned guard is dropped or we die.
 pub fn start_egress(pid: i32) -> Result<EgressGuard, String> {
     match egress_helper() {
-        Some("pasta") => start_pasta(pid).map(|pasta| EgressGuard {
-            child: None,
-            exit_pipe: None,
-            pasta: Some(pasta),
-        }),
+        Some("pasta") => start_pasta(pid),
         Some(_) => start_slirp4netns(pid),
         None => {
             Err("neither pasta nor slirp4netns is usable; the sandbox has only loopback".into())
@@ -163,72 +156,57 @@ pub fn start_egress(pid: i32) -> Result<EgressGuard, String> {
     }
 }
 
-/// Runs pasta in the foreground as our child, dying with the thread that
-/// started it (PDEATHSIG): a daemonized pasta whose target is a PID never
-/// quits and would hold the netns forever. Ready once it writes its pid file.
-fn start_pasta(pid: i32) -> Result<std::process::Child, String> {
+/// pasta in the foreground as our child: given a PID it never notices that
+/// the namespace is gone, so it dies with us (PDEATHSIG) or with the guard.
+/// Ready once the namespace has a default route.
+fn start_pasta(pid: i32) -> Result<EgressGuard, String> {
     use std::os::unix::process::CommandExt;
-    let helper = "pasta";
-    let file = |what: &str| {
-        tempfile::NamedTempFile::new()
-            .map_err(|e| format!("failed to create a {what} file for {helper}: {e}"))
-    };
-    let (pid_file, err_file) = (file("pid")?, file("log")?);
-    let stderr = err_file
-        .reopen()
-        .map_err(|e| format!("failed to open {}: {e}", err_file.path().display()))?;
-    let mut cmd = Command::new(helper);
-    cmd.arg("--foreground").arg("--pid").arg(pid_file.path());
-    cmd.args([
-        "--config-net",
-        "--quiet",
-        "-t",
-        "none",
-        "-u",
-        "none",
-        "-T",
-        "none",
-        "-U",
-        "none",
-    ]);
+    let mut cmd = Command::new("pasta");
+    cmd.args(["--config-net", "--quiet", "--foreground"]);
+    cmd.args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"]);
     // pasta drops root to nobody, who may not enter root's user namespace.
     if rustix::process::geteuid().is_root() {
         cmd.args(["--runas", "0"]);
     }
+    cmd.arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     // SAFETY: prctl is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
             Ok(())
         });
     }
-    let mut child = cmd
-        .arg(pid.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| format!("failed to run {helper}: {e}"))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let child = super::launch::on_spawner(move || cmd.spawn())
+        .and_then(|r| r)
+        .map_err(|e| format!("failed to run pasta: {e}"))?;
+    let mut guard = EgressGuard {
+        child: Some(child),
+        exit_pipe: None,
+    };
+    let routes = format!("/proc/{pid}/net/route");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let written = std::fs::read_to_string(pid_file.path())
-            .map(|t| !t.trim().is_empty())
-            .unwrap_or(false);
-        if written {
-            return Ok(child);
+        let table = std::fs::read_to_string(&routes).unwrap_or_default();
+        if table
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some("00000000"))
+        {
+            return Ok(guard);
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = std::fs::read_to_string(err_file.path()).unwrap_or_default();
-            return Err(format!("{helper} failed ({status}): {}", log.trim()));
+        if let Some(child) = &mut guard.child {
+            if let Ok(Some(status)) = child.try_wait() {
+                guard.child = None;
+                return Err(format!("pasta failed ({status})"));
+            }
         }
         if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{helper} did not get ready within 10s"));
+            return Err("pasta did not configure the network within 5 s".into());
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(std::time::Duration::from_micros(500));
     }
 }
 
@@ -283,6 +261,5 @@ fn start_slirp4netns(pid: i32) -> Result<EgressGuard, String> {
     Ok(EgressGuard {
         child: Some(child),
         exit_pipe: Some(exit_w),
-        pasta: None,
     })
 }
