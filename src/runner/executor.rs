@@ -334,23 +334,53 @@ pub fn execute(
     });
     let stages: Vec<_> = ctx.stages().into_iter().cloned().collect();
     let mut results: Vec<StageResult> = Vec::new();
-    for stage in &stages {
+    let mut next = 0;
+    while next < stages.len() {
         if shared.cancel.signal().is_some() {
             break;
         }
+        // A `parallel:` stage group (or a looped stage's copies) runs at once.
+        let group = stages[next].parallel_group;
+        let mut end = next + 1;
+        while group.is_some() && end < stages.len() && stages[end].parallel_group == group {
+            end += 1;
+        }
+        let batch = &stages[next..end];
+        next = end;
         let failed = results
             .iter()
             .any(|r| matches!(r.status, StageStatus::Failed | StageStatus::Aborted));
         let aborted = results.iter().any(|r| r.status == StageStatus::Aborted);
-        let (result, outputs) = {
-            let sc = ctx.stage(stage).map_err(|source| RunError::Resolve {
-                stage: stage.id.value.clone(),
-                source: Box::new(source),
-            })?;
-            stage::run_stage(&shared, &sc, failed, aborted)?
+        let outcomes = {
+            let contexts = batch
+                .iter()
+                .map(|stage| {
+                    ctx.stage(stage).map_err(|source| RunError::Resolve {
+                        stage: stage.id.value.clone(),
+                        source: Box::new(source),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let shared = &shared;
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = contexts
+                    .iter()
+                    .map(|sc| scope.spawn(move || stage::run_stage(shared, sc, failed, aborted)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect::<Vec<_>>()
+            })
         };
-        ctx.record_outputs(&stage.id.value, outputs);
-        results.push(result);
+        for (stage, outcome) in batch.iter().zip(outcomes) {
+            let (result, outputs) = outcome?;
+            ctx.record_outputs(&stage.id.value, outputs);
+            results.push(result);
+        }
     }
     let interrupted = shared.cancel.signal();
     let exit_code = match interrupted {
