@@ -67,9 +67,10 @@ for step in write_site fetch check_greeting report_size; do
   got=$(step_status "$step")
   [ "$got" = success ] || die "step $step: status '${got:-missing}' in $events, expected success"
 done
-jq -e 'select(.type == "log" and .step == "fetch" and (.line | contains("Hello from corral")))' \
+# -s: one verdict over all events (-e alone judges only the last line).
+jq -s -e 'any(.[]; .type == "log" and .step == "fetch" and (.line | contains("Hello from corral")))' \
   "$events" >/dev/null || die "the fetch step never printed the page (see $events)"
-jq -e 'select(.type == "run_finished" and .exit_code == 0)' "$events" >/dev/null ||
+jq -s -e 'any(.[]; .type == "run_finished" and .exit_code == 0)' "$events" >/dev/null ||
   die "no run_finished event with exit_code 0 in $events"
 grep -q "Hello from corral" "$work/workspace/page.html" ||
   die "the workspace has no fetched page ($work/workspace/page.html)"

@@ -14,11 +14,18 @@ fn main() -> ExitCode {
     if let Some(args) = internal_sandbox_args() {
         return cmd::sandbox_internal(&args);
     }
+    // The image unpack helper runs in a fresh user namespace: single-threaded.
+    if std::env::args_os().nth(1).as_deref() == Some(corral::image::userns::HELPER_ARG.as_ref()) {
+        return cmd::image_unpack_internal();
+    }
     let cli = Cli::parse();
     if let Command::Sandbox(args) = &cli.command {
         return cmd::sandbox_internal(&args.args);
     }
     init_tracing(&cli);
+    if let Ok(exe) = std::env::current_exe() {
+        corral::image::register_unpack_helper(exe);
+    }
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(&cli.global, args),
         Command::Run(args) => cmd::run::run(&cli.global, args),

@@ -199,7 +199,12 @@ fn same_rootfs_from_mirror_layout_and_docker_save() {
     let want = describe_tree(&from_mirror, owners);
     assert_eq!(describe_tree(&from_layout, owners), want);
     assert_eq!(describe_tree(&from_docker, owners), want);
-    // And the store's own chain dir holds the same tree.
+    // And the store's own chain dir holds the same tree, unless it was
+    // unpacked in a subuid-mapped namespace: then its 0750 dirs belong to
+    // subordinate ids we cannot read as (tests/image_ownership.rs covers it).
+    if !common::is_root() && corral::image::userns::caller_sub_ids().is_some() {
+        return;
+    }
     let inspect = corral_ok(
         test,
         s1.path(),

@@ -235,19 +235,18 @@ fn secrets_stay_out_of_error_paths() {
 }
 
 #[test]
-fn run_without_dry_run_is_not_available_yet() {
+fn run_without_dry_run_names_a_missing_secret_before_anything_runs() {
     let store = tempfile::tempdir().expect("temp dir");
     let out = common::corral(store.path())
         .arg("run")
         .arg(pipelines().join("seed-cloud.yaml"))
+        .env_remove("Sauce_Access_Key")
         .output()
         .expect("run corral");
-    let (_, stderr) = text(&out);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        stderr.contains("not available in this build yet"),
-        "{stderr}"
-    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Sauce_Access_Key"), "{stderr}");
+    assert!(!stdout.contains("Sauce_Connect |"), "nothing ran: {stdout}");
 }
 
 #[test]

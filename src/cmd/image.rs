@@ -128,7 +128,7 @@ pub fn rmi(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<ExitCode> {
 
 pub fn prune(global: &GlobalArgs, _args: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(global)?;
-    let report = ops::prune(&store)?;
+    let report = ops::prune(&store, &*image::store_applier())?;
     println!(
         "removed {} blobs, {} layer chains, {} temporary files",
         report.blobs, report.chains, report.tmp_entries
@@ -139,8 +139,7 @@ pub fn prune(global: &GlobalArgs, _args: PruneArgs) -> anyhow::Result<ExitCode> 
 pub fn import(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(global)?;
     let progress = Reporter::new(global.quiet > 0);
-    let applier: std::sync::Arc<dyn image::LayerApplier> =
-        std::sync::Arc::new(image::default_applier());
+    let applier = image::store_applier();
     let imported = import::import_path(
         &store,
         &applier,

@@ -5,6 +5,7 @@ pub mod exec;
 pub mod image;
 pub mod info;
 pub mod run;
+pub mod run_exec;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -44,9 +45,10 @@ pub fn sandbox_internal(args: &[String]) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(RUNNER_ERROR))
 }
 
-/// The error of a subcommand whose area has not landed yet.
-pub fn not_yet(what: &str) -> anyhow::Result<ExitCode> {
-    Err(anyhow::anyhow!(
-        "`corral {what}` is not available in this build yet"
-    ))
+/// Entry of the re-executed image unpack helper (`corral __image-unpack
+/// OP PATH…`), which applies layers in a subuid-mapped user namespace.
+pub fn image_unpack_internal() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+    let code = corral::image::userns::helper_main(&args);
+    ExitCode::from(u8::try_from(code).unwrap_or(RUNNER_ERROR))
 }

@@ -1,5 +1,4 @@
-//! `corral run FILE`: for now the `--dry-run` plan; the stage executor
-//! replaces the other path and can reuse `prepare` and `print_plan`.
+//! `corral run FILE`: the `--dry-run` plan here; running it is in `run_exec`.
 
 use std::process::ExitCode;
 
@@ -12,11 +11,7 @@ use corral::runner::resolve::{RunContext, RunOptions};
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.dry_run {
-        eprintln!(
-            "hint: `corral run --dry-run {}` shows what would run",
-            args.file.display()
-        );
-        return super::not_yet("run");
+        return super::run_exec::run(global, &args);
     }
     dry_run(global, &args)
 }
@@ -78,7 +73,7 @@ fn print_diagnostics(diagnostics: &[Diagnostic]) {
 }
 
 /// An error and its causes on one line each, masked.
-fn masked_chain(err: &dyn std::error::Error, masker: &Masker) -> String {
+pub fn masked_chain(err: &dyn std::error::Error, masker: &Masker) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -1,11 +1,15 @@
 //! The seam between the store and the layer applier: which options unpack
-//! uses and where it runs. The lead will route rootless unpacking through a
-//! subuid-mapped user namespace here.
+//! uses and where it runs. Root keeps owners in-process; a user with a
+//! subuid range keeps them too, by unpacking in a mapped user namespace
+//! (`userns.rs`); anyone else gets files squashed to themselves with the
+//! image's owner recorded in `user.containers.override_stat`.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use super::unpack::{self, AppliedLayer, Ownership, UnpackOptions};
+use super::userns::{self, SubIds};
 
 pub type ApplyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -15,6 +19,10 @@ pub trait LayerApplier: Send + Sync {
     fn apply(&self, root: &Path, layer: &mut dyn Read) -> Result<AppliedLayer, ApplyError>;
     /// Makes `dest` (not existing yet) a copy of the chain dir `parent`.
     fn clone_tree(&self, parent: &Path, dest: &Path) -> Result<(), ApplyError>;
+    /// Deletes a chain or staging dir this applier made.
+    fn remove_tree(&self, path: &Path) -> Result<(), ApplyError> {
+        Ok(unpack::remove_tree(path)?)
+    }
 }
 
 /// The real applier (`unpack::apply_layer`) run in this process.
@@ -31,12 +39,47 @@ impl LayerApplier for UnpackApplier {
     }
 }
 
-/// Largest uncompressed layer we accept (64 GiB) and most entries (10 M).
-const MAX_LAYER_BYTES: u64 = 64 << 30;
-const MAX_LAYER_ENTRIES: u64 = 10_000_000;
+/// The real applier run by a re-executed corral in a user namespace that
+/// maps the caller to 0 and its subordinate range above (owners kept).
+pub struct UsernsApplier {
+    /// The corral binary (it handles `__image-unpack`).
+    pub helper: PathBuf,
+    pub ids: SubIds,
+}
 
-/// Decides how layers are unpacked on this host: owners kept as root,
-/// squashed to the caller otherwise.
+impl LayerApplier for UsernsApplier {
+    fn apply(&self, root: &Path, layer: &mut dyn Read) -> Result<AppliedLayer, ApplyError> {
+        Ok(userns::apply(&self.helper, &self.ids, root, layer)?)
+    }
+    fn clone_tree(&self, parent: &Path, dest: &Path) -> Result<(), ApplyError> {
+        userns::run_helper(&self.helper, &self.ids, "clone", &[parent, dest], None)?;
+        Ok(())
+    }
+    fn remove_tree(&self, path: &Path) -> Result<(), ApplyError> {
+        if std::fs::symlink_metadata(path).is_err() {
+            return Ok(());
+        }
+        userns::run_helper(&self.helper, &self.ids, "remove", &[path], None)?;
+        Ok(())
+    }
+}
+
+/// Largest uncompressed layer we accept (64 GiB) and most entries (10 M).
+pub(super) const MAX_LAYER_BYTES: u64 = 64 << 30;
+pub(super) const MAX_LAYER_ENTRIES: u64 = 10_000_000;
+
+static HELPER: OnceLock<PathBuf> = OnceLock::new();
+
+/// Declares the corral binary that can run `__image-unpack` (the binary
+/// calls this at start; library users such as tests may too). Without it,
+/// store layers are unpacked in-process.
+pub fn register_unpack_helper(exe: PathBuf) {
+    let _ = HELPER.set(exe);
+}
+
+/// In-process unpacking for this host: owners kept as root, squashed to the
+/// caller otherwise. `corral image unpack` uses it (like `umoci unpack
+/// --rootless`: the tree must be the user's own).
 pub fn default_applier() -> UnpackApplier {
     let root = rustix::process::geteuid().is_root();
     UnpackApplier {
@@ -50,5 +93,21 @@ pub fn default_applier() -> UnpackApplier {
             max_bytes: MAX_LAYER_BYTES,
             max_entries: MAX_LAYER_ENTRIES,
         },
+    }
+}
+
+/// The applier for store chain dirs: in a subuid-mapped user namespace when
+/// the caller has a range and a helper binary is registered, else
+/// [`default_applier`].
+pub fn store_applier() -> Arc<dyn LayerApplier> {
+    match (HELPER.get(), userns::caller_sub_ids()) {
+        (Some(helper), Some(ids)) => {
+            tracing::debug!(?ids, "unpacking layers in a subuid-mapped user namespace");
+            Arc::new(UsernsApplier {
+                helper: helper.clone(),
+                ids,
+            })
+        }
+        _ => Arc::new(default_applier()),
     }
 }

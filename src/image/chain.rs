@@ -1,12 +1,17 @@
 //! Building chain directories: clone the parent chain into staging, apply
-//! the layer, check its diff_id, rename into `layers/<chainid>`.
+//! one or more layers, check their diff_ids, rename into `layers/<chainid>`.
+//!
+//! A clone costs one new inode per directory of the parent (and a hard link
+//! per file), whatever the size of the layer on top, so small intermediate
+//! layers are not given chain dirs of their own: they are applied onto the
+//! same staging dir as the layers above them (see [`keep_chain`]).
 
 use std::fs::File;
 use std::path::PathBuf;
 
 use super::applier::{ApplyError, LayerApplier};
 use super::digest::Digest;
-use super::store::{remove_tree, Store, StoreError};
+use super::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
@@ -54,13 +59,34 @@ pub enum ChainError {
     },
 }
 
-/// One layer to turn into a chain dir.
+/// Compressed size from which a middle layer gets its own chain dir:
+/// re-applying a smaller layer for another image costs less than cloning
+/// the tree below it for every pull.
+pub const KEEP_CHAIN_BYTES: u64 = 8 << 20;
+
+/// Whether chain `index` of `sizes.len()` layers (compressed sizes) is
+/// materialised: always the base (the layer images most often share) and
+/// the top, in between only large layers.
+pub fn keep_chain(index: usize, sizes: &[u64]) -> bool {
+    index == 0
+        || index + 1 == sizes.len()
+        || sizes.get(index).is_some_and(|&s| s >= KEEP_CHAIN_BYTES)
+}
+
+/// One layer of a chain step.
+#[derive(Debug, Clone)]
+pub struct LayerStep {
+    pub diff_id: Digest,
+    pub blob: Digest,
+}
+
+/// Layers to apply, in order, onto a clone of `parent` (or an empty dir),
+/// giving the chain dir `chain_id` (the chain id after the last layer).
 #[derive(Debug, Clone)]
 pub struct ChainStep {
     pub parent: Option<Digest>,
     pub chain_id: Digest,
-    pub diff_id: Digest,
-    pub blob: Digest,
+    pub layers: Vec<LayerStep>,
 }
 
 /// Builds `layers/<chain_id>` unless another process already did.
@@ -88,7 +114,7 @@ pub fn build_chain(
         })
     });
     if result.is_err() {
-        if let Err(e) = remove_tree(&staging) {
+        if let Err(e) = applier.remove_tree(&staging) {
             tracing::warn!("cannot clean up {}: {e}", staging.display());
         }
     }
@@ -113,7 +139,19 @@ fn build_into(
             source,
         })?,
     }
-    let blob_path = store.blob_path(&step.blob);
+    for layer in &step.layers {
+        apply_one(store, applier, layer, staging)?;
+    }
+    Ok(())
+}
+
+fn apply_one(
+    store: &Store,
+    applier: &dyn LayerApplier,
+    layer: &LayerStep,
+    staging: &std::path::Path,
+) -> Result<(), ChainError> {
+    let blob_path = store.blob_path(&layer.blob);
     let mut blob = File::open(&blob_path).map_err(|source| ChainError::OpenBlob {
         path: blob_path,
         source,
@@ -121,15 +159,31 @@ fn build_into(
     let applied = applier
         .apply(staging, &mut blob)
         .map_err(|source| ChainError::ApplyLayer {
-            layer: step.blob.to_string(),
+            layer: layer.blob.to_string(),
             source,
         })?;
-    if applied.diff_id != step.diff_id.to_string() {
+    if applied.diff_id != layer.diff_id.to_string() {
         return Err(ChainError::DiffIdMismatch {
-            layer: step.blob.to_string(),
-            expected: step.diff_id.to_string(),
+            layer: layer.blob.to_string(),
+            expected: layer.diff_id.to_string(),
             actual: applied.diff_id,
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_top_and_large_layers_get_chain_dirs() {
+        let sizes = [100, 10_000, 9 << 20, 500, 300];
+        let kept: Vec<usize> = (0..sizes.len())
+            .filter(|&i| keep_chain(i, &sizes))
+            .collect();
+        assert_eq!(kept, [0, 2, 4]);
+        assert!(keep_chain(0, &[10]));
+        assert!(!keep_chain(1, &[10, 10, 10]));
+    }
 }

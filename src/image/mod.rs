@@ -29,11 +29,12 @@ pub mod reference;
 pub mod registry;
 pub mod store;
 pub mod unpack;
+pub mod userns;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use self::applier::{default_applier, LayerApplier};
+pub use self::applier::{default_applier, register_unpack_helper, store_applier, LayerApplier};
 pub use self::digest::Digest;
 pub use self::platform::Platform;
 pub use self::progress::{NoProgress, Progress, PullSummary};
@@ -140,6 +141,12 @@ pub enum ImageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot remove {path} from the store")]
+    RemoveTree {
+        path: PathBuf,
+        #[source]
+        source: applier::ApplyError,
+    },
     #[error("cannot unpack layer {layer} into {path}")]
     Unpack {
         layer: String,
@@ -206,7 +213,7 @@ pub struct Puller {
 
 impl Puller {
     pub fn new(store: Store, options: RegistryOptions) -> Result<Self, ImageError> {
-        Self::with_applier(store, options, Arc::new(default_applier()))
+        Self::with_applier(store, options, store_applier())
     }
 
     /// With another layer applier (tests, or unpacking in a user namespace).

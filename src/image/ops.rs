@@ -100,7 +100,9 @@ pub struct PruneReport {
 
 /// Deletes blobs and chain dirs no image references, and leftovers in
 /// `tmp/`. Waits for running pulls to finish and blocks new ones meanwhile.
-pub fn prune(store: &Store) -> Result<PruneReport, ImageError> {
+/// Chain and staging dirs are removed by `applier` (the one that made them:
+/// in a user namespace, they may hold inodes we cannot chmod outside it).
+pub fn prune(store: &Store, applier: &dyn LayerApplier) -> Result<PruneReport, ImageError> {
     let _gc = store.lock("gc", true)?;
     let index = store.read_index()?;
     let mut blobs: BTreeSet<String> = BTreeSet::new();
@@ -116,14 +118,18 @@ pub fn prune(store: &Store) -> Result<PruneReport, ImageError> {
     }
     let mut report = PruneReport::default();
     for alg in ["sha256", "sha512"] {
-        report.blobs += remove_unlisted(&store.root().join("blobs").join(alg), &blobs)?;
+        report.blobs += remove_unlisted(&store.root().join("blobs").join(alg), &blobs, None)?;
     }
-    report.chains = remove_unlisted(&store.root().join("layers"), &chains)?;
-    report.tmp_entries = remove_unlisted(&store.tmp_dir(), &BTreeSet::new())?;
+    report.chains = remove_unlisted(&store.root().join("layers"), &chains, Some(applier))?;
+    report.tmp_entries = remove_unlisted(&store.tmp_dir(), &BTreeSet::new(), Some(applier))?;
     Ok(report)
 }
 
-fn remove_unlisted(dir: &Path, keep: &BTreeSet<String>) -> Result<usize, ImageError> {
+fn remove_unlisted(
+    dir: &Path,
+    keep: &BTreeSet<String>,
+    applier: Option<&dyn LayerApplier>,
+) -> Result<usize, ImageError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -141,7 +147,13 @@ fn remove_unlisted(dir: &Path, keep: &BTreeSet<String>) -> Result<usize, ImageEr
         if keep.contains(&name) {
             continue;
         }
-        remove_tree(&entry.path())?;
+        let path = entry.path();
+        match applier {
+            Some(applier) => applier
+                .remove_tree(&path)
+                .map_err(|source| ImageError::RemoveTree { path, source })?,
+            None => remove_tree(&path)?,
+        }
         removed += 1;
     }
     Ok(removed)

@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures_util::future::join_all;
 
 use super::applier::LayerApplier;
-use super::chain::{build_chain, ChainStep};
+use super::chain::{build_chain, keep_chain, ChainStep, LayerStep};
 use super::digest::{chain_ids, Digest};
 use super::manifest::{
     parse_config, parse_document, ConfigFile, Descriptor, Document, MAX_DOCUMENT_BYTES,
@@ -211,7 +211,8 @@ pub(crate) struct Materialized {
     pub applied: usize,
 }
 
-/// Makes sure every chain dir of the image exists: downloads missing blobs
+/// Makes sure the image's top chain dir exists (and those of its large
+/// layers, see `chain::keep_chain`): downloads missing blobs
 /// (bounded per host) while applying layers in order as soon as each blob
 /// and its parent chain are ready. Without a client, blobs must be present.
 pub(crate) async fn materialize(
@@ -254,8 +255,11 @@ pub(crate) async fn materialize(
             let _ = tx.send(result);
         },
     ));
+    let sizes: Vec<u64> = resolved.layers.iter().map(|l| l.size).collect();
     let applies = async {
         let mut stats = Materialized::default();
+        let mut pending: Vec<LayerStep> = Vec::new();
+        let mut base = start.checked_sub(1).map(|p| chains[p].clone());
         for (offset, rx) in receivers.into_iter().enumerate() {
             let i = start + offset;
             let fetched = rx.await.map_err(|_| ImageError::Cancelled {
@@ -265,12 +269,19 @@ pub(crate) async fn materialize(
                 stats.downloaded += 1;
                 stats.bytes += bytes;
             }
-            let step = ChainStep {
-                parent: i.checked_sub(1).map(|p| chains[p].clone()),
-                chain_id: chains[i].clone(),
+            pending.push(LayerStep {
                 diff_id: diff_ids[i].clone(),
                 blob: resolved.layers[i].digest.clone(),
+            });
+            if !keep_chain(i, &sizes) {
+                continue;
+            }
+            let step = ChainStep {
+                parent: base.replace(chains[i].clone()),
+                chain_id: chains[i].clone(),
+                layers: std::mem::take(&mut pending),
             };
+            let applied = step.layers.len();
             let (store2, applier2) = (store.clone(), applier.clone());
             let built =
                 tokio::task::spawn_blocking(move || build_chain(&store2, &*applier2, &step))
@@ -283,9 +294,11 @@ pub(crate) async fn materialize(
                         source: Box::new(source),
                     })?;
             if built {
-                stats.applied += 1;
+                stats.applied += applied;
             }
-            progress.layer_applied(&resolved.layers[i].digest);
+            for layer in &resolved.layers[i + 1 - applied..=i] {
+                progress.layer_applied(&layer.digest);
+            }
         }
         Ok::<_, ImageError>(stats)
     };

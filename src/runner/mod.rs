@@ -6,10 +6,26 @@
 //! - `report`: step and stage results, the summary table, the exit code
 //! - `supervise`: timeouts, failure strategies and `when` gating
 //! - `resolve`: model step + run state -> a concrete step to launch
+//! - `executor`: a whole run ([`run_pipeline`], [`execute`]); `stage`,
+//!   `items`, `step`, `pull`: one stage, its items, one sandbox, its images
+//! - `cancel`: Ctrl-C / SIGTERM stop the run
 
+pub mod cancel;
 pub mod events;
+mod executor;
+mod failure;
+mod items;
 pub mod logs;
 pub mod plan;
+mod pull;
 pub mod report;
 pub mod resolve;
+mod service;
+mod stage;
+pub mod step;
 pub mod supervise;
+
+pub use cancel::{install_signal_handlers, Cancel};
+pub use executor::{
+    execute, run_pipeline, RunError, RunOptions, RunReport, Settings, DEFAULT_GRACE,
+};

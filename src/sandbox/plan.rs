@@ -184,12 +184,7 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
             work: dirs.work.clone(),
             target: root.clone(),
         }),
-        Rootfs::HostRoot => ops.push(SetupOp::Bind {
-            source: PathBuf::from("/"),
-            target: root.clone(),
-            recursive: true,
-            read_only: true,
-        }),
+        Rootfs::HostRoot => ops.extend(host_root_ops(root, Path::new("/"))),
     }
     for dir in ["proc", "dev", "sys", "tmp", "run", "etc"] {
         ops.push(SetupOp::Mkdir {
@@ -253,6 +248,62 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
     ops.push(SetupOp::SetHostname {
         name: spec.hostname.clone(),
     });
+    ops
+}
+
+/// The host's root as a tmpfs holding read-only binds of its top-level
+/// entries (symlinks copied): the host stays read-only, and mount points
+/// the host lacks (the workspace at `/harness`) can still be created.
+fn host_root_ops(root: &Path, host: &Path) -> Vec<SetupOp> {
+    let mut ops = vec![SetupOp::MountTmpfs {
+        target: root.to_path_buf(),
+        mode: 0o755,
+        flags: NOSUID | NODEV,
+    }];
+    let mut entries: Vec<_> = std::fs::read_dir(host)
+        .map(|dir| dir.flatten().collect())
+        .unwrap_or_default();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        // Made fresh for every sandbox below.
+        if ["proc", "dev", "sys", "tmp", "run"]
+            .iter()
+            .any(|n| name == *n)
+        {
+            continue;
+        }
+        let source = entry.path();
+        let target = root.join(&name);
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            if let Ok(link) = std::fs::read_link(&source) {
+                ops.push(SetupOp::Symlink {
+                    target: link.to_string_lossy().into_owned(),
+                    link: target,
+                });
+            }
+            continue;
+        }
+        ops.push(if kind.is_dir() {
+            SetupOp::Mkdir {
+                path: target.clone(),
+                mode: 0o755,
+            }
+        } else {
+            SetupOp::Touch {
+                path: target.clone(),
+            }
+        });
+        ops.push(SetupOp::Bind {
+            source,
+            target,
+            recursive: kind.is_dir(),
+            read_only: true,
+        });
+    }
     ops
 }
 
@@ -465,15 +516,15 @@ mod tests {
     fn host_root_is_a_read_only_rbind_with_private_tmp() {
         let spec = SandboxSpec::new(Rootfs::HostRoot, vec!["sh".into()]);
         let ops = plan(&spec, &dirs());
-        assert_eq!(
-            ops[9],
-            SetupOp::Bind {
-                source: "/".into(),
-                target: "/run/s1/root".into(),
-                recursive: true,
-                read_only: true
-            }
-        );
+        assert!(ops.contains(&SetupOp::Bind {
+            source: "/usr".into(),
+            target: "/run/s1/root/usr".into(),
+            recursive: true,
+            read_only: true
+        }));
+        assert!(!ops
+            .iter()
+            .any(|op| matches!(op, SetupOp::Bind { source, .. } if source == Path::new("/"))));
         assert!(ops.contains(&SetupOp::MountTmpfs {
             target: "/run/s1/root/tmp".into(),
             mode: 0o1777,

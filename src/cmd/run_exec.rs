@@ -1,0 +1,59 @@
+//! `corral run FILE` (without `--dry-run`): runs the pipeline, prints the
+//! summary and where the logs and workspace are, exits with its code.
+
+use std::process::ExitCode;
+
+use corral::cli::{GlobalArgs, NetworkMode as CliNetwork, RunArgs};
+use corral::config::Config;
+use corral::runner::{self, report, Cancel, RunOptions};
+use corral::sandbox::NetworkMode;
+
+pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    // Before any thread exists: the signals are blocked in every thread.
+    let cancel = Cancel::new();
+    runner::install_signal_handlers(cancel.clone())?;
+    let Some(ctx) = super::run::prepare(global, args)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let mut config = Config::load(global.config.as_deref())?;
+    config.apply_registry_args(&args.registry_mirrors, &args.insecure_registries)?;
+    let masker = ctx.masker();
+    let color = runner::logs::stdout_color(global.color);
+    let options = RunOptions {
+        resolve: ctx.options().clone(),
+        store: global.store.clone(),
+        workspace: args.workspace.clone(),
+        network: Some(match args.network {
+            CliNetwork::Private => NetworkMode::Private,
+            CliNetwork::None => NetworkMode::None,
+            CliNetwork::Host => NetworkMode::Host,
+        }),
+        offline: args.offline,
+        events: args.events.clone(),
+        color,
+        quiet: global.quiet > 0,
+        cancel,
+        ..RunOptions::default()
+    };
+    let report = match runner::execute(ctx, config, &options) {
+        Ok(report) => report,
+        Err(err) => {
+            eprintln!("error: {}", super::run::masked_chain(&err, &masker));
+            return Ok(ExitCode::from(1));
+        }
+    };
+    // The summary goes with the step output: on stdout, unless --events -
+    // owns stdout.
+    let table = report::render_table(&report.stages, &masker, color);
+    if args.events.as_deref() == Some(std::path::Path::new("-")) {
+        eprint!("{table}");
+    } else {
+        print!("{table}");
+    }
+    eprintln!("logs:      {}", report.run_dir.join("logs").display());
+    eprintln!("workspace: {}", report.workspace.display());
+    if let Some(sig) = report.interrupted {
+        eprintln!("interrupted by signal {sig}");
+    }
+    Ok(ExitCode::from(report.exit_code))
+}

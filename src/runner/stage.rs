@@ -1,0 +1,397 @@
+//! One stage: its images, its sandbox stage (shared user + network
+//! namespaces, published ports), its execution items, and its teardown.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::events::{Event, EventWriter};
+use super::logs::{LineSink, StepLog, TerminalSink};
+use super::pull::Wanted;
+use super::report::{self, StageResult, StageStatus, StepResult, StepStatus};
+use super::resolve::{ResolvedStep, StageContext, StepOutputs};
+use super::step::{self, StepMounts};
+use super::supervise::{self, FailureStrategy, Gate};
+use super::{Cancel, RunError, Settings};
+use crate::image::Image;
+use crate::pipeline::model::{ExecutionItem, Step, StepGroup};
+use crate::pipeline::secret::Masker;
+use crate::sandbox::{self, NetworkMode, PortForward, StageSpec};
+
+/// What one run shares with each of its stages.
+pub(crate) struct RunShared<'a> {
+    pub settings: &'a Settings,
+    pub events: Option<Arc<EventWriter>>,
+    pub terminal: Arc<TerminalSink>,
+    pub cancel: Arc<Cancel>,
+    pub run_dir: PathBuf,
+    pub workspace: PathBuf,
+    pub masker: Masker,
+}
+
+impl RunShared<'_> {
+    pub fn emit(&self, event: Event) {
+        if let Some(events) = &self.events {
+            if let Err(err) = events.emit(&event) {
+                tracing::warn!("{}", step::error_chain(&err));
+            }
+        }
+    }
+
+    pub fn note(&self, label: &str, text: &str) {
+        if !self.settings.quiet {
+            let _ = self.terminal.note(label, &self.masker.mask(text));
+        }
+    }
+}
+
+/// The state of a stage while its items run.
+pub(crate) struct StageRun<'a> {
+    pub(super) run: &'a RunShared<'a>,
+    pub(super) sc: &'a StageContext<'a>,
+    pub(super) sandbox: &'a sandbox::Stage,
+    pub(super) images: Mutex<BTreeMap<String, Image>>,
+    pub(super) mounts: StepMounts,
+    pub(super) log_dir: PathBuf,
+    pub(super) masker: Mutex<Masker>,
+    pub(super) outputs: Mutex<StepOutputs>,
+    /// Results in start order; Background steps fill theirs at teardown.
+    pub(super) results: Mutex<Vec<Option<StepResult>>>,
+    pub(super) failed: AtomicBool,
+    pub(super) aborted: AtomicBool,
+    pub(super) services: Mutex<Vec<super::service::Service>>,
+    pub(super) teardown: Arc<AtomicBool>,
+    /// The stage's `timeout`: no step runs past it.
+    pub(super) deadline: Option<Instant>,
+}
+
+impl StageRun<'_> {
+    pub fn stage_id(&self) -> &str {
+        self.sc.stage().id.as_str()
+    }
+
+    /// Reserves the next place in the results.
+    pub fn reserve(&self) -> usize {
+        let mut results = self.results.lock().unwrap_or_else(PoisonError::into_inner);
+        results.push(None);
+        results.len() - 1
+    }
+
+    pub fn record(&self, slot: usize, result: StepResult) {
+        let mut results = self.results.lock().unwrap_or_else(PoisonError::into_inner);
+        results[slot] = Some(result);
+    }
+
+    pub fn outputs(&self) -> StepOutputs {
+        self.outputs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The step's log: terminal and events (masked), its file, its tail.
+    pub fn step_log(
+        &self,
+        resolved: &ResolvedStep,
+        tail: Arc<step::TailSink>,
+    ) -> Result<StepLog, RunError> {
+        let mut masker = self
+            .masker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for value in &resolved.secret_values {
+            masker.add(value);
+        }
+        let mut sinks: Vec<Arc<dyn LineSink>> = Vec::new();
+        if !self.run.settings.quiet {
+            sinks.push(self.run.terminal.clone());
+        }
+        if let Some(events) = &self.run.events {
+            sinks.push(events.clone());
+        }
+        sinks.push(tail);
+        let file =
+            super::logs::FileSink::create(&self.log_dir, &resolved.id).map_err(|source| {
+                RunError::Log {
+                    stage: self.stage_id().to_string(),
+                    source,
+                }
+            })?;
+        sinks.push(Arc::new(file));
+        Ok(StepLog::new(self.stage_id(), &resolved.id, masker, sinks))
+    }
+
+    /// The step's image, pulled now if it was not known before the stage
+    /// started (its reference used an output of an earlier step).
+    pub fn image_for(&self, resolved: &ResolvedStep) -> Result<Option<Image>, String> {
+        let Some(reference) = &resolved.image else {
+            return Ok(None);
+        };
+        if let Some(image) = self
+            .images
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(reference)
+        {
+            return Ok(Some(image.clone()));
+        }
+        let wanted = [Wanted {
+            image: reference.clone(),
+            step: resolved.id.clone(),
+            policy: resolved.pull_policy,
+            connector: resolved.connector.clone(),
+        }];
+        let images = self.run.settings.pull(
+            &self.sc.run().secrets().clone(),
+            &wanted,
+            self.run.events.clone(),
+        )?;
+        let image = images.get(reference).cloned();
+        self.images
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(images);
+        Ok(image)
+    }
+
+    /// Failure strategies from the step out: step, groups innermost first, stage.
+    pub fn levels(&self, step: &Step, groups: &[&StepGroup]) -> Vec<Vec<FailureStrategy>> {
+        let mut levels = vec![super::failure::strategies(&step.failure_strategies)];
+        for g in groups.iter().rev() {
+            levels.push(super::failure::strategies(&g.failure_strategies));
+        }
+        levels.push(super::failure::strategies(
+            &self.sc.stage().failure_strategies,
+        ));
+        levels
+    }
+}
+
+/// Every step of the stage with its enclosing groups.
+fn all_steps<'s>(
+    items: &'s [ExecutionItem],
+    groups: &[&'s StepGroup],
+    out: &mut Vec<(&'s Step, Vec<&'s StepGroup>)>,
+) {
+    for item in items {
+        match item {
+            ExecutionItem::Step(s) => out.push((s, groups.to_vec())),
+            ExecutionItem::Parallel(p) => all_steps(&p.items, groups, out),
+            ExecutionItem::Group(g) => {
+                let mut inner = groups.to_vec();
+                inner.push(g);
+                all_steps(&g.steps, &inner, out);
+            }
+        }
+    }
+}
+
+/// Runs one stage to its end; `pipeline_failed` is whether an earlier
+/// stage failed (for the stage's `when`).
+pub(crate) fn run_stage(
+    run: &RunShared<'_>,
+    sc: &StageContext<'_>,
+    pipeline_failed: bool,
+    aborted: bool,
+) -> Result<(StageResult, StepOutputs), RunError> {
+    let stage = sc.stage();
+    let stage_id = stage.id.value.clone();
+    let started = Instant::now();
+    let resolve_err = |source| RunError::Resolve {
+        stage: stage_id.clone(),
+        source: Box::new(source),
+    };
+    let when = sc.stage_when().map_err(resolve_err)?;
+    if let Gate::Skip(reason) = supervise::gate(when.as_ref(), pipeline_failed, aborted) {
+        run.note(&stage_id, &format!("stage skipped: {}", reason.describe()));
+        let result = StageResult {
+            stage: stage_id,
+            status: StageStatus::Skipped,
+            duration: Duration::ZERO,
+            steps: Vec::new(),
+        };
+        return Ok((result, StepOutputs::new()));
+    }
+    run.emit(Event::StageStarted {
+        stage: stage_id.clone(),
+    });
+    // What the stage needs before it starts: images and published ports.
+    let mut steps = Vec::new();
+    all_steps(&stage.execution, &[], &mut steps);
+    let mut wanted: Vec<Wanted> = Vec::new();
+    let mut ports: Vec<PortForward> = Vec::new();
+    for (s, groups) in &steps {
+        let preview = sc.preview_step(s, groups).map_err(resolve_err)?;
+        if let Some(image) = &preview.image {
+            if !wanted.iter().any(|w| &w.image == image) {
+                wanted.push(Wanted {
+                    image: image.clone(),
+                    step: preview.id.clone(),
+                    policy: preview.pull_policy,
+                    connector: preview.connector.clone(),
+                });
+            }
+        }
+        for &(host_port, container_port) in &preview.ports {
+            let forward = PortForward {
+                host_port,
+                container_port,
+            };
+            if !ports.contains(&forward) {
+                ports.push(forward);
+            }
+        }
+    }
+    let images = run
+        .settings
+        .pull(sc.run().secrets(), &wanted, run.events.clone())
+        .map_err(|message| RunError::Pull {
+            stage: stage_id.clone(),
+            message,
+        })?;
+    if run.cancel.signal().is_some() {
+        // Interrupted while pulling: start nothing.
+        let result = StageResult {
+            stage: stage_id,
+            status: StageStatus::Skipped,
+            duration: started.elapsed(),
+            steps: Vec::new(),
+        };
+        return Ok((result, StepOutputs::new()));
+    }
+    let network = run.settings.network;
+    if network == NetworkMode::Host && !ports.is_empty() {
+        tracing::info!("--network host: portBindings are the host's ports already");
+        ports.clear();
+    }
+    let log_dir = run.run_dir.join("logs").join(&stage_id);
+    let mut shared = Vec::new();
+    for (n, path) in stage.spec.shared_paths.iter().enumerate() {
+        let dir = run
+            .run_dir
+            .join("shared")
+            .join(&stage_id)
+            .join(n.to_string());
+        std::fs::create_dir_all(&dir).map_err(|source| RunError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
+        shared.push((dir, path.value.clone()));
+    }
+    let hosts = sc
+        .step_hosts()
+        .into_iter()
+        .map(|(name, ip)| (name, ip.to_string()))
+        .collect();
+    let publishing = if ports.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = ports.iter().map(|p| p.host_port.to_string()).collect();
+        format!(
+            " (publishing host ports {} from portBindings)",
+            list.join(", ")
+        )
+    };
+    let spec = StageSpec {
+        network,
+        ports,
+        run_dir: sandbox::new_run_dir(&run.settings.store_dir.join("run"), &stage_id),
+        exe: run.settings.exe.clone(),
+    };
+    let sandbox = sandbox::Stage::start(spec).map_err(|source| RunError::StartStage {
+        stage: stage_id.clone(),
+        publishing,
+        source: Box::new(source),
+    })?;
+    let (results, outputs, aborted, failed) = {
+        let state = StageRun {
+            run,
+            sc,
+            sandbox: &sandbox,
+            images: Mutex::new(images),
+            mounts: StepMounts {
+                workspace: run.workspace.clone(),
+                shared,
+                hosts,
+            },
+            log_dir,
+            masker: Mutex::new(run.masker.clone()),
+            outputs: Mutex::new(StepOutputs::new()),
+            results: Mutex::new(Vec::new()),
+            failed: AtomicBool::new(false),
+            aborted: AtomicBool::new(aborted),
+            services: Mutex::new(Vec::new()),
+            teardown: Arc::new(AtomicBool::new(false)),
+            deadline: stage.timeout.map(|t| started + t),
+        };
+        super::items::run_items(&state, &stage.execution, &[]);
+        // Teardown: services get SIGTERM, the grace period, then SIGKILL.
+        state.teardown.store(true, Ordering::SeqCst);
+        let services = std::mem::take(
+            &mut *state
+                .services
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for service in services {
+            let (slot, result) = service.finish();
+            run.emit(Event::StepExited {
+                stage: stage_id.clone(),
+                step: result.step.clone(),
+                status: result.status,
+                exit_code: result.exit_code,
+                signal: result.signal,
+                duration_ms: result.duration.as_millis() as u64,
+                attempt: 1,
+            });
+            state.record(slot, result);
+        }
+        let outputs = state.outputs();
+        let results: Vec<StepResult> = state
+            .results
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+            .into_iter()
+            .flatten()
+            .collect();
+        let aborted = state.aborted.load(Ordering::SeqCst);
+        let failed = state.failed.load(Ordering::SeqCst);
+        (results, outputs, aborted, failed)
+    };
+    if let Err(err) = sandbox.shutdown(run.settings.grace) {
+        tracing::warn!("stage {stage_id}: {}", step::error_chain(&err));
+    }
+    let mut status = report::stage_status(&results, aborted);
+    if status == StageStatus::Success && failed {
+        status = StageStatus::Failed;
+    }
+    let duration = started.elapsed();
+    run.emit(Event::StageFinished {
+        stage: stage_id.clone(),
+        status,
+        duration_ms: duration.as_millis() as u64,
+    });
+    let result = StageResult {
+        stage: stage_id,
+        status,
+        duration,
+        steps: results,
+    };
+    Ok((result, outputs))
+}
+
+/// A step that never started: its result.
+pub(crate) fn not_run(id: &str, kind: report::StepKind, status: StepStatus) -> StepResult {
+    StepResult {
+        step: id.to_string(),
+        kind,
+        status,
+        exit_code: None,
+        signal: None,
+        duration: Duration::ZERO,
+        attempts: 0,
+    }
+}

@@ -1,0 +1,172 @@
+//! Helpers of the `run_*` tests: a private store and workspace, pipelines
+//! written from their steps, corral run through the test registry.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+    pub workspace: PathBuf,
+    pub registry: Option<String>,
+}
+
+/// A test environment; `None` (after a SKIP line) when the host lacks
+/// namespaces, or images are needed and there is no registry.
+pub fn setup(test: &str, images: bool) -> Option<Env> {
+    if !common::require_namespaces(test) {
+        return None;
+    }
+    let registry = if images {
+        common::require_fixtures(test)?;
+        Some(common::require_registry(test)?)
+    } else {
+        None
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let workspace = dir.path().join("ws");
+    std::fs::create_dir_all(&workspace).unwrap();
+    Some(Env {
+        dir,
+        store,
+        workspace,
+        registry,
+    })
+}
+
+/// A one-stage pipeline around `steps` (a YAML list of `- step:` items
+/// written at column 0).
+pub fn pipeline(steps: &str) -> String {
+    let mut yaml = String::from(
+        "pipeline:\n  name: t\n  identifier: t\n  stages:\n    - stage:\n        name: s\n        identifier: s\n        type: CI\n        spec:\n          cloneCodebase: false\n          execution:\n            steps:\n",
+    );
+    for line in steps.lines() {
+        yaml.push_str("              ");
+        yaml.push_str(line);
+        yaml.push('\n');
+    }
+    yaml
+}
+
+impl Env {
+    pub fn write(&self, name: &str, yaml: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        path
+    }
+
+    /// `corral run FILE` with the mirror, the workspace and `--color never`.
+    pub fn command(&self, file: &Path) -> Command {
+        let mut cmd = common::corral(&self.store);
+        cmd.args(["--color", "never", "run"]).arg(file);
+        cmd.arg("--workspace").arg(&self.workspace);
+        if let Some(reg) = &self.registry {
+            cmd.arg("--registry-mirror")
+                .arg(format!("docker.io=http://{reg}"));
+        }
+        cmd
+    }
+
+    pub fn run(&self, file: &Path, args: &[&str]) -> Output {
+        let out = self.command(file).args(args).output().unwrap();
+        eprintln!(
+            "--- stdout\n{}--- stderr\n{}---",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn ws(&self, name: &str) -> PathBuf {
+        self.workspace.join(name)
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The run's log directory, from the `logs:` line corral prints.
+pub fn log_dir(out: &Output) -> PathBuf {
+    let err = stderr(out);
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix("logs:"))
+        .expect("corral names the log directory");
+    PathBuf::from(line.trim())
+}
+
+/// The summary row of a step: its columns.
+pub fn row(out: &Output, step: &str) -> Vec<String> {
+    let text = stdout(out);
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(step))
+        .unwrap_or_else(|| panic!("no summary row for {step}"));
+    line.split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Events of `kind` in an events file.
+pub fn events(path: &Path, kind: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["type"] == kind)
+        .collect()
+}
+
+/// Processes that still carry this store in their environment (every
+/// process corral starts inherits `CORRAL_STORE`).
+pub fn leftover_processes(store: &Path) -> Vec<String> {
+    let needle = format!("CORRAL_STORE={}", store.display());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == needle.as_bytes())
+        {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            found.push(format!(
+                "{pid}: {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            ));
+        }
+    }
+    found
+}
+
+/// Waits up to `secs` for `f` to hold.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    f()
+}
