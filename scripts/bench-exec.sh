@@ -29,8 +29,9 @@ fi
 work=$(mktemp -d /tmp/corral-bench.XXXXXX)
 image=localhost/corral-bench-busybox:latest
 cleanup() {
-  rm -rf "$work"
+  # Before removing $work: podman needs the containers.conf in it.
   if [ -n "${imported:-}" ]; then podman rmi -f "$image" >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
 }
 declare -A cmds
 trap cleanup EXIT
