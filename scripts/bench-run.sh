@@ -69,6 +69,8 @@ time_runs() {
     t0=$(now_ms)
     "$@" >"$work/$name.$i.log" 2>&1 || { echo "bench-run: $name run $i failed:" >&2; tail -5 "$work/$name.$i.log" >&2; return 1; }
     t1=$(now_ms)
+    # A run counts only if the poll step really saw the service ready.
+    grep -q "SC ready" "$work/$name.$i.log" || { echo "bench-run: $name run $i never printed SC ready" >&2; return 1; }
     echo $((t1 - t0)) >>"$work/$name.ms"
   done
 }
