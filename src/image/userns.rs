@@ -8,13 +8,16 @@
 //! one `g` byte on the child's stdin (followed by the layer blob for
 //! `apply`); the child then runs as root of the namespace and prints its
 //! result on stdout. Chain dirs made this way hold inodes the user cannot
-//! chmod outside the namespace, so they are removed in it too.
+//! chmod outside the namespace, so they are removed in it too. The id maps
+//! are written by the sandbox module's writer (`sandbox::idmap`).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::unpack::{self, AppliedLayer, Ownership, UnpackOptions};
+use crate::sandbox::idmap::{self, find_in_path, subordinate_range, user_name, IdMapError};
+use crate::sandbox::IdMapping;
 
 /// The caller's ids and their subordinate ranges (`start`, `count`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,18 +41,11 @@ pub enum UsernsError {
         #[source]
         source: io::Error,
     },
-    #[error("failed to run {program} for the unpack helper (pid {pid})")]
-    RunMapHelper {
-        program: &'static str,
+    #[error("failed to map the subordinate ids for the unpack helper (pid {pid}); check /etc/subuid and /etc/subgid")]
+    WriteMaps {
         pid: u32,
         #[source]
-        source: io::Error,
-    },
-    #[error("{program} refused to map the subordinate ids for pid {pid}: {stderr}; check /etc/subuid and /etc/subgid")]
-    MapHelperFailed {
-        program: &'static str,
-        pid: u32,
-        stderr: String,
+        source: IdMapError,
     },
     #[error("the unpack helper failed to {op}: {stderr}")]
     HelperFailed { op: &'static str, stderr: String },
@@ -80,70 +76,16 @@ pub fn caller_sub_ids() -> Option<SubIds> {
     })
 }
 
-fn user_name(uid: u32) -> Option<String> {
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id: u32 = fields.nth(1)?.parse().ok()?;
-        (id == uid).then(|| name.to_string())
-    })
-}
-
-fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
-
-/// The first non-empty `start:count` range of the user in a subuid/subgid file.
-pub fn subordinate_range(file: &Path, uid: u32, name: Option<&str>) -> Option<(u32, u32)> {
-    let text = std::fs::read_to_string(file).ok()?;
-    parse_subordinate(&text, uid, name)
-}
-
-fn parse_subordinate(text: &str, uid: u32, name: Option<&str>) -> Option<(u32, u32)> {
-    text.lines().find_map(|line| {
-        let mut fields = line.trim().split(':');
-        let who = fields.next()?;
-        let start = fields.next()?.parse().ok()?;
-        let count: u32 = fields.next()?.parse().ok()?;
-        let mine = Some(who) == name || who.parse::<u32>().ok() == Some(uid);
-        (mine && count > 0).then_some((start, count))
-    })
-}
-
-/// `newuidmap PID 0 UID 1 1 START COUNT`: the user is root, the range follows.
-fn map_args(pid: u32, own: u32, (start, count): (u32, u32)) -> Vec<String> {
-    [pid, 0, own, 1, 1, start, count]
-        .iter()
-        .map(u32::to_string)
-        .collect()
-}
-
+/// The sandbox's id-map writer: the user is root, the ranges follow.
 fn write_maps(pid: u32, ids: &SubIds) -> Result<(), UsernsError> {
-    for (program, own, range) in [
-        ("newuidmap", ids.uid, ids.sub_uid),
-        ("newgidmap", ids.gid, ids.sub_gid),
-    ] {
-        let out = Command::new(program)
-            .args(map_args(pid, own, range))
-            .output()
-            .map_err(|source| UsernsError::RunMapHelper {
-                program,
-                pid,
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(UsernsError::MapHelperFailed {
-                program,
-                pid,
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-    }
-    Ok(())
+    let mapping = IdMapping::SubordinateRange {
+        uid: ids.uid,
+        gid: ids.gid,
+        sub_uid: ids.sub_uid,
+        sub_gid: ids.sub_gid,
+    };
+    let raw_pid = i32::try_from(pid).unwrap_or(i32::MAX);
+    idmap::write_maps(raw_pid, mapping).map_err(|source| UsernsError::WriteMaps { pid, source })
 }
 
 /// Runs `exe __image-unpack ARGS…` in a mapped user namespace, feeding it
@@ -304,31 +246,4 @@ fn helper(args: &[std::ffi::OsString]) -> Result<(), BoxError> {
         _ => return Err(format!("unknown helper operation {op:?}").into()),
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn subordinate_ranges_match_by_name_or_uid() {
-        let text = "alice:100000:65536\n1002:200000:1000\nbob:300000:0\n";
-        assert_eq!(
-            parse_subordinate(text, 1001, Some("alice")),
-            Some((100000, 65536))
-        );
-        assert_eq!(
-            parse_subordinate(text, 1002, Some("carol")),
-            Some((200000, 1000))
-        );
-        assert_eq!(parse_subordinate(text, 1003, Some("bob")), None);
-    }
-
-    #[test]
-    fn the_user_is_root_and_the_range_follows() {
-        assert_eq!(
-            map_args(42, 1001, (100000, 65536)),
-            ["42", "0", "1001", "1", "1", "100000", "65536"]
-        );
-    }
 }
