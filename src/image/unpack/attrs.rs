@@ -58,6 +58,36 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// The owner of a node that cannot be opened (symlink, device, FIFO),
+    /// set by name without following it. Only `Keep` changes anything:
+    /// user xattrs cannot be set on such nodes, so nothing is recorded.
+    pub(super) fn set_owner_at(
+        &mut self,
+        parent: BorrowedFd,
+        base: &[u8],
+        name: &[u8],
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
+        if self.opts.ownership != Ownership::Keep || (meta.uid, meta.gid) == (self.euid, self.egid)
+        {
+            return Ok(());
+        }
+        match rfs::chownat(
+            parent,
+            base,
+            Some(rfs::Uid::from_raw(meta.uid)),
+            Some(rfs::Gid::from_raw(meta.gid)),
+            rfs::AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            Ok(()) => Ok(()),
+            Err(Errno::INVAL) => {
+                self.unmapped_owner(name);
+                Ok(())
+            }
+            Err(e) => Err(fail("set the owner of", name)(e)),
+        }
+    }
+
     fn unmapped_owner(&mut self, name: &[u8]) {
         if !self.warned.unmapped_owner {
             self.warned.unmapped_owner = true;

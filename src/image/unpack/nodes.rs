@@ -10,7 +10,7 @@ use tar::EntryType;
 use super::apply::{fail, times, Applier};
 use super::entry::{clean_link_target, Meta};
 use super::fsops::{chmod_nofollow, open_in_root, split_last, DIR_PATH};
-use super::{Ownership, UnpackError};
+use super::UnpackError;
 
 impl Applier<'_> {
     pub(super) fn symlink(
@@ -25,18 +25,7 @@ impl Applier<'_> {
             rfs::symlinkat(target, dir, base)
         })?;
         let (_, base) = split_last(name);
-        if self.opts.ownership == Ownership::Keep && (meta.uid, meta.gid) != (self.euid, self.egid)
-        {
-            rfs::chownat(
-                &parent,
-                base,
-                Some(rfs::Uid::from_raw(meta.uid)),
-                Some(rfs::Gid::from_raw(meta.gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .or_else(|e| if e == Errno::INVAL { Ok(()) } else { Err(e) })
-            .map_err(fail("set the owner of", name))?;
-        }
+        self.set_owner_at(parent.as_fd(), base, name, meta)?;
         rfs::utimensat(&parent, base, &times(meta), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(fail("set the times of", name))
     }
@@ -129,18 +118,7 @@ impl Applier<'_> {
             Err(e) => return Err(e),
         };
         let (_, base) = split_last(name);
-        if self.opts.ownership == Ownership::Keep && (meta.uid, meta.gid) != (self.euid, self.egid)
-        {
-            rfs::chownat(
-                &parent,
-                base,
-                Some(rfs::Uid::from_raw(meta.uid)),
-                Some(rfs::Gid::from_raw(meta.gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .or_else(|e| if e == Errno::INVAL { Ok(()) } else { Err(e) })
-            .map_err(fail("set the owner of", name))?;
-        }
+        self.set_owner_at(parent.as_fd(), base, name, meta)?;
         chmod_nofollow(parent.as_fd(), base, meta.mode).map_err(fail("set the mode of", name))?;
         rfs::utimensat(&parent, base, &times(meta), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(fail("set the times of", name))?;
