@@ -111,7 +111,10 @@ pub fn loopback_up() -> Result<(), NetError> {
 }
 
 /// Which egress helper to use: `$CORRAL_EGRESS` (`pasta`, `slirp4netns`
-/// or `none`) when set, else the first installed of pasta, slirp4netns.
+/// or `none`) when set, else the first installed of slirp4netns, pasta.
+/// slirp4netns comes first because the pasta Debian 12 ships (passt
+/// 2023-03) resends TCP data the namespace already received when it is slow
+/// to ack, which corrupts streams on a loaded runner.
 pub fn egress_helper() -> Option<&'static str> {
     match std::env::var("CORRAL_EGRESS").as_deref() {
         Ok("none") => return None,
@@ -119,7 +122,7 @@ pub fn egress_helper() -> Option<&'static str> {
         Ok("slirp4netns") => return Some("slirp4netns"),
         _ => {}
     }
-    ["pasta", "slirp4netns"]
+    ["slirp4netns", "pasta"]
         .into_iter()
         .find(|p| super::idmap::find_in_path(p).is_some())
 }

@@ -133,12 +133,12 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
     let pasta = idmap::find_in_path("pasta");
     let slirp = idmap::find_in_path("slirp4netns");
     checks.push(check(
-        "pasta",
-        path_or_missing(&pasta),
+        "slirp4netns",
+        path_or_missing(&slirp),
         pasta.is_some() || slirp.is_some(),
-        Some("apt-get install passt (egress for private networks)"),
+        Some("apt-get install slirp4netns (egress for private networks)"),
     ));
-    checks.push(check("slirp4netns", path_or_missing(&slirp), true, None));
+    checks.push(check("pasta", path_or_missing(&pasta), true, None));
     let tun = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -148,7 +148,7 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
         "/dev/net/tun",
         if tun { "usable" } else { "not usable" },
         tun,
-        Some("chmod 0666 /dev/net/tun (pasta needs it for egress)"),
+        Some("chmod 0666 /dev/net/tun (slirp4netns and pasta need it for egress)"),
     ));
     let cgroup = cgroup_v2_delegation();
     checks.push(check("cgroup v2 delegation", cgroup.clone().unwrap_or_else(|e| e), cgroup.is_ok(), Some(
@@ -177,11 +177,8 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
     } else {
         "copy"
     };
-    let helper = match (&pasta, &slirp) {
-        (Some(_), _) => Some("pasta"),
-        (None, Some(_)) => Some("slirp4netns"),
-        (None, None) => None,
-    };
+    // The same choice the launcher makes, so `info` tells the truth.
+    let helper = super::net::egress_helper();
     let network = match (helper, tun, userns) {
         (_, _, false) => "unavailable".to_string(),
         (Some(h), true, true) => {
