@@ -48,6 +48,8 @@ fn sauce_stage() -> StageResult {
                 3020,
             ),
         ],
+        error: None,
+        timed_out: false,
     }
 }
 
@@ -97,6 +99,8 @@ fn table_shows_every_status_signals_and_attempts() {
             killed,
             flaky,
         ],
+        error: None,
+        timed_out: false,
     };
     let table = render_table(&[stage], &Masker::new(), false);
     let rows: Vec<Vec<&str>> = table
@@ -150,6 +154,8 @@ fn stage_without_steps_still_has_a_row() {
         status: StageStatus::Skipped,
         duration: Duration::ZERO,
         steps: vec![],
+        error: None,
+        timed_out: false,
     };
     let table = render_table(&[stage], &Masker::new(), false);
     assert!(
@@ -177,6 +183,8 @@ fn exit_code_follows_the_first_failing_step() {
             step("ignored", StepKind::Run, StepStatus::Ignored, Some(5), 1),
             s,
         ],
+        error: None,
+        timed_out: false,
     };
     let code3 = step("run", StepKind::Run, StepStatus::Failed, Some(3), 1);
     assert_eq!(exit_code(&[ok.clone(), failed_with(code3)]), 3);
@@ -326,8 +334,9 @@ fn every_event_type_encodes_to_the_v1_schema() {
                 stage: s("build"),
                 status: StageStatus::Failed,
                 duration_ms: 9100,
+                error: Some(s("step svc: failed to pull image redis:7")),
             },
-            r#"{"v":1,"ts":"2026-11-27T22:46:02.123Z","type":"stage_finished","duration_ms":9100,"stage":"build","status":"failed"}"#,
+            r#"{"v":1,"ts":"2026-11-27T22:46:02.123Z","type":"stage_finished","duration_ms":9100,"error":"step svc: failed to pull image redis:7","stage":"build","status":"failed"}"#,
         ),
         (
             Event::RunFinished {

@@ -287,11 +287,14 @@ fn a_stage_of_host_processes_runs_end_to_end() {
         status: stage_status(&stage.results, false),
         duration: Duration::ZERO,
         steps: stage.results.clone(),
+        error: None,
+        timed_out: false,
     };
     stage.emit(Event::StageFinished {
         stage: STAGE.into(),
         status: results.status,
         duration_ms: 0,
+        error: None,
     });
 
     // Statuses and exit code.

@@ -2,6 +2,7 @@
 //! summary and where the logs and workspace are, exits with its code.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use corral::cli::{GlobalArgs, NetworkMode as CliNetwork, RunArgs};
 use corral::config::Config;
@@ -19,6 +20,8 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     config.apply_registry_args(&args.registry_mirrors, &args.insecure_registries)?;
     let masker = ctx.masker();
     let color = runner::logs::stdout_color(global.color);
+    // Pull progress: bars on a terminal, lines otherwise, nothing with -q.
+    let progress = Arc::new(super::image::Reporter::new(global.quiet > 0));
     let options = RunOptions {
         resolve: ctx.options().clone(),
         store: global.store.clone(),
@@ -33,9 +36,12 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         color,
         quiet: global.quiet > 0,
         cancel,
+        progress: Some(progress.clone()),
         ..RunOptions::default()
     };
-    let report = match runner::execute(ctx, config, &options) {
+    let outcome = runner::execute(ctx, config, &options);
+    progress.finish();
+    let report = match outcome {
         Ok(report) => report,
         Err(err) => {
             eprintln!("error: {}", super::run::masked_chain(&err, &masker));

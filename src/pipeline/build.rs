@@ -291,6 +291,7 @@ fn stage(
         spec,
         execution: execution?,
         parallel_group,
+        max_concurrency: None,
         loc: node.loc,
     })
 }

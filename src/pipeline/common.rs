@@ -7,7 +7,7 @@ use super::duration;
 use super::failure::fields_hint;
 use super::fields::{self, check_identifier, list, number_setting, one_of, Fields};
 use super::location::{Diagnostics, DocPath};
-use super::model::{Status, Str, Variable, VariableType, When};
+use super::model::{Setting, Status, Str, Variable, VariableType, When};
 use super::strategy::{Axis, Matrix, Repeat, RepeatSource, Strategy};
 use super::yaml::{Node, Value};
 
@@ -216,10 +216,28 @@ pub fn strategy(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Option<Stra
         f.get("maxConcurrency")
             .and_then(|(n, p)| number_setting::<u32>(d, n, &p, "maxConcurrency"))
     };
+    // Harness reads `maxConcurrency` beside the looping key as well as
+    // inside `matrix`/`repeat` (real pipelines write it beside `repeat`).
+    let outer = max(d, &f);
+    let inner_or_outer =
+        |d: &mut Diagnostics, inner: Option<Setting<u32>>, kind: &str| match (inner, &outer) {
+            (Some(inner), Some(_)) => {
+                if let Some((n, p)) = f.get("maxConcurrency") {
+                    d.warn_hint(
+                        n.loc,
+                        &p,
+                        format!("`maxConcurrency` is given twice, here and inside `{kind}`"),
+                        format!("the one inside `{kind}` applies; remove this one"),
+                    );
+                }
+                Some(inner)
+            }
+            (inner, outer) => inner.or_else(|| outer.clone()),
+        };
     if let Some((n, p)) = f.get("parallelism") {
         return Some(Strategy::Parallelism {
             count: number_setting(d, n, &p, "parallelism")?,
-            max_concurrency: max(d, &f),
+            max_concurrency: outer.clone(),
             loc: node.loc,
         });
     }
@@ -251,14 +269,17 @@ pub fn strategy(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Option<Stra
                 return None;
             }
         };
+        let inner = max(d, &r);
         return Some(Strategy::Repeat(Repeat {
             source,
-            max_concurrency: max(d, &r),
+            max_concurrency: inner_or_outer(d, inner, "repeat"),
             loc: node.loc,
         }));
     }
     let (n, p) = f.get("matrix")?;
-    matrix(d, n, &p).map(Strategy::Matrix)
+    let mut m = matrix(d, n, &p)?;
+    m.max_concurrency = inner_or_outer(d, m.max_concurrency.take(), "matrix");
+    Some(Strategy::Matrix(m))
 }
 
 fn matrix(d: &mut Diagnostics, node: &Node, path: &DocPath) -> Option<Matrix> {

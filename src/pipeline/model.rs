@@ -172,6 +172,9 @@ pub struct Stage {
     pub execution: Vec<ExecutionItem>,
     /// Stages with the same group came from one `parallel:` block.
     pub parallel_group: Option<usize>,
+    /// On the copies of a looped stage: how many of them run at once (the
+    /// strategy's `maxConcurrency`); `None` = all.
+    pub max_concurrency: Option<usize>,
     pub loc: Location,
 }
 

@@ -322,6 +322,7 @@ pub fn expand_stage(
         return Ok(vec![base]);
     };
     base.strategy = None;
+    let max_concurrency = strategy.max_concurrency(inputs)?;
     Ok(strategy
         .iterations(inputs)?
         .into_iter()
@@ -329,6 +330,7 @@ pub fn expand_stage(
             let mut copy = base.clone();
             copy.id = it.suffixed(&stage.id);
             copy.parallel_group = Some(group_for_copies);
+            copy.max_concurrency = max_concurrency;
             copy.iteration = Some(it);
             copy
         })

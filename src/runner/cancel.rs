@@ -78,3 +78,40 @@ pub fn install_signal_handlers(cancel: Arc<Cancel>) -> std::io::Result<()> {
         })?;
     Ok(())
 }
+
+/// A point after which nothing of a stage may run (the pipeline's or the
+/// stage's `timeout`), and how to name it in messages.
+#[derive(Debug, Clone)]
+pub struct Deadline {
+    pub at: std::time::Instant,
+    /// "the pipeline's timeout of 10s".
+    pub what: String,
+}
+
+impl Deadline {
+    pub fn after(start: std::time::Instant, timeout: std::time::Duration, whose: &str) -> Self {
+        Deadline {
+            at: start + timeout,
+            what: format!(
+                "the {whose}'s timeout of {}",
+                humantime::format_duration(timeout)
+            ),
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        std::time::Instant::now() >= self.at
+    }
+
+    pub fn remaining(&self) -> std::time::Duration {
+        self.at.saturating_duration_since(std::time::Instant::now())
+    }
+
+    /// The earlier of two optional deadlines.
+    pub fn earliest(a: Option<Deadline>, b: Option<Deadline>) -> Option<Deadline> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.at < a.at { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+}

@@ -46,6 +46,9 @@ pub enum EventsError {
 pub enum PullPhase {
     Resolving,
     Downloading,
+    /// The layer was already in the store.
+    Cached,
+    /// The layer has been unpacked.
     Extracting,
     Done,
 }
@@ -135,6 +138,8 @@ pub enum Event {
         stage: String,
         status: StageStatus,
         duration_ms: u64,
+        /// Why the stage could not start or was cut short, else null.
+        error: Option<String>,
     },
     RunFinished {
         exit_code: u8,

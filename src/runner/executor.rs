@@ -6,16 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::cancel::Cancel;
+use super::cancel::{Cancel, Deadline};
 use super::events::{Event, EventWriter};
 use super::logs::TerminalSink;
-use super::pull::{self, Reporter, Wanted};
+use super::pull::{self, PullError, Reporter, Stop, Wanted};
 use super::report::{self, StageResult, StageStatus};
 use super::resolve::{self, RunContext, OUTPUT_DIR, WORKSPACE};
 use super::stage::{self, RunShared};
 use super::step::error_chain;
 use crate::config::Config;
-use crate::image::{Image, RegistryOptions, Store};
+use crate::image::{Image, Progress, RegistryOptions, Store};
 use crate::pipeline::secret::SecretStore;
 use crate::sandbox::{self, NetworkMode};
 
@@ -53,6 +53,15 @@ pub struct RunOptions {
     pub exe: Option<PathBuf>,
     /// Set it to stop the run (see [`super::install_signal_handlers`]).
     pub cancel: Arc<Cancel>,
+    /// Receives the progress of image pulls (a terminal's bars); `None`:
+    /// a line per image on stderr (nothing when `quiet`).
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+impl std::fmt::Debug for dyn Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Progress")
+    }
 }
 
 impl Default for RunOptions {
@@ -73,6 +82,7 @@ impl Default for RunOptions {
             quiet: false,
             exe: None,
             cancel: Cancel::new(),
+            progress: None,
         }
     }
 }
@@ -135,16 +145,6 @@ pub enum RunError {
         #[source]
         source: super::events::EventsError,
     },
-    #[error("stage {stage}: {message}")]
-    Pull { stage: String, message: String },
-    #[error("stage {stage}: failed to start its sandbox{publishing}")]
-    StartStage {
-        stage: String,
-        /// ` (publishing host ports …)` when the stage has portBindings.
-        publishing: String,
-        #[source]
-        source: Box<sandbox::SandboxError>,
-    },
     #[error("stage {stage}: failed to create a step log")]
     Log {
         stage: String,
@@ -163,23 +163,23 @@ pub struct Settings {
     pub grace: Duration,
     pub exe: PathBuf,
     pub quiet: bool,
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 impl Settings {
-    /// Pulls `wanted` concurrently; the error names the step and the image.
+    /// Pulls `wanted` concurrently until done or `stop` says so; the error
+    /// names the step and the image.
     pub(crate) fn pull(
         &self,
         secrets: &SecretStore,
         wanted: &[Wanted],
         events: Option<Arc<EventWriter>>,
-    ) -> Result<BTreeMap<String, Image>, String> {
+        stop: &Stop<'_>,
+    ) -> Result<BTreeMap<String, Image>, PullError> {
         if wanted.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let reporter = Reporter {
-            quiet: self.quiet,
-            events,
-        };
+        let reporter = Reporter::new(self.quiet, events, self.progress.clone());
         pull::pull_all(
             &self.store,
             &self.registry,
@@ -187,8 +187,8 @@ impl Settings {
             secrets,
             wanted,
             &reporter,
+            stop,
         )
-        .map_err(|e| error_chain(&e))
     }
 }
 
@@ -313,6 +313,7 @@ pub fn execute(
         config,
         exe,
         quiet: options.quiet,
+        progress: options.progress.clone(),
     };
     let shared = RunShared {
         settings: &settings,
@@ -322,6 +323,10 @@ pub fn execute(
         run_dir: run_dir.clone(),
         workspace: workspace.clone(),
         masker,
+        deadline: ctx
+            .pipeline()
+            .timeout
+            .map(|t| Deadline::after(begin, t, "pipeline")),
     };
     shared.emit(Event::RunStarted {
         pipeline: ctx
@@ -347,37 +352,21 @@ pub fn execute(
         }
         let batch = &stages[next..end];
         next = end;
+        if let Some(deadline) = shared.deadline.as_ref().filter(|d| d.passed()) {
+            for stage in batch {
+                let message = format!("not started: {} was reached", deadline.what);
+                shared.note(&stage.id.value, &message);
+                results.push(stage::skipped(&stage.id.value, Some(message)));
+            }
+            continue;
+        }
         let failed = results
             .iter()
             .any(|r| matches!(r.status, StageStatus::Failed | StageStatus::Aborted));
         let aborted = results.iter().any(|r| r.status == StageStatus::Aborted);
-        let outcomes = {
-            let contexts = batch
-                .iter()
-                .map(|stage| {
-                    ctx.stage(stage).map_err(|source| RunError::Resolve {
-                        stage: stage.id.value.clone(),
-                        source: Box::new(source),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let shared = &shared;
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = contexts
-                    .iter()
-                    .map(|sc| scope.spawn(move || stage::run_stage(shared, sc, failed, aborted)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect::<Vec<_>>()
-            })
-        };
-        for (stage, outcome) in batch.iter().zip(outcomes) {
-            let (result, outputs) = outcome?;
+        let contexts: Vec<_> = batch.iter().map(|stage| ctx.stage(stage)).collect();
+        let outcomes = run_batch(&shared, &contexts, batch, failed, aborted);
+        for (stage, (result, outputs)) in batch.iter().zip(outcomes) {
             ctx.record_outputs(&stage.id.value, outputs);
             results.push(result);
         }
@@ -398,6 +387,68 @@ pub fn execute(
         exit_code,
         interrupted,
     })
+}
+
+/// Runs a batch of stages at once, at most the copies' `maxConcurrency`
+/// at a time (a `parallel:` stage group has none: all of them); results in
+/// batch order. A stage whose steps cannot be resolved fails alone.
+fn run_batch(
+    shared: &RunShared<'_>,
+    contexts: &[Result<resolve::StageContext<'_>, resolve::ResolveError>],
+    batch: &[crate::pipeline::model::Stage],
+    failed: bool,
+    aborted: bool,
+) -> Vec<(StageResult, resolve::StepOutputs)> {
+    let workers = batch
+        .iter()
+        .filter_map(|s| s.max_concurrency)
+        .min()
+        .unwrap_or(batch.len())
+        .clamp(1, batch.len().max(1));
+    let run_one = |i: usize| match &contexts[i] {
+        Ok(sc) => stage::run_stage(shared, sc, failed, aborted),
+        Err(err) => {
+            let message = format!("failed to resolve its steps: {}", error_chain(err));
+            let result = stage::failed(shared, &batch[i].id.value, Instant::now(), message, false);
+            (result, resolve::StepOutputs::new())
+        }
+    };
+    if workers == 1 {
+        return (0..batch.len()).map(run_one).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<(StageResult, resolve::StepOutputs)>>> =
+        batch.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= batch.len() {
+                    break;
+                }
+                let outcome = run_one(i);
+                if let Ok(mut slot) = slots[i].lock() {
+                    *slot = Some(outcome);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .enumerate()
+        .map(|(i, slot)| {
+            slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                let result = stage::failed(
+                    shared,
+                    &batch[i].id.value,
+                    Instant::now(),
+                    "its thread panicked".to_string(),
+                    false,
+                );
+                (result, resolve::StepOutputs::new())
+            })
+        })
+        .collect()
 }
 
 /// `YYYYMMDD-HHMMSS-<execution id prefix>`: sorts by time, unique enough.

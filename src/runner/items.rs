@@ -121,6 +121,11 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
     if st.run.cancel.signal().is_some() {
         return skip(st, &label, kind, "the run was interrupted");
     }
+    if let Some(deadline) = st.deadline.as_ref().filter(|d| d.passed()) {
+        st.timed_out.store(true, Ordering::SeqCst);
+        let why = format!("{} was reached", deadline.what);
+        return skip(st, &label, kind, &why);
+    }
     let outputs = st.outputs();
     let when = match st.sc.step_when(s, groups, &outputs) {
         Ok(when) => when,
@@ -186,7 +191,7 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         let Some(failure) = outcome.failure() else {
             break (outcome, None);
         };
-        if st.run.cancel.signal().is_some() {
+        if st.run.cancel.signal().is_some() || st.deadline.as_ref().is_some_and(|d| d.passed()) {
             break (outcome, None);
         }
         match supervise::decide(failure, attempt, &level_refs) {
@@ -291,11 +296,13 @@ fn run_attempt(
             signal,
         })
     };
-    let timeout = st.deadline.map_or(resolved.timeout, |deadline| {
-        resolved
-            .timeout
-            .min(deadline.saturating_duration_since(Instant::now()))
-    });
+    // The stage's or pipeline's deadline, when it comes first, stops the
+    // step as its own timeout would.
+    let cut_by = st
+        .deadline
+        .as_ref()
+        .filter(|d| d.remaining() < resolved.timeout);
+    let timeout = cut_by.map_or(resolved.timeout, |d| d.remaining());
     let outcome = step::wait_run(
         &mut child,
         timeout,
@@ -314,10 +321,14 @@ fn run_attempt(
                 timeout_ms: timeout.as_millis() as u64,
                 attempt,
             });
-            st.run.note(
-                &resolved.id,
-                &format!("timed out after {}", humantime::format_duration(timeout)),
-            );
+            let why = match cut_by {
+                Some(deadline) => {
+                    st.timed_out.store(true, Ordering::SeqCst);
+                    format!("stopped: {} was reached", deadline.what)
+                }
+                None => format!("timed out after {}", humantime::format_duration(timeout)),
+            };
+            st.run.note(&resolved.id, &why);
             StepOutcome::TimedOut
         }
         Ok(outcome) => outcome,

@@ -1,9 +1,12 @@
-//! Pulling a stage's images before it starts: all at once, with a line per
-//! image on stderr and `pull_progress` events.
+//! Pulling a stage's images before it starts: all at once, stopped by
+//! Ctrl-C or a timeout, with progress (the caller's bars or a line per
+//! image on stderr) and `pull_progress` events.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use super::cancel::{Cancel, Deadline};
 use super::events::{Event, EventWriter, PullPhase};
 use crate::config::Config;
 use crate::image::{self, Digest, Image, Mirror, Progress, PullSummary, RegistryOptions, Store};
@@ -40,7 +43,36 @@ pub enum PullError {
         connector: String,
         secret: String,
     },
+    #[error("interrupted by signal {signal} while pulling images")]
+    Interrupted { signal: i32 },
+    #[error("{what} was reached while pulling images")]
+    TimedOut { what: String },
 }
+
+/// What stops the pulls early: Ctrl-C / SIGTERM, or a timeout.
+pub struct Stop<'a> {
+    pub cancel: &'a Cancel,
+    pub deadline: Option<&'a Deadline>,
+}
+
+impl Stop<'_> {
+    fn check(&self) -> Option<PullError> {
+        if let Some(signal) = self.cancel.signal() {
+            return Some(PullError::Interrupted { signal });
+        }
+        self.deadline
+            .filter(|d| d.passed())
+            .map(|d| PullError::TimedOut {
+                what: d.what.clone(),
+            })
+    }
+}
+
+/// How often a pull checks whether it must stop.
+const STOP_POLL: Duration = Duration::from_millis(50);
+/// How long an interrupted pull waits for a layer being applied (a blocking
+/// task) before leaving it; the store's staging dirs make that safe.
+const APPLY_GRACE: Duration = Duration::from_secs(2);
 
 /// Registry options from the config (its registries already merged with
 /// `--registry-mirror` / `--insecure-registry`).
@@ -79,7 +111,11 @@ pub fn pull_all(
     secrets: &SecretStore,
     wanted: &[Wanted],
     reporter: &Reporter,
+    stop: &Stop<'_>,
 ) -> Result<BTreeMap<String, Image>, PullError> {
+    if let Some(stopped) = stop.check() {
+        return Err(stopped);
+    }
     let mut pullers = Vec::new();
     for w in wanted {
         let mut options = base.clone();
@@ -97,12 +133,35 @@ pub fn pull_all(
     let runtime = image::runtime().map_err(|source| PullError::Setup {
         source: Box::new(source),
     })?;
-    let results = runtime.block_on(futures_util::future::join_all(
+    let all = futures_util::future::join_all(
         wanted
             .iter()
             .zip(&pullers)
             .map(|(w, p)| p.ensure(&w.image, policy(w.policy), reporter)),
-    ));
+    );
+    let stopped = async {
+        loop {
+            if let Some(stopped) = stop.check() {
+                return stopped;
+            }
+            tokio::time::sleep(STOP_POLL).await;
+        }
+    };
+    // Dropping the pulls aborts their downloads; partial blobs stay in the
+    // store's tmp/ for the next pull to resume.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            results = all => Ok(results),
+            stopped = stopped => Err(stopped),
+        }
+    });
+    let results = match outcome {
+        Ok(results) => results,
+        Err(stopped) => {
+            runtime.shutdown_timeout(APPLY_GRACE);
+            return Err(stopped);
+        }
+    };
     let mut images = BTreeMap::new();
     for (w, result) in wanted.iter().zip(results) {
         let image = result.map_err(|source| PullError::Pull {
@@ -138,41 +197,161 @@ fn connector_credentials(
     }))
 }
 
-/// Reports pulls on stderr (one line when an image starts and when it is
-/// ready) and as events.
+/// Reports pulls: to `forward` (the terminal's bars or lines) when given,
+/// else one line per image on stderr; and as `pull_progress` events.
 pub struct Reporter {
     pub quiet: bool,
     pub events: Option<Arc<EventWriter>>,
+    pub forward: Option<Arc<dyn Progress>>,
+    layers: Mutex<HashMap<Digest, LayerSeen>>,
 }
 
+/// What the events know of a layer being pulled.
+struct LayerSeen {
+    image: String,
+    size: Option<u64>,
+    /// Bytes at the last `downloading` event.
+    reported: u64,
+}
+
+/// A layer's `downloading` events come every tenth of it (at least this
+/// many bytes apart), so a large pull writes a few dozen lines, not
+/// thousands.
+const EVENT_STEP_MIN: u64 = 64 << 10;
+
 impl Reporter {
-    fn emit(&self, image: &str, phase: PullPhase, digest: Option<&Digest>, done: u64) {
+    pub fn new(
+        quiet: bool,
+        events: Option<Arc<EventWriter>>,
+        forward: Option<Arc<dyn Progress>>,
+    ) -> Self {
+        Reporter {
+            quiet,
+            events,
+            forward,
+            layers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn emit(
+        &self,
+        image: &str,
+        phase: PullPhase,
+        digest: Option<&Digest>,
+        done: u64,
+        total: Option<u64>,
+    ) {
         if let Some(events) = &self.events {
             let _ = events.emit(&Event::PullProgress {
                 image: image.to_string(),
                 phase,
                 digest: digest.map(|d| d.to_string()),
                 done_bytes: done,
-                total_bytes: None,
+                total_bytes: total,
             });
         }
+    }
+
+    fn lines(&self) -> bool {
+        !self.quiet && self.forward.is_none()
+    }
+
+    fn layers(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, LayerSeen>> {
+        self.layers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Progress for Reporter {
     fn image_started(&self, image: &str) {
-        if !self.quiet {
+        if let Some(f) = &self.forward {
+            f.image_started(image);
+        } else if self.lines() {
             eprintln!("pulling {image}");
         }
-        self.emit(image, PullPhase::Resolving, None, 0);
+        self.emit(image, PullPhase::Resolving, None, 0, None);
     }
 
-    fn layer_started(&self, image: &str, layer: &Digest, _size: u64) {
-        self.emit(image, PullPhase::Downloading, Some(layer), 0);
+    fn layer_started(&self, image: &str, layer: &Digest, size: u64) {
+        if let Some(f) = &self.forward {
+            f.layer_started(image, layer, size);
+        }
+        self.layers().insert(
+            layer.clone(),
+            LayerSeen {
+                image: image.to_string(),
+                size: Some(size),
+                reported: 0,
+            },
+        );
+        self.emit(image, PullPhase::Downloading, Some(layer), 0, Some(size));
+    }
+
+    fn layer_progress(&self, layer: &Digest, done: u64) {
+        if let Some(f) = &self.forward {
+            f.layer_progress(layer, done);
+        }
+        let due = {
+            let mut layers = self.layers();
+            let Some(seen) = layers.get_mut(layer) else {
+                return;
+            };
+            let step = (seen.size.unwrap_or(0) / 10).max(EVENT_STEP_MIN);
+            if done < seen.reported.saturating_add(step) {
+                return;
+            }
+            seen.reported = done;
+            (seen.image.clone(), seen.size)
+        };
+        self.emit(&due.0, PullPhase::Downloading, Some(layer), done, due.1);
+    }
+
+    fn layer_downloaded(&self, layer: &Digest) {
+        if let Some(f) = &self.forward {
+            f.layer_downloaded(layer);
+        }
+        let seen = self.layers().get(layer).map(|s| (s.image.clone(), s.size));
+        if let Some((image, size)) = seen {
+            let done = size.unwrap_or(0);
+            self.emit(&image, PullPhase::Downloading, Some(layer), done, size);
+        }
+    }
+
+    fn layer_cached(&self, image: &str, layer: &Digest) {
+        if let Some(f) = &self.forward {
+            f.layer_cached(image, layer);
+        }
+        self.layers().insert(
+            layer.clone(),
+            LayerSeen {
+                image: image.to_string(),
+                size: None,
+                reported: 0,
+            },
+        );
+        self.emit(image, PullPhase::Cached, Some(layer), 0, None);
+    }
+
+    fn layer_applied(&self, layer: &Digest) {
+        if let Some(f) = &self.forward {
+            f.layer_applied(layer);
+        }
+        let seen = self.layers().remove(layer);
+        if let Some(seen) = seen {
+            let done = seen.size.unwrap_or(0);
+            self.emit(
+                &seen.image,
+                PullPhase::Extracting,
+                Some(layer),
+                done,
+                seen.size,
+            );
+        }
     }
 
     fn image_done(&self, summary: &PullSummary) {
-        if !self.quiet {
+        if let Some(f) = &self.forward {
+            f.image_done(summary);
+        } else if self.lines() {
             eprintln!(
                 "pulled {} ({} layers, {} downloaded, {:.1}s)",
                 summary.image,
@@ -186,6 +365,7 @@ impl Progress for Reporter {
             PullPhase::Done,
             None,
             summary.bytes_downloaded,
+            None,
         );
     }
 }

@@ -112,6 +112,12 @@ pub struct StageResult {
     pub status: StageStatus,
     pub duration: Duration,
     pub steps: Vec<StepResult>,
+    /// Why the stage could not start or was cut short (a pull, a busy
+    /// port, the holder, a timeout), naming what to do; printed under the
+    /// summary table.
+    pub error: Option<String>,
+    /// A `timeout` (the stage's or the pipeline's) cut the stage short.
+    pub timed_out: bool,
 }
 
 /// "850ms", "3.2s", "1m05s", "2h03m": short and stable-width enough for a table.
@@ -193,6 +199,11 @@ pub fn render_table(stages: &[StageResult], masker: &Masker, color: bool) -> Str
     for (cells, status) in &rows {
         push_row(&mut out, cells, &widths, status.filter(|_| color));
     }
+    for stage in stages {
+        if let Some(error) = &stage.error {
+            let _ = writeln!(out, "stage {}: {}", stage.stage, masker.mask(error));
+        }
+    }
     out
 }
 
@@ -238,7 +249,8 @@ pub fn stage_status(steps: &[StepResult], aborted: bool) -> StageStatus {
 
 /// The exit code of `corral run` for these results: 0 when every stage
 /// succeeded; otherwise the code of the first step that failed its stage
-/// (124 for a timeout, 128+N for a signal), or 1.
+/// (124 for a timeout, 128+N for a signal), 124 when a stage or pipeline
+/// timeout stopped the stage before a step failed, or 1.
 pub fn exit_code(stages: &[StageResult]) -> u8 {
     let failed = stages
         .iter()
@@ -249,6 +261,7 @@ pub fn exit_code(stages: &[StageResult]) -> u8 {
     };
     let step = first.steps.iter().find(|s| s.status.fails_stage(s.kind));
     match step {
+        None if first.timed_out => TIMEOUT_EXIT,
         Some(s) if s.status == StepStatus::Timeout => TIMEOUT_EXIT,
         Some(StepResult {
             exit_code: Some(code),

@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::cancel::Deadline;
 use super::events::{Event, EventWriter};
 use super::logs::{LineSink, StepLog, TerminalSink};
 use super::pull::Wanted;
+use super::pull::{PullError, Stop};
 use super::report::{self, StageResult, StageStatus, StepResult, StepStatus};
 use super::resolve::{ResolvedStep, StageContext, StepOutputs};
 use super::step::{self, StepMounts};
@@ -29,6 +31,8 @@ pub(crate) struct RunShared<'a> {
     pub run_dir: PathBuf,
     pub workspace: PathBuf,
     pub masker: Masker,
+    /// The pipeline's `timeout`.
+    pub deadline: Option<Deadline>,
 }
 
 impl RunShared<'_> {
@@ -63,8 +67,11 @@ pub(crate) struct StageRun<'a> {
     pub(super) aborted: AtomicBool,
     pub(super) services: Mutex<Vec<super::service::Service>>,
     pub(super) teardown: Arc<AtomicBool>,
-    /// The stage's `timeout`: no step runs past it.
-    pub(super) deadline: Option<Instant>,
+    /// The stage's or the pipeline's `timeout`, whichever comes first: no
+    /// step runs past it.
+    pub(super) deadline: Option<Deadline>,
+    /// Set when the deadline stopped a step or skipped one.
+    pub(super) timed_out: AtomicBool,
 }
 
 impl StageRun<'_> {
@@ -144,11 +151,20 @@ impl StageRun<'_> {
             policy: resolved.pull_policy,
             connector: resolved.connector.clone(),
         }];
-        let images = self.run.settings.pull(
-            &self.sc.run().secrets().clone(),
-            &wanted,
-            self.run.events.clone(),
-        )?;
+        let stop = Stop {
+            cancel: &self.run.cancel,
+            deadline: self.deadline.as_ref(),
+        };
+        let images = self
+            .run
+            .settings
+            .pull(
+                &self.sc.run().secrets().clone(),
+                &wanted,
+                self.run.events.clone(),
+                &stop,
+            )
+            .map_err(|err| pull_failure(&err))?;
         let image = images.get(reference).cloned();
         self.images
             .lock()
@@ -189,124 +205,118 @@ fn all_steps<'s>(
     }
 }
 
+/// A stage that did not run (its `when`, or a timeout before it began).
+pub(crate) fn skipped(stage_id: &str, error: Option<String>) -> StageResult {
+    StageResult {
+        stage: stage_id.to_string(),
+        status: StageStatus::Skipped,
+        duration: Duration::ZERO,
+        steps: Vec::new(),
+        error,
+        timed_out: false,
+    }
+}
+
+/// A stage that could not start (or stopped before its first step):
+/// `stage_finished` with the reason, which the summary prints too.
+pub(crate) fn failed(
+    run: &RunShared<'_>,
+    stage_id: &str,
+    started: Instant,
+    message: String,
+    timed_out: bool,
+) -> StageResult {
+    let message = run.masker.mask(&message).into_owned();
+    run.note(stage_id, &format!("stage failed: {message}"));
+    let duration = started.elapsed();
+    run.emit(Event::StageFinished {
+        stage: stage_id.to_string(),
+        status: StageStatus::Failed,
+        duration_ms: duration.as_millis() as u64,
+        error: Some(message.clone()),
+    });
+    StageResult {
+        stage: stage_id.to_string(),
+        status: StageStatus::Failed,
+        duration,
+        steps: Vec::new(),
+        error: Some(message),
+        timed_out,
+    }
+}
+
 /// Runs one stage to its end; `pipeline_failed` is whether an earlier
-/// stage failed (for the stage's `when`).
+/// stage failed (for the stage's `when`). Never an error: a stage that
+/// cannot start is a failed stage with its reason.
 pub(crate) fn run_stage(
     run: &RunShared<'_>,
     sc: &StageContext<'_>,
     pipeline_failed: bool,
     aborted: bool,
-) -> Result<(StageResult, StepOutputs), RunError> {
+) -> (StageResult, StepOutputs) {
     let stage = sc.stage();
     let stage_id = stage.id.value.clone();
     let started = Instant::now();
-    let resolve_err = |source| RunError::Resolve {
-        stage: stage_id.clone(),
-        source: Box::new(source),
+    let when = match sc.stage_when() {
+        Ok(when) => when,
+        Err(err) => {
+            let message = format!(
+                "its `when` cannot be evaluated: {}",
+                step::error_chain(&err)
+            );
+            return (
+                failed(run, &stage_id, started, message, false),
+                StepOutputs::new(),
+            );
+        }
     };
-    let when = sc.stage_when().map_err(resolve_err)?;
     if let Gate::Skip(reason) = supervise::gate(when.as_ref(), pipeline_failed, aborted) {
         run.note(&stage_id, &format!("stage skipped: {}", reason.describe()));
-        let result = StageResult {
-            stage: stage_id,
-            status: StageStatus::Skipped,
-            duration: Duration::ZERO,
-            steps: Vec::new(),
-        };
-        return Ok((result, StepOutputs::new()));
+        return (skipped(&stage_id, None), StepOutputs::new());
     }
     run.emit(Event::StageStarted {
         stage: stage_id.clone(),
     });
-    // What the stage needs before it starts: images and published ports.
-    let mut steps = Vec::new();
-    all_steps(&stage.execution, &[], &mut steps);
-    let mut wanted: Vec<Wanted> = Vec::new();
-    let mut ports: Vec<PortForward> = Vec::new();
-    for (s, groups) in &steps {
-        let preview = sc.preview_step(s, groups).map_err(resolve_err)?;
-        if let Some(image) = &preview.image {
-            if !wanted.iter().any(|w| &w.image == image) {
-                wanted.push(Wanted {
-                    image: image.clone(),
-                    step: preview.id.clone(),
-                    policy: preview.pull_policy,
-                    connector: preview.connector.clone(),
-                });
-            }
+    let deadline = Deadline::earliest(
+        run.deadline.clone(),
+        stage.timeout.map(|t| Deadline::after(started, t, "stage")),
+    );
+    let prepared = match prepare(run, sc, deadline.as_ref()) {
+        Ok(prepared) => prepared,
+        Err(NotStarted::Failed(message)) => {
+            return (
+                failed(run, &stage_id, started, message, false),
+                StepOutputs::new(),
+            )
         }
-        for &(host_port, container_port) in &preview.ports {
-            let forward = PortForward {
-                host_port,
-                container_port,
-            };
-            if !ports.contains(&forward) {
-                ports.push(forward);
-            }
+        Err(NotStarted::TimedOut(message)) => {
+            return (
+                failed(run, &stage_id, started, message, true),
+                StepOutputs::new(),
+            )
         }
-    }
-    let images = run
-        .settings
-        .pull(sc.run().secrets(), &wanted, run.events.clone())
-        .map_err(|message| RunError::Pull {
-            stage: stage_id.clone(),
-            message,
-        })?;
-    if run.cancel.signal().is_some() {
-        // Interrupted while pulling: start nothing.
-        let result = StageResult {
-            stage: stage_id,
-            status: StageStatus::Skipped,
-            duration: started.elapsed(),
-            steps: Vec::new(),
-        };
-        return Ok((result, StepOutputs::new()));
-    }
-    let network = run.settings.network;
-    if network == NetworkMode::Host && !ports.is_empty() {
-        tracing::info!("--network host: portBindings are the host's ports already");
-        ports.clear();
-    }
+        Err(NotStarted::Interrupted(message)) => {
+            run.note(&stage_id, &message);
+            run.emit(Event::StageFinished {
+                stage: stage_id.clone(),
+                status: StageStatus::Skipped,
+                duration_ms: started.elapsed().as_millis() as u64,
+                error: Some(message.clone()),
+            });
+            let mut result = skipped(&stage_id, Some(message));
+            result.duration = started.elapsed();
+            return (result, StepOutputs::new());
+        }
+    };
+    let Prepared {
+        images,
+        sandbox,
+        shared,
+        hosts,
+    } = prepared;
     let log_dir = run.run_dir.join("logs").join(&stage_id);
-    let mut shared = Vec::new();
-    for (n, path) in stage.spec.shared_paths.iter().enumerate() {
-        let dir = run
-            .run_dir
-            .join("shared")
-            .join(&stage_id)
-            .join(n.to_string());
-        std::fs::create_dir_all(&dir).map_err(|source| RunError::CreateDir {
-            path: dir.clone(),
-            source,
-        })?;
-        shared.push((dir, path.value.clone()));
-    }
-    let hosts = sc
-        .step_hosts()
-        .into_iter()
-        .map(|(name, ip)| (name, ip.to_string()))
-        .collect();
-    let publishing = if ports.is_empty() {
-        String::new()
-    } else {
-        let list: Vec<String> = ports.iter().map(|p| p.host_port.to_string()).collect();
-        format!(
-            " (publishing host ports {} from portBindings)",
-            list.join(", ")
-        )
-    };
-    let spec = StageSpec {
-        network,
-        ports,
-        run_dir: sandbox::new_run_dir(&run.settings.store_dir.join("run"), &stage_id),
-        exe: run.settings.exe.clone(),
-    };
-    let sandbox = sandbox::Stage::start(spec).map_err(|source| RunError::StartStage {
-        stage: stage_id.clone(),
-        publishing,
-        source: Box::new(source),
-    })?;
-    let (results, outputs, aborted, failed) = {
+    let deadline_what = deadline.as_ref().map(|d| d.what.clone());
+    let (results, outputs, aborted, failed, timed_out) = {
         let state = StageRun {
             run,
             sc,
@@ -325,7 +335,8 @@ pub(crate) fn run_stage(
             aborted: AtomicBool::new(aborted),
             services: Mutex::new(Vec::new()),
             teardown: Arc::new(AtomicBool::new(false)),
-            deadline: stage.timeout.map(|t| started + t),
+            deadline,
+            timed_out: AtomicBool::new(false),
         };
         super::items::run_items(&state, &stage.execution, &[]);
         // Teardown: services get SIGTERM, the grace period, then SIGKILL.
@@ -359,28 +370,233 @@ pub(crate) fn run_stage(
             .collect();
         let aborted = state.aborted.load(Ordering::SeqCst);
         let failed = state.failed.load(Ordering::SeqCst);
-        (results, outputs, aborted, failed)
+        let timed_out = state.timed_out.load(Ordering::SeqCst);
+        (results, outputs, aborted, failed, timed_out)
     };
     if let Err(err) = sandbox.shutdown(run.settings.grace) {
         tracing::warn!("stage {stage_id}: {}", step::error_chain(&err));
     }
     let mut status = report::stage_status(&results, aborted);
-    if status == StageStatus::Success && failed {
+    if status == StageStatus::Success && (failed || timed_out) {
         status = StageStatus::Failed;
     }
+    let error = timed_out.then(|| {
+        format!(
+            "{} was reached: running steps were stopped and the rest skipped",
+            deadline_what.unwrap_or_else(|| "a timeout".to_string())
+        )
+    });
     let duration = started.elapsed();
     run.emit(Event::StageFinished {
         stage: stage_id.clone(),
         status,
         duration_ms: duration.as_millis() as u64,
+        error: error.clone(),
     });
     let result = StageResult {
         stage: stage_id,
         status,
         duration,
         steps: results,
+        error,
+        timed_out,
     };
-    Ok((result, outputs))
+    (result, outputs)
+}
+
+/// Why a stage did not get to its first step.
+enum NotStarted {
+    Failed(String),
+    TimedOut(String),
+    Interrupted(String),
+}
+
+/// What a stage has once it can run steps.
+struct Prepared {
+    images: BTreeMap<String, Image>,
+    sandbox: sandbox::Stage,
+    shared: Vec<(PathBuf, String)>,
+    hosts: Vec<(String, String)>,
+}
+
+/// Pulls the stage's images, checks its published ports and starts its
+/// sandbox stage (holder, user + network namespaces, port forwards).
+fn prepare(
+    run: &RunShared<'_>,
+    sc: &StageContext<'_>,
+    deadline: Option<&Deadline>,
+) -> Result<Prepared, NotStarted> {
+    let stage = sc.stage();
+    let stage_id = stage.id.value.clone();
+    let file = sc.run().pipeline().file.clone();
+    let mut steps = Vec::new();
+    all_steps(&stage.execution, &[], &mut steps);
+    let mut wanted: Vec<Wanted> = Vec::new();
+    let mut ports: Vec<Published> = Vec::new();
+    for (s, groups) in &steps {
+        let preview = sc.preview_step(s, groups).map_err(|err| {
+            NotStarted::Failed(format!("step {}: {}", s.id.value, step::error_chain(&err)))
+        })?;
+        if let Some(image) = &preview.image {
+            if !wanted.iter().any(|w| &w.image == image) {
+                wanted.push(Wanted {
+                    image: image.clone(),
+                    step: preview.id.clone(),
+                    policy: preview.pull_policy,
+                    connector: preview.connector.clone(),
+                });
+            }
+        }
+        for &(host_port, container_port) in &preview.ports {
+            let forward = PortForward {
+                host_port,
+                container_port,
+            };
+            if !ports.iter().any(|p| p.forward == forward) {
+                let line = s
+                    .spec
+                    .port_bindings
+                    .iter()
+                    .find(|b| b.host.literal() == Some(host_port))
+                    .map_or(s.loc.line, |b| b.loc.line);
+                ports.push(Published {
+                    forward,
+                    step: preview.id.clone(),
+                    at: format!("{}:{line}", file.display()),
+                });
+            }
+        }
+    }
+    let stop = Stop {
+        cancel: &run.cancel,
+        deadline,
+    };
+    let images = run
+        .settings
+        .pull(sc.run().secrets(), &wanted, run.events.clone(), &stop)
+        .map_err(|err| match err {
+            PullError::Interrupted { signal } => NotStarted::Interrupted(format!(
+                "interrupted by signal {signal} while pulling images; no step ran"
+            )),
+            PullError::TimedOut { what } => NotStarted::TimedOut(format!(
+                "{what} was reached while pulling images; no step ran"
+            )),
+            other => NotStarted::Failed(pull_failure(&other)),
+        })?;
+    if let Some(signal) = run.cancel.signal() {
+        return Err(NotStarted::Interrupted(format!(
+            "interrupted by signal {signal} before its first step"
+        )));
+    }
+    let network = run.settings.network;
+    if network == NetworkMode::Host && !ports.is_empty() {
+        tracing::info!("--network host: portBindings are the host's ports already");
+        ports.clear();
+    }
+    check_ports(&ports).map_err(NotStarted::Failed)?;
+    let mut shared = Vec::new();
+    for (n, path) in stage.spec.shared_paths.iter().enumerate() {
+        let dir = run
+            .run_dir
+            .join("shared")
+            .join(&stage_id)
+            .join(n.to_string());
+        std::fs::create_dir_all(&dir).map_err(|err| {
+            NotStarted::Failed(format!(
+                "cannot create the directory {} for sharedPath {}: {err}",
+                dir.display(),
+                path.value
+            ))
+        })?;
+        shared.push((dir, path.value.clone()));
+    }
+    let hosts = sc
+        .step_hosts()
+        .into_iter()
+        .map(|(name, ip)| (name, ip.to_string()))
+        .collect();
+    let spec = StageSpec {
+        network,
+        ports: ports.iter().map(|p| p.forward).collect(),
+        run_dir: sandbox::new_run_dir(&run.settings.store_dir.join("run"), &stage_id),
+        exe: run.settings.exe.clone(),
+    };
+    let sandbox = sandbox::Stage::start(spec).map_err(|err| {
+        // Another stage (or program) may have taken a port since the check.
+        if let Err(busy) = check_ports(&ports) {
+            return NotStarted::Failed(busy);
+        }
+        NotStarted::Failed(format!(
+            "failed to start its sandbox: {}; `corral info` shows what this host allows",
+            step::error_chain(&err)
+        ))
+    })?;
+    Ok(Prepared {
+        images,
+        sandbox,
+        shared,
+        hosts,
+    })
+}
+
+/// A host port a step publishes, and where its binding is written.
+struct Published {
+    forward: PortForward,
+    step: String,
+    /// `file:line` of the binding.
+    at: String,
+}
+
+/// A busy or forbidden host port is an error before anything starts,
+/// naming the step and its `portBindings` line.
+fn check_ports(ports: &[Published]) -> Result<(), String> {
+    for p in ports {
+        let port = p.forward.host_port;
+        if let Err(err) = std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)) {
+            let why = match err.kind() {
+                std::io::ErrorKind::AddrInUse => "which is already in use; stop what listens there or change the host port (the key) of that binding".to_string(),
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "which this user may not bind (ports below {} need privileges, see sysctl net.ipv4.ip_unprivileged_port_start); pick a higher host port",
+                    unprivileged_port_start()
+                ),
+                _ => format!("which cannot be bound ({err})"),
+            };
+            return Err(format!(
+                "step {}: portBindings at {} publish host port {port} (to container port {}), {why}",
+                p.step, p.at, p.forward.container_port
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unprivileged_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// A failed pull: what failed and what to do about it.
+fn pull_failure(err: &PullError) -> String {
+    let chain = step::error_chain(err);
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    let mut offline_or_never = false;
+    while let Some(e) = source {
+        if let Some(image_err) = e.downcast_ref::<crate::image::ImageError>() {
+            offline_or_never |= matches!(
+                image_err,
+                crate::image::ImageError::Offline { .. }
+                    | crate::image::ImageError::NotPresent { .. }
+            );
+        }
+        source = e.source();
+    }
+    if offline_or_never || matches!(err, PullError::ConnectorSecret { .. }) {
+        chain
+    } else {
+        format!("{chain}; check the image reference and the registry (--registry-mirror, --insecure-registry), or import the image with `corral import`")
+    }
 }
 
 /// A step that never started: its result.
