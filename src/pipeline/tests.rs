@@ -363,6 +363,57 @@ fn strategies_expand_into_suffixed_copies() {
     );
 }
 
+#[test]
+fn max_concurrency_beside_the_looping_key_applies() {
+    // Real pipelines write it beside `repeat` (corpus 014) and `matrix`.
+    let stage_with = |strategy: &str| {
+        format!(
+            r#"pipeline:
+  name: p
+  identifier: p
+  stages:
+    - stage:
+        name: s
+        identifier: s
+        type: CI
+        strategy:
+{strategy}
+        spec:
+          execution:
+            steps:
+              - step: {{type: Run, name: a, identifier: a, spec: {{command: x}}}}
+"#
+        )
+    };
+    let max = |strategy: &str| {
+        let (p, warnings) = load(&stage_with(strategy)).unwrap();
+        let copies = expand_stage(&p.stages[0], &LiteralsOnly, 1).unwrap();
+        (copies[0].max_concurrency, warnings)
+    };
+    let (beside_repeat, w) =
+        max("          repeat:\n            items: [a, b, c]\n          maxConcurrency: 2");
+    assert_eq!((beside_repeat, w.len()), (Some(2), 0));
+    let (beside_matrix, _) =
+        max("          matrix:\n            os: [a, b, c]\n          maxConcurrency: 1");
+    assert_eq!(beside_matrix, Some(1));
+    let (beside_parallelism, _) = max("          parallelism: 3\n          maxConcurrency: 2");
+    assert_eq!(beside_parallelism, Some(2));
+    // Given twice: the inner one applies, and the outer one is pointed at.
+    let (twice, w) = max(
+        "          matrix:\n            os: [a, b, c]\n            maxConcurrency: 1\n          maxConcurrency: 3",
+    );
+    assert_eq!(twice, Some(1));
+    let text = w
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains(":13:") && text.contains("given twice"),
+        "{text}"
+    );
+}
+
 /// (step YAML, expected error phrase or `None`); the stage has a variable
 /// `v` and a step `out` declaring the output `RESULT`.
 const REFERENCE_CASES: &[(&str, Option<&str>)] = &[

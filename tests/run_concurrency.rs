@@ -1,0 +1,157 @@
+//! The copies a looping strategy makes run at the same time, but never
+//! more than its `maxConcurrency`: on steps (`matrix`), step groups
+//! (`repeat` with the key beside it, as real pipelines write it) and
+//! stages (`parallelism`).
+//!
+//! Every copy appends `start I` and `end I` to a shared file. Copy I ends
+//! only once copy I+CAP-1 has started, so with the cap honoured the copies
+//! overlap exactly CAP at a time (and the run never stalls); a run that
+//! ignored the cap would show more `start`s than CAP before an `end`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod run_support;
+
+use run_support::{setup, stdout, Env};
+
+const COPIES: usize = 4;
+const CAP: usize = 2;
+
+/// The command of copy `index` (an expression giving the iteration).
+fn copy_command(index: &str) -> String {
+    let wait_for = format!("$(( {index} + {CAP} > {COPIES} ? {COPIES} : {index} + {CAP} ))");
+    format!(
+        "f=/harness/marks; echo start {index} >> $f; want={wait_for}; i=0; while [ $(grep -c start $f) -lt $want ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo end {index} >> $f"
+    )
+}
+
+/// The most copies running at once according to the marks file, and the
+/// number of copies that ran.
+fn overlap(env: &Env) -> (usize, usize) {
+    let marks = std::fs::read_to_string(env.ws("marks")).unwrap();
+    let (mut running, mut most, mut started) = (0usize, 0usize, 0usize);
+    for line in marks.lines() {
+        if line.starts_with("start") {
+            running += 1;
+            started += 1;
+            most = most.max(running);
+        } else if line.starts_with("end") {
+            running -= 1;
+        }
+    }
+    (most, started)
+}
+
+fn run_and_check(test: &str, yaml: &str) {
+    let Some(env) = setup(test, false) else {
+        return;
+    };
+    let file = env.write("p.yaml", yaml);
+    let out = env.run(&file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let (most, started) = overlap(&env);
+    assert_eq!(started, COPIES, "every copy ran");
+    assert_eq!(
+        most,
+        CAP,
+        "copies ran {CAP} at a time:\n{}",
+        std::fs::read_to_string(env.ws("marks")).unwrap()
+    );
+}
+
+#[test]
+fn matrix_step_copies_respect_max_concurrency() {
+    let yaml = format!(
+        r#"pipeline:
+  name: t
+  identifier: t
+  stages:
+    - stage:
+        name: s
+        identifier: s
+        type: CI
+        spec:
+          execution:
+            steps:
+              - step:
+                  type: Run
+                  name: copy
+                  identifier: copy
+                  strategy:
+                    matrix:
+                      n: [a, b, c, d]
+                      maxConcurrency: {CAP}
+                  spec:
+                    shell: Sh
+                    command: '{}'
+"#,
+        copy_command("<+strategy.iteration>")
+    );
+    run_and_check("matrix_cap", &yaml);
+}
+
+#[test]
+fn step_group_copies_respect_max_concurrency_beside_repeat() {
+    let yaml = format!(
+        r#"pipeline:
+  name: t
+  identifier: t
+  stages:
+    - stage:
+        name: s
+        identifier: s
+        type: CI
+        spec:
+          execution:
+            steps:
+              - stepGroup:
+                  name: g
+                  identifier: g
+                  strategy:
+                    repeat:
+                      items: ["0", "1", "2", "3"]
+                    maxConcurrency: {CAP}
+                  steps:
+                    - step:
+                        type: Run
+                        name: copy
+                        identifier: copy
+                        spec:
+                          shell: Sh
+                          command: '{}'
+"#,
+        copy_command("<+repeat.item>")
+    );
+    run_and_check("group_cap", &yaml);
+}
+
+#[test]
+fn stage_copies_respect_max_concurrency() {
+    let yaml = format!(
+        r#"pipeline:
+  name: t
+  identifier: t
+  stages:
+    - stage:
+        name: s
+        identifier: s
+        type: CI
+        strategy:
+          parallelism: {COPIES}
+          maxConcurrency: {CAP}
+        spec:
+          execution:
+            steps:
+              - step:
+                  type: Run
+                  name: copy
+                  identifier: copy
+                  spec:
+                    shell: Sh
+                    command: '{}'
+"#,
+        copy_command("<+strategy.iteration>")
+    );
+    run_and_check("stage_cap", &yaml);
+}
