@@ -19,18 +19,20 @@ fn finished(path: &std::path::Path) -> (serde_json::Value, serde_json::Value) {
     (stages[0].clone(), runs[0].clone())
 }
 
-/// The summary's stage row (`STAGE - Stage STATUS`) and the reason line
-/// printed under the table.
+/// The summary's stage row (`STAGE - Stage STATUS`) and the reason
+/// printed after the table (on stderr).
 fn stage_row_and_reason(out: &std::process::Output, stage: &str) -> (Vec<String>, String) {
-    let text = stdout(out);
     let cells = row(out, "-");
-    assert_eq!(cells[0], stage, "{text}");
-    let reason = text
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("stage {stage}: ")))
-        .unwrap_or_else(|| panic!("no reason under the summary:\n{text}"))
-        .to_string();
-    (cells, reason)
+    assert_eq!(cells[0], stage, "{}", stdout(out));
+    (cells, reason(out, stage))
+}
+
+fn reason(out: &std::process::Output, stage: &str) -> String {
+    let err = stderr(out);
+    err.lines()
+        .find_map(|l| l.strip_prefix(&format!("error: stage {stage}: ")))
+        .unwrap_or_else(|| panic!("no reason after the summary:\n{err}"))
+        .to_string()
 }
 
 #[test]
@@ -213,11 +215,12 @@ fn the_pipeline_timeout_stops_running_steps_and_skips_the_rest() {
     assert_eq!(row(&out, "two")[3], "Timeout");
     assert_eq!(row(&out, "later")[3], "Skipped");
     assert!(!env.ws("later").exists() && !env.ws("next").exists());
-    let text = stdout(&out);
     assert!(
-        text.contains("stage a: the pipeline's timeout of 3s was reached"),
-        "{text}"
+        reason(&out, "a").starts_with("the pipeline's timeout of 3s was reached"),
+        "{}",
+        stderr(&out)
     );
+    let text = stdout(&out);
     assert!(
         text.lines()
             .any(|l| l.starts_with("b ") && l.contains("Skipped")),
@@ -274,5 +277,5 @@ fn a_stage_timeout_skips_the_stages_remaining_steps() {
     // Even `stageStatus: All` does not run past the stage's timeout.
     assert_eq!(row(&out, "later")[3], "Skipped");
     assert!(!env.ws("later").exists());
-    assert!(stdout(&out).contains("the stage's timeout of 2s was reached"));
+    assert!(reason(&out, "a").starts_with("the stage's timeout of 2s was reached"));
 }

@@ -139,7 +139,12 @@ fn interrupt_mid_pull(test: &str, sig: i32, code: i32) {
             .any(|l| l.starts_with("s ") && l.contains("Skipped")),
         "summary printed: {text}"
     );
-    assert!(text.contains(&format!("interrupted by signal {sig} while pulling images")));
+    assert!(
+        stderr(&out).contains(&format!(
+            "error: stage s: interrupted by signal {sig} while pulling images"
+        )),
+        "the reason follows the summary"
+    );
     let stages = events(&ev, "stage_finished");
     assert_eq!(stages.len(), 1);
     assert!(stages[0]["error"]

@@ -453,6 +453,13 @@ fn the_stage_timeout_bounds_its_steps() {
         "        type: CI\n        timeout: 2s\n",
     );
     let file = env.write("p.yaml", &yaml);
+    // Warm the image: the stage's timeout counts its pulls too.
+    let mirror = format!("docker.io=http://{}", env.registry.as_ref().unwrap());
+    let pull = common::corral(&env.store)
+        .args(["pull", "--registry-mirror", &mirror, "busybox"])
+        .output()
+        .unwrap();
+    assert!(pull.status.success());
     let out = env.run(&file, &[]);
     assert_eq!(out.status.code(), Some(124));
     assert_eq!(row(&out, "slow")[3], "Timeout");

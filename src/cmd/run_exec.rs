@@ -56,6 +56,11 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{table}");
     }
+    for stage in &report.stages {
+        if let Some(error) = &stage.error {
+            eprintln!("error: stage {}: {}", stage.stage, masker.mask(error));
+        }
+    }
     eprintln!("logs:      {}", report.run_dir.join("logs").display());
     eprintln!("workspace: {}", report.workspace.display());
     if let Some(sig) = report.interrupted {

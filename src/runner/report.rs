@@ -113,8 +113,8 @@ pub struct StageResult {
     pub duration: Duration,
     pub steps: Vec<StepResult>,
     /// Why the stage could not start or was cut short (a pull, a busy
-    /// port, the holder, a timeout), naming what to do; printed under the
-    /// summary table.
+    /// port, the holder, a timeout), naming what to do; `corral run`
+    /// prints it after the summary table.
     pub error: Option<String>,
     /// A `timeout` (the stage's or the pipeline's) cut the stage short.
     pub timed_out: bool,
@@ -198,11 +198,6 @@ pub fn render_table(stages: &[StageResult], masker: &Masker, color: bool) -> Str
     push_row(&mut out, &HEADER.map(str::to_string), &widths, None);
     for (cells, status) in &rows {
         push_row(&mut out, cells, &widths, status.filter(|_| color));
-    }
-    for stage in stages {
-        if let Some(error) = &stage.error {
-            let _ = writeln!(out, "stage {}: {}", stage.stage, masker.mask(error));
-        }
     }
     out
 }
