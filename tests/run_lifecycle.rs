@@ -279,3 +279,35 @@ fn a_stage_timeout_skips_the_stages_remaining_steps() {
     assert!(!env.ws("later").exists());
     assert!(reason(&out, "a").starts_with("the stage's timeout of 2s was reached"));
 }
+
+#[test]
+fn a_holder_that_cannot_start_fails_the_stage_with_the_summary() {
+    let Some(env) = setup("holder_fails", false) else {
+        return;
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            "- step:\n    type: Run\n    name: r\n    identifier: r\n    spec:\n      shell: Sh\n      command: touch /harness/ran",
+        ),
+    );
+    let ev = env.dir.path().join("events.jsonl");
+    // The sandbox roles are served by CORRAL_EXE; /bin/false serves none.
+    let out = env
+        .command(&file)
+        .env("CORRAL_EXE", "/bin/false")
+        .args(["--events", ev.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let (cells, reason) = stage_row_and_reason(&out, "s");
+    assert_eq!(cells[3], "Failed");
+    assert!(
+        reason.contains("failed to start its sandbox") && reason.contains("corral info"),
+        "{reason}"
+    );
+    assert!(!env.ws("ran").exists());
+    let (stage, run) = finished(&ev);
+    assert_eq!(stage["status"], "failed");
+    assert_eq!(run["exit_code"], 1);
+}
