@@ -155,3 +155,51 @@ fn stage_copies_respect_max_concurrency() {
     );
     run_and_check("stage_cap", &yaml);
 }
+
+#[test]
+fn a_looped_stage_in_a_parallel_block_runs_beside_its_siblings() {
+    // `other` waits until a copy of `looped` has started: it only ends
+    // well when the copies run beside it, not after it.
+    let yaml = format!(
+        r#"pipeline:
+  name: t
+  identifier: t
+  stages:
+    - parallel:
+        - stage:
+            name: other
+            identifier: other
+            type: CI
+            spec:
+              execution:
+                steps:
+                  - step:
+                      type: Run
+                      name: wait
+                      identifier: wait
+                      spec:
+                        shell: Sh
+                        command: 'i=0; until grep -q start /harness/marks 2>/dev/null; do i=$((i+1)); [ $i -lt 300 ] || exit 7; sleep 0.1; done'
+        - stage:
+            name: looped
+            identifier: looped
+            type: CI
+            strategy:
+              repeat:
+                times: {COPIES}
+              maxConcurrency: {CAP}
+            spec:
+              execution:
+                steps:
+                  - step:
+                      type: Run
+                      name: copy
+                      identifier: copy
+                      spec:
+                        shell: Sh
+                        command: '{}'
+"#,
+        copy_command("<+strategy.iteration>")
+    );
+    run_and_check("looped_in_parallel", &yaml);
+}

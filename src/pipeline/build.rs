@@ -292,6 +292,7 @@ fn stage(
         execution: execution?,
         parallel_group,
         max_concurrency: None,
+        loop_group: None,
         loc: node.loc,
     })
 }

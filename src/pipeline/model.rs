@@ -175,6 +175,10 @@ pub struct Stage {
     /// On the copies of a looped stage: how many of them run at once (the
     /// strategy's `maxConcurrency`); `None` = all.
     pub max_concurrency: Option<usize>,
+    /// Shared by the copies of one looped stage (they also share a
+    /// `parallel_group`: their own, or that of the `parallel:` block the
+    /// looped stage is in).
+    pub loop_group: Option<usize>,
     pub loc: Location,
 }
 

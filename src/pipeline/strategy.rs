@@ -310,7 +310,8 @@ fn expand_item(item: &ExecutionItem, inputs: &dyn Inputs) -> Result<ExecutionIte
 }
 
 /// Expands a stage's own strategy and those of its steps. Copies of a
-/// looped stage share a fresh `parallel_group` (the caller passes one).
+/// looped stage share a fresh `loop_group` (the caller passes one), which
+/// is also their `parallel_group` unless the stage is in a `parallel:` block.
 pub fn expand_stage(
     stage: &Stage,
     inputs: &dyn Inputs,
@@ -329,7 +330,9 @@ pub fn expand_stage(
         .map(|it| {
             let mut copy = base.clone();
             copy.id = it.suffixed(&stage.id);
-            copy.parallel_group = Some(group_for_copies);
+            // Copies run beside the other stages of their `parallel:` block.
+            copy.parallel_group = stage.parallel_group.or(Some(group_for_copies));
+            copy.loop_group = Some(group_for_copies);
             copy.max_concurrency = max_concurrency;
             copy.iteration = Some(it);
             copy

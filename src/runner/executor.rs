@@ -389,9 +389,10 @@ pub fn execute(
     })
 }
 
-/// Runs a batch of stages at once, at most the copies' `maxConcurrency`
-/// at a time (a `parallel:` stage group has none: all of them); results in
-/// batch order. A stage whose steps cannot be resolved fails alone.
+/// Runs a batch of stages at once (a `parallel:` stage group, copies of a
+/// looped stage, or both); the copies of one looped stage at most its
+/// `maxConcurrency` at a time, in order. Results in batch order. A stage
+/// whose steps cannot be resolved fails alone.
 fn run_batch(
     shared: &RunShared<'_>,
     contexts: &[Result<resolve::StageContext<'_>, resolve::ResolveError>],
@@ -399,13 +400,15 @@ fn run_batch(
     failed: bool,
     aborted: bool,
 ) -> Vec<(StageResult, resolve::StepOutputs)> {
-    let workers = batch
-        .iter()
-        .filter_map(|s| s.max_concurrency)
-        .min()
-        .unwrap_or(batch.len())
-        .clamp(1, batch.len().max(1));
     let run_one = |i: usize| match &contexts[i] {
+        // A copy that waited for its turn past the pipeline's timeout.
+        _ if shared.deadline.as_ref().is_some_and(|d| d.passed()) => {
+            let what = shared.deadline.as_ref().map(|d| d.what.clone());
+            let message = format!("not started: {} was reached", what.unwrap_or_default());
+            shared.note(&batch[i].id.value, &message);
+            let result = stage::skipped(&batch[i].id.value, Some(message));
+            (result, resolve::StepOutputs::new())
+        }
         Ok(sc) => stage::run_stage(shared, sc, failed, aborted),
         Err(err) => {
             let message = format!("failed to resolve its steps: {}", error_chain(err));
@@ -413,42 +416,92 @@ fn run_batch(
             (result, resolve::StepOutputs::new())
         }
     };
-    if workers == 1 {
-        return (0..batch.len()).map(run_one).collect();
+    if batch.len() == 1 {
+        return vec![run_one(0)];
     }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<(StageResult, resolve::StepOutputs)>>> =
-        batch.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    // Each copy's turn within its loop: copy k waits for k+1-cap copies of
+    // its loop to finish, so at most `cap` run at once.
+    let mut turns = Vec::with_capacity(batch.len());
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    for stage in batch {
+        turns.push(stage.loop_group.map(|g| {
+            let k = seen.entry(g).or_default();
+            *k += 1;
+            (g, *k - 1)
+        }));
+    }
+    let loops: BTreeMap<usize, Loop> = batch
+        .iter()
+        .filter_map(|s| Some((s.loop_group?, s.max_concurrency)))
+        .map(|(g, cap)| (g, Loop::new(cap)))
+        .collect();
     std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if i >= batch.len() {
-                    break;
-                }
-                let outcome = run_one(i);
-                if let Ok(mut slot) = slots[i].lock() {
-                    *slot = Some(outcome);
-                }
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .enumerate()
-        .map(|(i, slot)| {
-            slot.into_inner().ok().flatten().unwrap_or_else(|| {
-                let result = stage::failed(
-                    shared,
-                    &batch[i].id.value,
-                    Instant::now(),
-                    "its thread panicked".to_string(),
-                    false,
-                );
-                (result, resolve::StepOutputs::new())
+        let handles: Vec<_> = (0..batch.len())
+            .map(|i| {
+                let turn = turns[i].and_then(|(g, k)| Some((loops.get(&g)?, k)));
+                let run_one = &run_one;
+                scope.spawn(move || {
+                    if let Some((lp, k)) = turn {
+                        lp.wait_turn(k);
+                    }
+                    let outcome = run_one(i);
+                    if let Some((lp, _)) = turn {
+                        lp.finished();
+                    }
+                    outcome
+                })
             })
-        })
-        .collect()
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+/// The copies of one looped stage: how many may run, how many finished.
+struct Loop {
+    cap: Option<usize>,
+    finished: std::sync::Mutex<usize>,
+    changed: std::sync::Condvar,
+}
+
+impl Loop {
+    fn new(cap: Option<usize>) -> Self {
+        Loop {
+            cap: cap.map(|c| c.max(1)),
+            finished: std::sync::Mutex::new(0),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Blocks copy `k` (0-based, in order) until fewer than `cap` copies
+    /// before it are still running.
+    fn wait_turn(&self, k: usize) {
+        let Some(cap) = self.cap else { return };
+        let mut finished = self
+            .finished
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *finished + cap <= k {
+            finished = self
+                .changed
+                .wait(finished)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn finished(&self) {
+        let mut finished = self
+            .finished
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *finished += 1;
+        self.changed.notify_all();
+    }
 }
 
 /// `YYYYMMDD-HHMMSS-<execution id prefix>`: sorts by time, unique enough.
