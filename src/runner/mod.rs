@@ -6,10 +6,12 @@
 //! - `report`: step and stage results, the summary table, the exit code
 //! - `supervise`: timeouts, failure strategies and `when` gating
 //! - `resolve`: model step + run state -> a concrete step to launch
-//! - `executor`: a whole run ([`run_pipeline`], [`execute`]); `stage`,
-//!   `items`, `step`, `pull`: one stage, its items, one sandbox, its images
+//! - `executor`: a whole run ([`run_pipeline`], [`execute`]); `batch`:
+//!   stages at once; `stage`, `prepare`, `items`, `step`, `pull`: one
+//!   stage, its start, its items, one sandbox, its images
 //! - `cancel`: Ctrl-C / SIGTERM stop the run
 
+mod batch;
 pub mod cancel;
 pub mod events;
 mod executor;
@@ -17,6 +19,7 @@ mod failure;
 mod items;
 pub mod logs;
 pub mod plan;
+mod prepare;
 mod pull;
 pub mod report;
 pub mod resolve;

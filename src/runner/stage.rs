@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use super::cancel::Deadline;
 use super::events::{Event, EventWriter};
 use super::logs::{LineSink, StepLog, TerminalSink};
-use super::pull::Wanted;
-use super::pull::{PullError, Stop};
+use super::pull::{Stop, Wanted};
 use super::report::{self, StageResult, StageStatus, StepResult, StepStatus};
 use super::resolve::{ResolvedStep, StageContext, StepOutputs};
 use super::step::{self, StepMounts};
@@ -20,7 +19,7 @@ use super::{Cancel, RunError, Settings};
 use crate::image::Image;
 use crate::pipeline::model::{ExecutionItem, Step, StepGroup};
 use crate::pipeline::secret::Masker;
-use crate::sandbox::{self, NetworkMode, PortForward, StageSpec};
+use crate::sandbox;
 
 /// What one run shares with each of its stages.
 pub(crate) struct RunShared<'a> {
@@ -164,7 +163,7 @@ impl StageRun<'_> {
                 self.run.events.clone(),
                 &stop,
             )
-            .map_err(|err| pull_failure(&err))?;
+            .map_err(|err| super::prepare::pull_failure(&err))?;
         let image = images.get(reference).cloned();
         self.images
             .lock()
@@ -187,7 +186,7 @@ impl StageRun<'_> {
 }
 
 /// Every step of the stage with its enclosing groups.
-fn all_steps<'s>(
+pub(super) fn all_steps<'s>(
     items: &'s [ExecutionItem],
     groups: &[&'s StepGroup],
     out: &mut Vec<(&'s Step, Vec<&'s StepGroup>)>,
@@ -281,21 +280,21 @@ pub(crate) fn run_stage(
         run.deadline.clone(),
         stage.timeout.map(|t| Deadline::after(started, t, "stage")),
     );
-    let prepared = match prepare(run, sc, deadline.as_ref()) {
+    let prepared = match super::prepare::prepare(run, sc, deadline.as_ref()) {
         Ok(prepared) => prepared,
-        Err(NotStarted::Failed(message)) => {
+        Err(super::prepare::NotStarted::Failed(message)) => {
             return (
                 failed(run, &stage_id, started, message, false),
                 StepOutputs::new(),
             )
         }
-        Err(NotStarted::TimedOut(message)) => {
+        Err(super::prepare::NotStarted::TimedOut(message)) => {
             return (
                 failed(run, &stage_id, started, message, true),
                 StepOutputs::new(),
             )
         }
-        Err(NotStarted::Interrupted(message)) => {
+        Err(super::prepare::NotStarted::Interrupted(message)) => {
             run.note(&stage_id, &message);
             run.emit(Event::StageFinished {
                 stage: stage_id.clone(),
@@ -308,7 +307,7 @@ pub(crate) fn run_stage(
             return (result, StepOutputs::new());
         }
     };
-    let Prepared {
+    let super::prepare::Prepared {
         images,
         sandbox,
         shared,
@@ -402,201 +401,6 @@ pub(crate) fn run_stage(
         timed_out,
     };
     (result, outputs)
-}
-
-/// Why a stage did not get to its first step.
-enum NotStarted {
-    Failed(String),
-    TimedOut(String),
-    Interrupted(String),
-}
-
-/// What a stage has once it can run steps.
-struct Prepared {
-    images: BTreeMap<String, Image>,
-    sandbox: sandbox::Stage,
-    shared: Vec<(PathBuf, String)>,
-    hosts: Vec<(String, String)>,
-}
-
-/// Pulls the stage's images, checks its published ports and starts its
-/// sandbox stage (holder, user + network namespaces, port forwards).
-fn prepare(
-    run: &RunShared<'_>,
-    sc: &StageContext<'_>,
-    deadline: Option<&Deadline>,
-) -> Result<Prepared, NotStarted> {
-    let stage = sc.stage();
-    let stage_id = stage.id.value.clone();
-    let file = sc.run().pipeline().file.clone();
-    let mut steps = Vec::new();
-    all_steps(&stage.execution, &[], &mut steps);
-    let mut wanted: Vec<Wanted> = Vec::new();
-    let mut ports: Vec<Published> = Vec::new();
-    for (s, groups) in &steps {
-        let preview = sc.preview_step(s, groups).map_err(|err| {
-            NotStarted::Failed(format!("step {}: {}", s.id.value, step::error_chain(&err)))
-        })?;
-        if let Some(image) = &preview.image {
-            if !wanted.iter().any(|w| &w.image == image) {
-                wanted.push(Wanted {
-                    image: image.clone(),
-                    step: preview.id.clone(),
-                    policy: preview.pull_policy,
-                    connector: preview.connector.clone(),
-                });
-            }
-        }
-        for &(host_port, container_port) in &preview.ports {
-            let forward = PortForward {
-                host_port,
-                container_port,
-            };
-            if !ports.iter().any(|p| p.forward == forward) {
-                let line = s
-                    .spec
-                    .port_bindings
-                    .iter()
-                    .find(|b| b.host.literal() == Some(host_port))
-                    .map_or(s.loc.line, |b| b.loc.line);
-                ports.push(Published {
-                    forward,
-                    step: preview.id.clone(),
-                    at: format!("{}:{line}", file.display()),
-                });
-            }
-        }
-    }
-    let stop = Stop {
-        cancel: &run.cancel,
-        deadline,
-    };
-    let images = run
-        .settings
-        .pull(sc.run().secrets(), &wanted, run.events.clone(), &stop)
-        .map_err(|err| match err {
-            PullError::Interrupted { signal } => NotStarted::Interrupted(format!(
-                "interrupted by signal {signal} while pulling images; no step ran"
-            )),
-            PullError::TimedOut { what } => NotStarted::TimedOut(format!(
-                "{what} was reached while pulling images; no step ran"
-            )),
-            other => NotStarted::Failed(pull_failure(&other)),
-        })?;
-    if let Some(signal) = run.cancel.signal() {
-        return Err(NotStarted::Interrupted(format!(
-            "interrupted by signal {signal} before its first step"
-        )));
-    }
-    let network = run.settings.network;
-    if network == NetworkMode::Host && !ports.is_empty() {
-        tracing::info!("--network host: portBindings are the host's ports already");
-        ports.clear();
-    }
-    check_ports(&ports).map_err(NotStarted::Failed)?;
-    let mut shared = Vec::new();
-    for (n, path) in stage.spec.shared_paths.iter().enumerate() {
-        let dir = run
-            .run_dir
-            .join("shared")
-            .join(&stage_id)
-            .join(n.to_string());
-        std::fs::create_dir_all(&dir).map_err(|err| {
-            NotStarted::Failed(format!(
-                "cannot create the directory {} for sharedPath {}: {err}",
-                dir.display(),
-                path.value
-            ))
-        })?;
-        shared.push((dir, path.value.clone()));
-    }
-    let hosts = sc
-        .step_hosts()
-        .into_iter()
-        .map(|(name, ip)| (name, ip.to_string()))
-        .collect();
-    let spec = StageSpec {
-        network,
-        ports: ports.iter().map(|p| p.forward).collect(),
-        run_dir: sandbox::new_run_dir(&run.settings.store_dir.join("run"), &stage_id),
-        exe: run.settings.exe.clone(),
-    };
-    let sandbox = sandbox::Stage::start(spec).map_err(|err| {
-        // Another stage (or program) may have taken a port since the check.
-        if let Err(busy) = check_ports(&ports) {
-            return NotStarted::Failed(busy);
-        }
-        NotStarted::Failed(format!(
-            "failed to start its sandbox: {}; `corral info` shows what this host allows",
-            step::error_chain(&err)
-        ))
-    })?;
-    Ok(Prepared {
-        images,
-        sandbox,
-        shared,
-        hosts,
-    })
-}
-
-/// A host port a step publishes, and where its binding is written.
-struct Published {
-    forward: PortForward,
-    step: String,
-    /// `file:line` of the binding.
-    at: String,
-}
-
-/// A busy or forbidden host port is an error before anything starts,
-/// naming the step and its `portBindings` line.
-fn check_ports(ports: &[Published]) -> Result<(), String> {
-    for p in ports {
-        let port = p.forward.host_port;
-        if let Err(err) = std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)) {
-            let why = match err.kind() {
-                std::io::ErrorKind::AddrInUse => "which is already in use; stop what listens there or change the host port (the key) of that binding".to_string(),
-                std::io::ErrorKind::PermissionDenied => format!(
-                    "which this user may not bind (ports below {} need privileges, see sysctl net.ipv4.ip_unprivileged_port_start); pick a higher host port",
-                    unprivileged_port_start()
-                ),
-                _ => format!("which cannot be bound ({err})"),
-            };
-            return Err(format!(
-                "step {}: portBindings at {} publish host port {port} (to container port {}), {why}",
-                p.step, p.at, p.forward.container_port
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn unprivileged_port_start() -> u16 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(1024)
-}
-
-/// A failed pull: what failed and what to do about it.
-fn pull_failure(err: &PullError) -> String {
-    let chain = step::error_chain(err);
-    let mut source: Option<&dyn std::error::Error> = Some(err);
-    let mut offline_or_never = false;
-    while let Some(e) = source {
-        if let Some(image_err) = e.downcast_ref::<crate::image::ImageError>() {
-            offline_or_never |= matches!(
-                image_err,
-                crate::image::ImageError::Offline { .. }
-                    | crate::image::ImageError::NotPresent { .. }
-            );
-        }
-        source = e.source();
-    }
-    if offline_or_never || matches!(err, PullError::ConnectorSecret { .. }) {
-        chain
-    } else {
-        format!("{chain}; check the image reference and the registry (--registry-mirror, --insecure-registry), or import the image with `corral import`")
-    }
 }
 
 /// A step that never started: its result.

@@ -1,0 +1,209 @@
+//! Before a stage's first step: its images pulled (stopped by Ctrl-C or a
+//! timeout), its published ports checked, its sandbox stage started. What
+//! goes wrong here fails the stage with a reason saying what to do.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::cancel::Deadline;
+use super::pull::{PullError, Stop, Wanted};
+use super::resolve::StageContext;
+use super::stage::{all_steps, RunShared};
+use super::step;
+use crate::image::Image;
+use crate::sandbox::{self, NetworkMode, PortForward, StageSpec};
+
+/// Why a stage did not get to its first step.
+pub(super) enum NotStarted {
+    Failed(String),
+    TimedOut(String),
+    Interrupted(String),
+}
+
+/// What a stage has once it can run steps.
+pub(super) struct Prepared {
+    pub images: BTreeMap<String, Image>,
+    pub sandbox: sandbox::Stage,
+    pub shared: Vec<(PathBuf, String)>,
+    pub hosts: Vec<(String, String)>,
+}
+
+/// Pulls the stage's images, checks its published ports and starts its
+/// sandbox stage (holder, user + network namespaces, port forwards).
+pub(super) fn prepare(
+    run: &RunShared<'_>,
+    sc: &StageContext<'_>,
+    deadline: Option<&Deadline>,
+) -> Result<Prepared, NotStarted> {
+    let stage = sc.stage();
+    let stage_id = stage.id.value.clone();
+    let file = sc.run().pipeline().file.clone();
+    let mut steps = Vec::new();
+    all_steps(&stage.execution, &[], &mut steps);
+    let mut wanted: Vec<Wanted> = Vec::new();
+    let mut ports: Vec<Published> = Vec::new();
+    for (s, groups) in &steps {
+        let preview = sc.preview_step(s, groups).map_err(|err| {
+            NotStarted::Failed(format!("step {}: {}", s.id.value, step::error_chain(&err)))
+        })?;
+        if let Some(image) = &preview.image {
+            if !wanted.iter().any(|w| &w.image == image) {
+                wanted.push(Wanted {
+                    image: image.clone(),
+                    step: preview.id.clone(),
+                    policy: preview.pull_policy,
+                    connector: preview.connector.clone(),
+                });
+            }
+        }
+        for &(host_port, container_port) in &preview.ports {
+            let forward = PortForward {
+                host_port,
+                container_port,
+            };
+            if !ports.iter().any(|p| p.forward == forward) {
+                let line = s
+                    .spec
+                    .port_bindings
+                    .iter()
+                    .find(|b| b.host.literal() == Some(host_port))
+                    .map_or(s.loc.line, |b| b.loc.line);
+                ports.push(Published {
+                    forward,
+                    step: preview.id.clone(),
+                    at: format!("{}:{line}", file.display()),
+                });
+            }
+        }
+    }
+    let stop = Stop {
+        cancel: &run.cancel,
+        deadline,
+    };
+    let images = run
+        .settings
+        .pull(sc.run().secrets(), &wanted, run.events.clone(), &stop)
+        .map_err(|err| match err {
+            PullError::Interrupted { signal } => NotStarted::Interrupted(format!(
+                "interrupted by signal {signal} while pulling images; no step ran"
+            )),
+            PullError::TimedOut { what } => NotStarted::TimedOut(format!(
+                "{what} was reached while pulling images; no step ran"
+            )),
+            other => NotStarted::Failed(pull_failure(&other)),
+        })?;
+    if let Some(signal) = run.cancel.signal() {
+        return Err(NotStarted::Interrupted(format!(
+            "interrupted by signal {signal} before its first step"
+        )));
+    }
+    let network = run.settings.network;
+    if network == NetworkMode::Host && !ports.is_empty() {
+        tracing::info!("--network host: portBindings are the host's ports already");
+        ports.clear();
+    }
+    check_ports(&ports).map_err(NotStarted::Failed)?;
+    let mut shared = Vec::new();
+    for (n, path) in stage.spec.shared_paths.iter().enumerate() {
+        let dir = run
+            .run_dir
+            .join("shared")
+            .join(&stage_id)
+            .join(n.to_string());
+        std::fs::create_dir_all(&dir).map_err(|err| {
+            NotStarted::Failed(format!(
+                "cannot create the directory {} for sharedPath {}: {err}",
+                dir.display(),
+                path.value
+            ))
+        })?;
+        shared.push((dir, path.value.clone()));
+    }
+    let hosts = sc
+        .step_hosts()
+        .into_iter()
+        .map(|(name, ip)| (name, ip.to_string()))
+        .collect();
+    let spec = StageSpec {
+        network,
+        ports: ports.iter().map(|p| p.forward).collect(),
+        run_dir: sandbox::new_run_dir(&run.settings.store_dir.join("run"), &stage_id),
+        exe: run.settings.exe.clone(),
+    };
+    let sandbox = sandbox::Stage::start(spec).map_err(|err| {
+        // Another stage (or program) may have taken a port since the check.
+        if let Err(busy) = check_ports(&ports) {
+            return NotStarted::Failed(busy);
+        }
+        NotStarted::Failed(format!(
+            "failed to start its sandbox: {}; `corral info` shows what this host allows",
+            step::error_chain(&err)
+        ))
+    })?;
+    Ok(Prepared {
+        images,
+        sandbox,
+        shared,
+        hosts,
+    })
+}
+
+/// A host port a step publishes, and where its binding is written.
+struct Published {
+    forward: PortForward,
+    step: String,
+    /// `file:line` of the binding.
+    at: String,
+}
+
+/// A busy or forbidden host port is an error before anything starts,
+/// naming the step and its `portBindings` line.
+fn check_ports(ports: &[Published]) -> Result<(), String> {
+    for p in ports {
+        let port = p.forward.host_port;
+        if let Err(err) = std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port)) {
+            let why = match err.kind() {
+                std::io::ErrorKind::AddrInUse => "which is already in use; stop what listens there or change the host port (the key) of that binding".to_string(),
+                std::io::ErrorKind::PermissionDenied => format!(
+                    "which this user may not bind (ports below {} need privileges, see sysctl net.ipv4.ip_unprivileged_port_start); pick a higher host port",
+                    unprivileged_port_start()
+                ),
+                _ => format!("which cannot be bound ({err})"),
+            };
+            return Err(format!(
+                "step {}: portBindings at {} publish host port {port} (to container port {}), {why}",
+                p.step, p.at, p.forward.container_port
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unprivileged_port_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// A failed pull: what failed and what to do about it.
+pub(super) fn pull_failure(err: &PullError) -> String {
+    let chain = step::error_chain(err);
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    let mut offline_or_never = false;
+    while let Some(e) = source {
+        if let Some(image_err) = e.downcast_ref::<crate::image::ImageError>() {
+            offline_or_never |= matches!(
+                image_err,
+                crate::image::ImageError::Offline { .. }
+                    | crate::image::ImageError::NotPresent { .. }
+            );
+        }
+        source = e.source();
+    }
+    if offline_or_never || matches!(err, PullError::ConnectorSecret { .. }) {
+        chain
+    } else {
+        format!("{chain}; check the image reference and the registry (--registry-mirror, --insecure-registry), or import the image with `corral import`")
+    }
+}
