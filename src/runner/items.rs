@@ -212,7 +212,12 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
                         humantime::format_duration(delay)
                     ),
                 );
-                st.run.cancel.sleep(delay);
+                // A timeout above the step ends the wait as it ends steps.
+                let wait = st
+                    .deadline
+                    .as_ref()
+                    .map_or(delay, |d| delay.min(d.remaining()));
+                st.run.cancel.sleep(wait);
                 attempt = next;
             }
             decision => break (outcome, Some(decision)),
