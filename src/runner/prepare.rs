@@ -135,6 +135,19 @@ pub(super) fn prepare(
         if let Err(busy) = check_ports(&ports) {
             return NotStarted::Failed(busy);
         }
+        let chain = step::error_chain(&err);
+        if chain.contains("already in use") {
+            // Taken and freed again in between: name the bindings, not the
+            // launcher's own advice (which is `corral exec`'s `-p`).
+            let list: Vec<String> = ports
+                .iter()
+                .map(|p| format!("{} (step {}, {})", p.forward.host_port, p.step, p.at))
+                .collect();
+            return NotStarted::Failed(format!(
+                "a host port of its portBindings was taken while the stage started: {}; run again or change the host ports",
+                list.join(", ")
+            ));
+        }
         NotStarted::Failed(format!(
             "failed to start its sandbox: {}; `corral info` shows what this host allows",
             step::error_chain(&err)
