@@ -245,3 +245,81 @@ fn pull_progress_reaches_events_and_stderr_lines() {
     assert!(!stderr(&out).contains("downloaded"), "{}", stderr(&out));
     assert!(!events(&ev2, "pull_progress").is_empty());
 }
+
+/// A pty pair: (master, slave).
+fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: out-pointers to two ints; no name, termios or winsize.
+    let ret = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: two fresh fds we own.
+    unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+#[test]
+fn a_terminal_gets_a_bar_per_layer() {
+    use std::io::Read;
+    let Some(env) = setup("pull_bars", false) else {
+        return;
+    };
+    let image = busybox_image();
+    let short = image.layers[0].0.short().to_string();
+    let server = serve(image, Arc::new(AtomicBool::new(true)));
+    let mirror = format!("docker.io=http://{}", server.addr);
+    let file = step_pipeline(&env);
+    let (master, slave) = openpty();
+    let mut child = env
+        .command(&file)
+        .args(["--registry-mirror", &mirror])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut reader = std::fs::File::from(master);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // The layer stalls after 64 KiB: its bar shows while it waits.
+    let bar = format!("{short} [");
+    let mut seen = String::new();
+    let drawn = eventually(60, || {
+        while let Ok(chunk) = rx.try_recv() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        seen.contains(&bar) && seen.contains("KiB/")
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let stopped = eventually(30, || child.try_wait().unwrap().is_some());
+    if !stopped {
+        let _ = child.kill();
+    }
+    let status = child.wait().unwrap();
+    assert!(drawn, "a bar for layer {short} on the terminal:\n{seen}");
+    assert!(
+        seen.contains("pulling docker.io/corral-test/bb:1"),
+        "{seen}"
+    );
+    assert!(stopped && status.code() == Some(130), "{status:?}");
+}
