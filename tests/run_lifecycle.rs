@@ -1,11 +1,13 @@
 //! The edges of a run: a stage that cannot start (busy `portBindings`
-//! port, image missing with `--offline`, unreachable registry) still ends
+//! port, image missing with `--offline` or from its registry, a holder
+//! that cannot start) still ends
 //! with the summary and `run_finished`; pipeline and stage timeouts stop
 //! running steps and skip the rest.
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod image_support;
 mod run_support;
 
 use run_support::{events, pipeline, row, setup, stderr, stdout};
@@ -116,38 +118,38 @@ fn a_missing_image_with_offline_fails_the_stage_naming_step_and_image() {
 }
 
 #[test]
-fn an_unreachable_registry_fails_the_stage_with_what_to_do() {
-    let Some(env) = setup("unreachable_registry", false) else {
+fn an_image_the_registry_lacks_fails_the_stage_with_what_to_do() {
+    let Some(env) = setup("image_not_found", false) else {
         return;
     };
-    // A port nothing listens on: connection refused at once.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = closed.local_addr().unwrap();
-    drop(closed);
+    // A registry that knows no image at all (named directly: no mirror
+    // falls back to Docker Hub).
+    let server = image_support::FakeServer::start(|req| {
+        if req.path == "/v2/" {
+            return image_support::ok(b"{}");
+        }
+        image_support::status(404)
+    });
+    let image = format!("{}/corral-test/nowhere:1", server.addr);
     let file = env.write(
         "p.yaml",
-        &pipeline(
-            "- step:\n    type: Run\n    name: use\n    identifier: use\n    spec:\n      image: corral-test/nowhere:1\n      shell: Sh\n      command: echo hi",
-        ),
+        &pipeline(&format!(
+            "- step:\n    type: Run\n    name: use\n    identifier: use\n    spec:\n      image: {image}\n      shell: Sh\n      command: echo hi"
+        )),
     );
     let ev = env.dir.path().join("events.jsonl");
-    let out = env.run(
-        &file,
-        &[
-            "--registry-mirror",
-            &format!("docker.io=http://{addr}"),
-            "--events",
-            ev.to_str().unwrap(),
-        ],
-    );
+    let out = env.run(&file, &["--events", ev.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let (_, reason) = stage_row_and_reason(&out, "s");
+    let failed = format!("step use: failed to pull image {image}");
     for want in [
-        "step use: failed to pull image docker.io/corral-test/nowhere:1",
-        "--registry-mirror",
+        failed.as_str(),
+        "check the image reference and the registry",
     ] {
         assert!(reason.contains(want), "{want:?} in {reason}");
     }
+    let asked = server.count("GET", "/manifests/1") + server.count("HEAD", "/manifests/1");
+    assert!(asked > 0, "the registry was asked");
     let (_, run) = finished(&ev);
     assert_eq!(run["exit_code"], 1);
 }
