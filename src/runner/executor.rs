@@ -122,12 +122,6 @@ pub enum RunError {
         #[source]
         source: Box<resolve::ResolveError>,
     },
-    #[error("stage {stage}: failed to resolve its steps")]
-    Resolve {
-        stage: String,
-        #[source]
-        source: Box<resolve::ResolveError>,
-    },
     #[error("failed to open the store at {path}")]
     OpenStore {
         path: PathBuf,

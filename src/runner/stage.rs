@@ -217,7 +217,8 @@ pub(crate) fn skipped(stage_id: &str, error: Option<String>) -> StageResult {
 }
 
 /// A stage that could not start (or stopped before its first step):
-/// `stage_finished` with the reason, which the summary prints too.
+/// `stage_finished` with the reason, which `corral run` prints after the
+/// summary.
 pub(crate) fn failed(
     run: &RunShared<'_>,
     stage_id: &str,
