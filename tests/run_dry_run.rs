@@ -331,3 +331,21 @@ fn invalid_pipelines_print_diagnostics_and_exit_1() {
     );
     assert!(stdout.contains("stage build"), "{stdout}");
 }
+
+#[test]
+fn the_plan_shows_how_many_stage_copies_run_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "pipeline:\n  name: t\n  identifier: t\n  stages:\n    - stage:\n        name: s\n        identifier: s\n        type: CI\n        strategy:\n          repeat:\n            items: [a, b]\n          maxConcurrency: 1\n        spec:\n          execution:\n            steps:\n              - step: {type: Run, name: r, identifier: r, spec: {command: echo <+repeat.item>}}\n",
+    )
+    .unwrap();
+    let out = dry_run(&file, &[], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("iteration: 2 of 2 (repeat item b) (copies run at most 1 at once)"),
+        "{stdout}"
+    );
+}

@@ -24,7 +24,11 @@ pub fn stage_plan(ctx: &StageContext<'_>, masker: &Masker) -> Result<String, Res
         infrastructure(stage)
     );
     if let Some(it) = &stage.iteration {
-        let _ = writeln!(out, "  iteration: {}", iteration(it));
+        let limit = stage
+            .max_concurrency
+            .map(|m| format!(" (copies run at most {m} at once)"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  iteration: {}{limit}", iteration(it));
     }
     if let Some(when) = &stage.when {
         let cond = ctx.preview_condition(when, &[], None)?;
