@@ -218,9 +218,12 @@ pub struct ExecArgs {
     /// Working directory inside the sandbox.
     #[arg(short = 'w', long, value_name = "DIR")]
     pub workdir: Option<String>,
-    /// UID[:GID] to run as inside the sandbox.
-    #[arg(short = 'u', long, value_name = "UID[:GID]")]
+    /// USER[:GROUP] to run as (names from the image's /etc/passwd and /etc/group, or IDs).
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
+    /// Replace the image's Entrypoint (and its Cmd); "" clears it.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
     /// Network mode.
     #[arg(long, value_enum, default_value_t = NetworkMode::Private)]
     pub network: NetworkMode,
