@@ -63,7 +63,10 @@ pub fn single_id_note() -> String {
         && subordinate_range(Path::new("/etc/subgid"), uid, name.as_deref()).is_some();
     let usermod = format!("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {me}");
     let (why, fix) = match (ranged, helpers_present()) {
-        (true, _) => ("newuidmap is not installed".to_string(), "apt-get install uidmap".to_string()),
+        (true, _) => (
+            "newuidmap is not installed".to_string(),
+            "apt-get install uidmap".to_string(),
+        ),
         (false, true) => (format!("{me} has no subuid range"), usermod),
         (false, false) => (
             format!("{me} has no subuid range and newuidmap is not installed"),

@@ -302,7 +302,10 @@ mod tests {
         assert_eq!(ids("redis"), (100, 101, vec![101, 100]));
         assert_eq!(ids("app"), (1000, 1000, vec![1000, 100, 29]));
         assert_eq!(ids("root"), (0, 0, vec![0]));
-        assert_eq!(res("redis").unwrap().home.as_deref(), Some("/var/lib/redis"));
+        assert_eq!(
+            res("redis").unwrap().home.as_deref(),
+            Some("/var/lib/redis")
+        );
     }
 
     #[test]
@@ -342,10 +345,18 @@ mod tests {
             gid,
             groups: vec![gid],
         };
-        let single = IdMapping::Single { uid: 1001, gid: 1001 };
+        let single = IdMapping::Single {
+            uid: 1001,
+            gid: 1001,
+        };
         assert!(check_mapped(&user(0, 0), single).is_ok());
-        let msg = check_mapped(&user(100, 101), single).unwrap_err().to_string();
-        assert!(msg.starts_with("cannot run as uid 100 gid 101: only one ID is mapped"), "{msg}");
+        let msg = check_mapped(&user(100, 101), single)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("cannot run as uid 100 gid 101: only one ID is mapped"),
+            "{msg}"
+        );
         assert!(msg.contains("usermod --add-subuids 100000-165535"), "{msg}");
         let range = IdMapping::SubordinateRange {
             uid: 1001,

@@ -53,6 +53,38 @@ pub fn pipeline(steps: &str) -> String {
     yaml
 }
 
+/// A `- step:` item (column 0) of `kind` named and identified `id`, with
+/// `image` (`None`: on the host, in Bash) and `command` (none when empty; a
+/// block scalar when multi-line). Its last lines are in `spec:`, so further
+/// spec keys (6 spaces) or step keys (4 spaces) can be appended.
+pub fn step(kind: &str, id: &str, image: Option<&str>, command: &str) -> String {
+    let mut yaml =
+        format!("- step:\n    type: {kind}\n    name: {id}\n    identifier: {id}\n    spec:\n");
+    let shell = match image {
+        Some(image) => {
+            yaml.push_str(&format!("      image: {image}\n"));
+            "Sh"
+        }
+        None => "Bash",
+    };
+    if command.contains('\n') {
+        yaml.push_str(&format!("      shell: {shell}\n      command: |\n"));
+        for line in command.lines() {
+            yaml.push_str(&format!("        {line}\n"));
+        }
+    } else if !command.is_empty() {
+        yaml.push_str(&format!("      shell: {shell}\n      command: {command}\n"));
+    }
+    yaml
+}
+
+/// `text` with every line indented by `spaces` (for steps nested in
+/// `parallel:` or a step group).
+pub fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
+
 impl Env {
     pub fn write(&self, name: &str, yaml: &str) -> PathBuf {
         let path = self.dir.path().join(name);
