@@ -16,7 +16,10 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let mut config = Config::load(global.config.as_deref())?;
-    config.apply_registry_args(&args.registry_mirrors, &args.insecure_registries)?;
+    config.apply_registry_args(
+        &args.source.registry_mirrors,
+        &args.source.insecure_registries,
+    )?;
     let masker = ctx.masker();
     let color = runner::logs::stdout_color(global.color);
     let options = RunOptions {
@@ -28,7 +31,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
             CliNetwork::None => NetworkMode::None,
             CliNetwork::Host => NetworkMode::Host,
         }),
-        offline: args.offline,
+        offline: args.source.offline,
         events: args.events.clone(),
         color,
         quiet: global.quiet > 0,
