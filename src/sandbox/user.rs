@@ -57,13 +57,17 @@ struct Group {
     members: Vec<String>,
 }
 
-fn parse_passwd(text: &str) -> Vec<Passwd> {
+/// The `:`-separated fields of every entry of a passwd or group file that
+/// has at least `min` of them (comments and blank lines skipped).
+fn entries(text: &str, min: usize) -> impl Iterator<Item = Vec<&str>> {
     text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 4 || f[0].is_empty() || f[0].starts_with('#') {
-                return None;
-            }
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .filter(move |f| f.len() >= min && !f[0].is_empty() && !f[0].starts_with('#'))
+}
+
+fn parse_passwd(text: &str) -> Vec<Passwd> {
+    entries(text, 4)
+        .filter_map(|f| {
             Some(Passwd {
                 name: f[0].to_string(),
                 uid: f[2].parse().ok()?,
@@ -75,25 +79,17 @@ fn parse_passwd(text: &str) -> Vec<Passwd> {
 }
 
 fn parse_group(text: &str) -> Vec<Group> {
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 3 || f[0].is_empty() || f[0].starts_with('#') {
-                return None;
-            }
+    entries(text, 3)
+        .filter_map(|f| {
+            let members = f.get(3).copied().unwrap_or("").split(',');
             Some(Group {
                 name: f[0].to_string(),
                 gid: f[2].parse().ok()?,
-                members: f
-                    .get(3)
-                    .map(|m| {
-                        m.split(',')
-                            .map(str::trim)
-                            .filter(|s| !s.is_empty())
-                            .map(String::from)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                members: members
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .map(String::from)
+                    .collect(),
             })
         })
         .collect()
