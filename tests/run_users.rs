@@ -1,6 +1,7 @@
 //! `corral run`: a step runs as `runAsUser`, else as its image's `User`,
-//! both resolved in the image's /etc/passwd and /etc/group; a user the
-//! stage's ID map cannot hold fails the step before it starts, saying why.
+//! both resolved in the image's /etc/passwd and /etc/group; a runAsUser the
+//! stage's ID map cannot hold fails the step before it starts, saying why
+//! (an image's own User falls back to root with a warning).
 
 #![allow(clippy::unwrap_used)]
 
@@ -48,9 +49,17 @@ fn steps_run_as_run_as_user_else_the_image_user() {
         .unwrap()
         .starts_with("single")
     {
+        // The image's User falls back to root with a warning; runAsUser
+        // cannot, and fails the step before it starts.
+        assert!(
+            text.contains(&format!("config_user      | {root}")),
+            "{text}"
+        );
+        let err = stderr(&out);
+        assert!(err.contains("step config_user: image docker.io/library/busybox:user sets User app; running as root instead: only one ID is mapped"), "{err}");
         assert_eq!(out.status.code(), Some(1));
-        assert!(text.contains("config_user      | failed: step config_user: cannot run as uid 1000 gid 1000: only one ID is mapped into the sandbox"), "{text}");
-        assert_eq!(row(&out, "redis_by_uid")[3], "Skipped");
+        assert!(text.contains("redis_by_uid     | failed: step redis_by_uid: cannot run as uid 100 gid 101: only one ID is mapped into the sandbox"), "{text}");
+        assert_eq!(row(&out, "redis_by_uid")[3], "Failed");
     } else {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         assert!(

@@ -165,6 +165,17 @@ fn exec_applies_the_image_config_user_unless_u_overrides_it() {
     assert_eq!(stdout(&out), "uid=0(root) gid=0(root) groups=0(root)\n");
     let out = env.exec(&["busybox:user", "--", "id"]);
     if env.single_id() {
+        // The image's own User cannot be held: root, with one warning line.
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "uid=0(root) gid=0(root) groups=0(root)\n");
+        let err = stderr(&out);
+        assert!(
+            err.starts_with("warning: image busybox:user sets User app; running as root instead: only one ID is mapped"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+        // Asked for explicitly, the same user is an error.
+        let out = env.exec(&["-u", "app", "busybox:user", "--", "id"]);
         assert_eq!(out.status.code(), Some(125));
         assert!(stderr(&out).contains(ONE_ID), "{}", stderr(&out));
     } else {

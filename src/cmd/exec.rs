@@ -268,8 +268,7 @@ fn sandbox_spec(
         let (k, v) = parse_env(kv).with_context(|| format!("-e {kv}: expected K=V or K"))?;
         set(k, v);
     }
-    let user = args.user.clone().unwrap_or_else(|| config.user.clone());
-    let exec_user = resolve_user(&user, &spec.rootfs, args)?;
+    let exec_user = resolve_user(&config.user, &spec.rootfs, args)?;
     if !env.iter().any(|(k, _)| k == "HOME") {
         let home = exec_user.as_ref().and_then(|u| u.home.clone());
         env.push(("HOME".into(), home.unwrap_or_else(|| "/root".into())));
@@ -318,16 +317,15 @@ fn parse_env(kv: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
-/// `-u` (else the image's `User`) resolved by name in the rootfs's
-/// `/etc/passwd` and `/etc/group`; refused up front when this user's ID
-/// mapping cannot hold it. `None`: root, as the sandbox starts.
+/// `-u`, else the image's `User`, resolved by name in the rootfs's
+/// `/etc/passwd` and `/etc/group`. `None`: root, as the sandbox starts.
 fn resolve_user(
-    user: &str,
+    image_user: &str,
     rootfs: &Rootfs,
     args: &ExecArgs,
 ) -> anyhow::Result<Option<sandbox::user::ExecUser>> {
-    if user.is_empty() {
-        return Ok(None);
+    if args.user.is_none() && image_user.is_empty() {
+        return Ok(None); // no ID-map probe on the hot path
     }
     let image = match (rootfs, &args.image) {
         (Rootfs::HostRoot, _) => "the host".to_string(),
@@ -335,10 +333,17 @@ fn resolve_user(
         (Rootfs::Image { .. }, Some(image)) => format!("image {image}"),
         (Rootfs::Image { lower }, None) => format!("rootfs {}", lower.display()),
     };
-    let root = sandbox::user::etc_root(rootfs);
-    let found = sandbox::user::resolve_in_rootfs(user, &root, &image)?;
-    sandbox::user::check_mapped(&found.user, sandbox::idmap::choose())?;
-    Ok(Some(found))
+    let (found, warning) = sandbox::user::choose(
+        args.user.as_deref(),
+        Some(image_user),
+        &sandbox::user::etc_root(rootfs),
+        &image,
+        sandbox::idmap::choose(),
+    )?;
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    Ok(found)
 }
 
 fn parse_volume(v: &str) -> anyhow::Result<BindMount> {

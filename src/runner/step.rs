@@ -139,33 +139,34 @@ pub fn sandbox_spec(
     Ok(spec)
 }
 
-/// `runAsUser`, else the image's `User`, resolved in the rootfs's
-/// `/etc/passwd` and `/etc/group` (Docker's rules); `None` runs as root of
-/// the stage's user namespace (the workspace owner). A user the stage's ID
-/// mapping cannot hold fails the step before it starts, saying why.
+/// `runAsUser`, else the image's `User` (see [`sandbox::user::choose`]);
+/// `None` runs as root of the stage's user namespace (the workspace owner).
+/// A `runAsUser` the stage's ID mapping cannot hold fails the step before
+/// it starts, saying why.
 fn step_user(
     step: &ResolvedStep,
     image: Option<&Image>,
     rootfs: &Rootfs,
     mapping: IdMapping,
 ) -> Result<Option<sandbox::user::ExecUser>, String> {
-    let wanted = match (step.run_as_user, image) {
-        (Some(uid), _) => uid.to_string(),
-        (None, Some(image)) => match image.config.user.as_deref() {
-            Some(user) if !user.is_empty() => user.to_string(),
-            _ => return Ok(None),
-        },
-        (None, None) => return Ok(None),
-    };
+    let requested = step.run_as_user.map(|uid| uid.to_string());
+    let image_user = image.and_then(|i| i.config.user.as_deref());
     let label = match &step.image {
         Some(name) => format!("image {name}"),
         None => "the host".to_string(),
     };
-    let fail = |e: sandbox::user::UserError| format!("step {}: {}", step.id, error_chain(&e));
-    let found = sandbox::user::resolve_in_rootfs(&wanted, &sandbox::user::etc_root(rootfs), &label)
-        .map_err(fail)?;
-    sandbox::user::check_mapped(&found.user, mapping).map_err(fail)?;
-    Ok(Some(found))
+    let (found, warning) = sandbox::user::choose(
+        requested.as_deref(),
+        image_user,
+        &sandbox::user::etc_root(rootfs),
+        &label,
+        mapping,
+    )
+    .map_err(|e| format!("step {}: {}", step.id, error_chain(&e)))?;
+    if let Some(warning) = warning {
+        tracing::warn!("step {}: {warning}", step.id);
+    }
+    Ok(found)
 }
 
 /// Keeps the last lines of a step, for the report of a crashed service.

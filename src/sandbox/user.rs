@@ -219,6 +219,36 @@ fn read_etc(root: &Path, rel: &'static str, image: &str) -> Result<Option<String
     Ok(Some(text))
 }
 
+/// Whom a sandbox runs as: `requested` (`-u`, `runAsUser`), else the
+/// image's own `User`, resolved in the rootfs `root`; `None` is root. A
+/// requested user the ID mapping cannot hold is an error; the image's own
+/// falls back to root with the returned warning, so a single-ID sandbox
+/// still runs images that set a User (as `docker run -u 0` would).
+pub fn choose(
+    requested: Option<&str>,
+    image_user: Option<&str>,
+    root: &Path,
+    image: &str,
+    mapping: IdMapping,
+) -> Result<(Option<ExecUser>, Option<String>), UserError> {
+    let (wanted, from_image) = match (requested, image_user) {
+        (Some(user), _) => (user, false),
+        (None, Some(user)) if !user.is_empty() => (user, true),
+        _ => return Ok((None, None)),
+    };
+    let found = resolve_in_rootfs(wanted, root, image)?;
+    match check_mapped(&found.user, mapping) {
+        Ok(()) => Ok((Some(found), None)),
+        Err(UserError::NotMapped { reason, .. }) if from_image => Ok((
+            None,
+            Some(format!(
+                "{image} sets User {wanted}; running as root instead: {reason}"
+            )),
+        )),
+        Err(err) => Err(err),
+    }
+}
+
 /// Whether `user` can exist in a user namespace mapped as `mapping`; the
 /// error says why not and how to fix it.
 pub fn check_mapped(user: &User, mapping: IdMapping) -> Result<(), UserError> {
@@ -363,6 +393,34 @@ mod tests {
         assert!(check_mapped(&user(65534, 65534), range).is_ok());
         assert!(check_mapped(&user(70000, 0), range).is_err());
         assert!(check_mapped(&user(70000, 0), IdMapping::Identity).is_ok());
+    }
+
+    #[test]
+    fn an_unmappable_image_user_falls_back_to_root_but_a_requested_one_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), PASSWD).unwrap();
+        std::fs::write(dir.path().join("etc/group"), GROUP).unwrap();
+        let single = IdMapping::Single {
+            uid: 1001,
+            gid: 1001,
+        };
+        let pick = |req, img, mapping| choose(req, img, dir.path(), "image i:1", mapping);
+        let (user, warning) = pick(None, Some("app"), single).unwrap();
+        assert_eq!(user, None);
+        let warning = warning.unwrap();
+        assert!(
+            warning.starts_with("image i:1 sets User app; running as root instead: only one ID"),
+            "{warning}"
+        );
+        assert!(pick(Some("app"), None, single).is_err());
+        assert!(pick(Some("1000"), Some("root"), single).is_err());
+        let (user, warning) = pick(Some("root"), Some("app"), single).unwrap();
+        assert_eq!((user.unwrap().user.uid, warning), (0, None));
+        let (user, warning) = pick(None, Some("app"), IdMapping::Identity).unwrap();
+        assert_eq!((user.unwrap().user.uid, warning), (1000, None));
+        assert_eq!(pick(None, Some(""), single).unwrap(), (None, None));
+        assert!(pick(None, Some("ghost"), IdMapping::Identity).is_err());
     }
 
     #[test]
