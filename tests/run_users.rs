@@ -39,16 +39,7 @@ fn steps_run_as_run_as_user_else_the_image_user() {
         text.contains(&format!("root_over_config | {root}")),
         "{text}"
     );
-    let info = common::corral(&env.store)
-        .args(["info", "--json"])
-        .output()
-        .unwrap();
-    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
-    if info["modes"]["id_mapping"]
-        .as_str()
-        .unwrap()
-        .starts_with("single")
-    {
+    if common::single_id_mapping(&env.store) {
         // The image's User falls back to root with a warning; runAsUser
         // cannot, and fails the step before it starts.
         assert!(
@@ -73,5 +64,33 @@ fn steps_run_as_run_as_user_else_the_image_user() {
             text.contains("redis_by_uid     | uid=100(redis) gid=101(redis) groups=101(redis)"),
             "{text}"
         );
+    }
+}
+
+#[test]
+fn apt_get_in_a_step_works_with_a_subuid_range_and_the_run_says_why_without() {
+    let Some(env) = setup("run_apt_get", true) else {
+        return;
+    };
+    let install = "echo 'deb [trusted=yes] file:/srv/corral-apt ./' >/etc/apt/sources.list
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq corral-owned >/dev/null 2>&1
+stat -c '%U:%G' /var/lib/corral-owned/data /var/lib/corral-owned/state";
+    let file = env.write(
+        "p.yaml",
+        &pipeline(&step("Run", "apt", Some("redis:7"), install)),
+    );
+    let out = env.run(&file, &["--network", "none"]);
+    let (text, err) = (stdout(&out), stderr(&out));
+    let note = "note: only one ID is mapped into the sandbox";
+    if common::single_id_mapping(&env.store) {
+        assert_ne!(out.status.code(), Some(0));
+        assert_eq!(err.matches(note).count(), 1, "{err}");
+        assert!(err.contains("usermod --add-subuids"), "{err}");
+    } else {
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        assert!(text.contains("apt | daemon:daemon\n"), "{text}");
+        assert!(text.contains("apt | corral-svc:corral-svc\n"), "{text}");
+        assert!(!err.contains(note), "{err}");
     }
 }

@@ -51,17 +51,6 @@ impl Env {
         args.push("redis:7");
         self.exec(&args)
     }
-
-    /// Whether this user's sandboxes map a single ID (no subuid range).
-    fn single_id(&self) -> bool {
-        let out = common::corral(self.store.path())
-            .args(["info", "--json"])
-            .output()
-            .unwrap();
-        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mapping = info["modes"]["id_mapping"].as_str().unwrap().to_string();
-        mapping.starts_with("single")
-    }
 }
 
 fn stdout(out: &Output) -> String {
@@ -109,7 +98,7 @@ fn exec_user_names_resolve_in_the_images_passwd_and_group() {
         ),
         ("4242", "uid=4242 gid=0(root) groups=0(root)\n"),
     ];
-    let single = env.single_id();
+    let single = common::single_id_mapping(env.store.path());
     for (user, want) in cases {
         let out = env.id_in_redis(user);
         if single {
@@ -164,7 +153,7 @@ fn exec_applies_the_image_config_user_unless_u_overrides_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "uid=0(root) gid=0(root) groups=0(root)\n");
     let out = env.exec(&["busybox:user", "--", "id"]);
-    if env.single_id() {
+    if common::single_id_mapping(env.store.path()) {
         // The image's own User cannot be held: root, with one warning line.
         assert!(out.status.success(), "{}", stderr(&out));
         assert_eq!(stdout(&out), "uid=0(root) gid=0(root) groups=0(root)\n");
@@ -204,7 +193,7 @@ fn apt_get_install_works_with_a_subuid_range_and_says_why_without() {
     };
     let out = env.exec(&["--entrypoint", "sh", "redis:7", "--", "-c", APT_INSTALL]);
     let err = stderr(&out);
-    if env.single_id() {
+    if common::single_id_mapping(env.store.path()) {
         assert!(!out.status.success());
         // apt's own complaint, then ours: one line with the cause and the fix.
         assert!(err.contains("setgroups"), "{err}");
