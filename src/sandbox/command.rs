@@ -110,8 +110,7 @@ pub(crate) fn exec_command(spec: &SandboxSpec, status: &mut File) -> i32 {
 }
 
 fn switch_user(user: &super::spec::User) -> Result<(), String> {
-    let (uid, gid) = (user.uid, user.gid);
-    let groups: Vec<libc::gid_t> = user.groups.clone();
+    let (uid, gid, groups) = (user.uid, user.gid, &user.groups);
     // SAFETY: credential syscalls; setgroups reads `groups.len()` gids.
     unsafe {
         // Refused (EPERM) when setgroups is denied in a single-ID map, where
