@@ -24,9 +24,13 @@ pub enum UserError {
         #[source]
         source: std::io::Error,
     },
-    #[error("user {name} not found in /etc/passwd of {image}")]
+    #[error(
+        "user {name} not found in /etc/passwd of {image}; give a user it defines or a numeric uid"
+    )]
     UnknownUser { name: String, image: String },
-    #[error("group {name} not found in /etc/group of {image}")]
+    #[error(
+        "group {name} not found in /etc/group of {image}; give a group it defines or a numeric gid"
+    )]
     UnknownGroup { name: String, image: String },
     #[error("cannot run as {user}: {reason}")]
     NotMapped { user: String, reason: String },
@@ -353,9 +357,11 @@ mod tests {
     #[test]
     fn unknown_names_and_bad_specs_are_errors_naming_image_and_user() {
         let msg = res("postgres").unwrap_err().to_string();
-        assert_eq!(msg, "user postgres not found in /etc/passwd of img:1");
+        assert!(msg.starts_with(
+            "user postgres not found in /etc/passwd of img:1; give a user it defines"
+        ));
         let msg = res("app:wheel").unwrap_err().to_string();
-        assert_eq!(msg, "group wheel not found in /etc/group of img:1");
+        assert!(msg.starts_with("group wheel not found in /etc/group of img:1; give a group"));
         for bad in ["", ":1", "app:"] {
             assert!(matches!(res(bad), Err(UserError::Parse { .. })), "{bad}");
         }
