@@ -268,7 +268,8 @@ pub fn check_mapped(user: &User, mapping: IdMapping) -> Result<(), UserError> {
             sub_uid, sub_gid, ..
         } => {
             // 0 is the user, 1..=count the range.
-            if user.uid > sub_uid.1 || user.gid > sub_gid.1 {
+            let gids = std::iter::once(&user.gid).chain(&user.groups);
+            if user.uid > sub_uid.1 || gids.max().is_some_and(|g| *g > sub_gid.1) {
                 Err(UserError::NotMapped {
                     user: who,
                     reason: format!(
@@ -398,6 +399,9 @@ mod tests {
         };
         assert!(check_mapped(&user(65534, 65534), range).is_ok());
         assert!(check_mapped(&user(70000, 0), range).is_err());
+        let mut in_big_group = user(1000, 1000);
+        in_big_group.groups.push(70000);
+        assert!(check_mapped(&in_big_group, range).is_err());
         assert!(check_mapped(&user(70000, 0), IdMapping::Identity).is_ok());
     }
 
