@@ -111,6 +111,19 @@ pub struct RunArgs {
     /// Network of each stage.
     #[arg(long, value_enum, default_value_t = NetworkMode::Private)]
     pub network: NetworkMode,
+    #[command(flatten)]
+    pub source: ImageSourceArgs,
+    /// Write JSON-lines events to FILE (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Show the resolved plan of each stage and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Where images come from (`run`, and with a platform `pull` and `exec`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ImageSourceArgs {
     /// Mirror for a registry: REGISTRY=URL (repeatable).
     #[arg(long = "registry-mirror", value_name = "REGISTRY=URL")]
     pub registry_mirrors: Vec<String>,
@@ -120,25 +133,12 @@ pub struct RunArgs {
     /// Never touch the network; fail naming any missing image.
     #[arg(long)]
     pub offline: bool,
-    /// Write JSON-lines events to FILE (`-` for stdout).
-    #[arg(long, value_name = "FILE")]
-    pub events: Option<PathBuf>,
-    /// Show the resolved plan of each stage and run nothing.
-    #[arg(long)]
-    pub dry_run: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct RegistryArgs {
-    /// Mirror for a registry: REGISTRY=URL (repeatable).
-    #[arg(long = "registry-mirror", value_name = "REGISTRY=URL")]
-    pub registry_mirrors: Vec<String>,
-    /// Allow plain HTTP to this registry (repeatable).
-    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
-    pub insecure_registries: Vec<String>,
-    /// Never touch the network.
-    #[arg(long)]
-    pub offline: bool,
+    #[command(flatten)]
+    pub source: ImageSourceArgs,
     /// Platform to select from multi-arch images (os/arch[/variant]).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     pub platform: Option<String>,
@@ -218,9 +218,12 @@ pub struct ExecArgs {
     /// Working directory inside the sandbox.
     #[arg(short = 'w', long, value_name = "DIR")]
     pub workdir: Option<String>,
-    /// UID[:GID] to run as inside the sandbox.
-    #[arg(short = 'u', long, value_name = "UID[:GID]")]
+    /// USER[:GROUP] to run as (names from the image's /etc/passwd and /etc/group, or IDs).
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
+    /// Replace the image's Entrypoint (and its Cmd); "" clears it.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
     /// Network mode.
     #[arg(long, value_enum, default_value_t = NetworkMode::Private)]
     pub network: NetworkMode,

@@ -10,29 +10,19 @@ mod run_support;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use run_support::{eventually, leftover_processes, pipeline, setup, Env};
+use run_support::{eventually, leftover_processes, pipeline, run_step, setup, step, Env};
 
 /// A service and a Run step that never end on their own.
 fn start_endless(env: &Env) -> Child {
     let file = env.write(
         "p.yaml",
         &pipeline(
-            r#"- step:
-    type: Background
-    name: svc
-    identifier: svc
-    spec:
-      image: busybox
-      shell: Sh
-      command: trap 'echo svc got TERM; exit 0' TERM; while true; do sleep 1; done
-- step:
-    type: Run
-    name: forever
-    identifier: forever
-    spec:
-      image: busybox
-      shell: Sh
-      command: touch /harness/started; sleep 1000"#,
+            &(step(
+                "Background",
+                "svc",
+                Some("busybox"),
+                "trap 'echo svc got TERM; exit 0' TERM; while true; do sleep 1; done",
+            ) + &run_step("forever", "touch /harness/started; sleep 1000")),
         ),
     );
     let child = env
@@ -116,7 +106,7 @@ fn sigkill_to_corral_leaves_no_sandbox_behind() {
     );
     // The next run cleans the stage state of the killed one.
     std::thread::sleep(Duration::from_millis(100));
-    let file = env.write("ok.yaml", &pipeline("- step:\n    type: Run\n    name: ok\n    identifier: ok\n    spec:\n      image: busybox\n      shell: Sh\n      command: echo ok"));
+    let file = env.write("ok.yaml", &pipeline(&run_step("ok", "echo ok")));
     let out = env.command(&file).output().unwrap();
     assert!(out.status.success());
     assert_nothing_left(&env);

@@ -6,39 +6,20 @@
 mod common;
 mod run_support;
 
-use run_support::{row, setup, stdout};
-
-fn stage(id: &str, me: &str, other: &str) -> String {
-    format!(
-        r#"          - stage:
-              name: {id}
-              identifier: {id}
-              type: CI
-              spec:
-                execution:
-                  steps:
-                    - step:
-                        type: Run
-                        name: wait
-                        identifier: wait_{id}
-                        spec:
-                          image: busybox
-                          shell: Sh
-                          command: touch /harness/{me}.started; for i in $(seq 200); do if [ -e /harness/{other}.started ]; then touch /harness/{me}.saw; break; fi; sleep 0.05; done
-"#
-    )
-}
+use run_support::{indent, meet, pipeline_of, row, run_step, setup, stage, stdout};
 
 #[test]
 fn a_parallel_stage_group_runs_its_stages_at_once() {
     let Some(env) = setup("parallel_stages", true) else {
         return;
     };
-    let yaml = format!(
-        "pipeline:\n  name: p\n  identifier: p\n  stages:\n    - parallel:\n{}{}    - stage:\n        name: after\n        identifier: after\n        type: CI\n        spec:\n          execution:\n            steps:\n              - step:\n                  type: Run\n                  name: last\n                  identifier: last\n                  spec:\n                    image: busybox\n                    shell: Sh\n                    command: ls /harness/a.saw /harness/b.saw\n",
-        stage("one", "a", "b"),
-        stage("two", "b", "a")
+    let group = stage("one", &run_step("wait_one", &meet("a", "b")))
+        + &stage("two", &run_step("wait_two", &meet("b", "a")));
+    let after = stage(
+        "after",
+        &run_step("last", "ls /harness/a.saw /harness/b.saw"),
     );
+    let yaml = pipeline_of(&format!("- parallel:\n{}{after}", indent(&group, 4)));
     let file = env.write("p.yaml", &yaml);
     let out = env.run(&file, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));

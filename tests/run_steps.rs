@@ -6,7 +6,9 @@
 mod common;
 mod run_support;
 
-use run_support::{events, log_dir, pipeline, row, setup, stdout};
+use run_support::{
+    events, indent, log_dir, meet, pipeline, pipeline_of, row, run_step, setup, stage, stdout, step,
+};
 
 #[test]
 fn redis_service_answers_the_run_step_by_its_step_id() {
@@ -16,23 +18,15 @@ fn redis_service_answers_the_run_step_by_its_step_id() {
     let file = env.write(
         "p.yaml",
         &pipeline(
-            r#"- step:
-    type: Background
-    name: redis
-    identifier: redis_svc
-    spec:
-      image: redis:7
-- step:
-    type: Run
-    name: use redis
-    identifier: use_redis
-    spec:
-      image: redis:7
-      shell: Sh
-      command: |
-        for i in $(seq 100); do redis-cli -h redis_svc ping && break; sleep 0.1; done
-        redis-cli -h redis_svc set greeting from-redis
-        echo "value: $(redis-cli -h localhost get greeting)""#,
+            &(step("Background", "redis_svc", Some("redis:7"), "")
+                + &step(
+                    "Run",
+                    "use_redis",
+                    Some("redis:7"),
+                    r#"for i in $(seq 100); do redis-cli -h redis_svc ping && break; sleep 0.1; done
+redis-cli -h redis_svc set greeting from-redis
+echo "value: $(redis-cli -h localhost get greeting)""#,
+                )),
         ),
     );
     let out = env.run(&file, &[]);
@@ -49,22 +43,12 @@ fn a_crashing_service_is_reported_and_the_stage_still_succeeds() {
     let file = env.write(
         "p.yaml",
         &pipeline(
-            r#"- step:
-    type: Background
-    name: flaky
-    identifier: flaky
-    spec:
-      image: busybox
-      shell: Sh
-      command: echo flaky is going down; exit 3
-- step:
-    type: Run
-    name: later
-    identifier: later
-    spec:
-      image: busybox
-      shell: Sh
-      command: sleep 2; echo later ran"#,
+            &(step(
+                "Background",
+                "flaky",
+                Some("busybox"),
+                "echo flaky is going down; exit 3",
+            ) + &run_step("later", "sleep 2; echo later ran")),
         ),
     );
     let ev = env.dir.path().join("events.jsonl");
@@ -91,23 +75,9 @@ fn a_step_past_its_timeout_is_killed_and_fails_the_stage() {
     let file = env.write(
         "p.yaml",
         &pipeline(
-            r#"- step:
-    type: Run
-    name: slow
-    identifier: slow
-    timeout: 2s
-    spec:
-      image: busybox
-      shell: Sh
-      command: echo sleeping; sleep 60
-- step:
-    type: Run
-    name: after
-    identifier: after
-    spec:
-      image: busybox
-      shell: Sh
-      command: echo must not run"#,
+            &(run_step("slow", "echo sleeping; sleep 60")
+                + "    timeout: 2s\n"
+                + &run_step("after", "echo must not run")),
         ),
     );
     let ev = env.dir.path().join("events.jsonl");
@@ -128,28 +98,14 @@ fn ignore_and_retry_failure_strategies() {
     let file = env.write(
         "p.yaml",
         &pipeline(
-            r#"- step:
-    type: Run
-    name: ignored
-    identifier: ignored
-    spec:
-      image: busybox
-      shell: Sh
-      command: exit 5
-    failureStrategies:
+            &(run_step("ignored", "exit 5")
+                + r#"    failureStrategies:
       - onFailure:
           errors: [AllErrors]
           action:
             type: Ignore
-- step:
-    type: Run
-    name: retried
-    identifier: retried
-    spec:
-      image: busybox
-      shell: Sh
-      command: echo attempt >> /harness/attempts; exit 7
-    failureStrategies:
+"# + &run_step("retried", "echo attempt >> /harness/attempts; exit 7")
+                + r#"    failureStrategies:
       - onFailure:
           errors: [AllErrors]
           action:
@@ -159,7 +115,8 @@ fn ignore_and_retry_failure_strategies() {
               retryIntervals: [1s]
               onRetryFailure:
                 action:
-                  type: MarkAsFailure"#,
+                  type: MarkAsFailure
+"#),
         ),
     );
     let ev = env.dir.path().join("events.jsonl");
@@ -179,52 +136,15 @@ fn parallel_steps_overlap_and_groups_run_their_steps() {
     };
     // Each waits to see the other's start marker: only overlapping runs
     // see both.
-    let wait = |me: &str, other: &str| {
-        format!(
-            "touch /harness/{me}.started; for i in $(seq 200); do if [ -e /harness/{other}.started ]; then touch /harness/{me}.saw; break; fi; sleep 0.05; done"
-        )
-    };
+    let parallel = run_step("a", &meet("a", "b")) + &step("Run", "b", None, &meet("b", "a"));
+    let group =
+        run_step("one", "echo one > /harness/one") + &run_step("two", "cat /harness/one; echo two");
     let file = env.write(
         "p.yaml",
         &pipeline(&format!(
-            r#"- parallel:
-    - step:
-        type: Run
-        name: a
-        identifier: a
-        spec:
-          image: busybox
-          shell: Sh
-          command: {}
-    - step:
-        type: Run
-        name: b
-        identifier: b
-        spec:
-          shell: Bash
-          command: {}
-- stepGroup:
-    name: grp
-    identifier: grp
-    steps:
-      - step:
-          type: Run
-          name: one
-          identifier: one
-          spec:
-            image: busybox
-            shell: Sh
-            command: echo one > /harness/one
-      - step:
-          type: Run
-          name: two
-          identifier: two
-          spec:
-            image: busybox
-            shell: Sh
-            command: cat /harness/one; echo two"#,
-            wait("a", "b"),
-            wait("b", "a")
+            "- parallel:\n{}- stepGroup:\n    name: grp\n    identifier: grp\n    steps:\n{}",
+            indent(&parallel, 4),
+            indent(&group, 6)
         )),
     );
     let out = env.run(&file, &[]);
@@ -242,23 +162,14 @@ fn output_variables_reach_later_steps() {
     let file = env.write(
         "p.yaml",
         &pipeline(
-            r#"- step:
-    type: Run
-    name: produce
-    identifier: produce
-    spec:
-      image: busybox
-      shell: Sh
-      command: export VERSION=1.2.3
-      outputVariables:
-        - name: VERSION
-- step:
-    type: Run
-    name: consume
-    identifier: consume
-    spec:
-      shell: Bash
-      command: echo "got <+steps.produce.output.outputVariables.VERSION>""#,
+            &(run_step("produce", "export VERSION=1.2.3")
+                + "      outputVariables:\n        - name: VERSION\n"
+                + &step(
+                    "Run",
+                    "consume",
+                    None,
+                    r#"echo "got <+steps.produce.output.outputVariables.VERSION>""#,
+                )),
         ),
     );
     let out = env.run(&file, &[]);
@@ -275,16 +186,8 @@ fn an_echoed_secret_is_masked_on_the_terminal_in_log_files_and_events() {
     let file = env.write(
         "p.yaml",
         &pipeline(
-            r#"- step:
-    type: Run
-    name: leak
-    identifier: leak
-    spec:
-      image: busybox
-      shell: Sh
-      envVariables:
-        TOKEN: <+secrets.getValue("api_token")>
-      command: echo "token is $TOKEN"; echo "$TOKEN" >&2"#,
+            &(run_step("leak", r#"echo "token is $TOKEN"; echo "$TOKEN" >&2"#)
+                + "      envVariables:\n        TOKEN: <+secrets.getValue(\"api_token\")>\n"),
         ),
     );
     let ev = env.dir.path().join("events.jsonl");
@@ -313,16 +216,12 @@ fn a_missing_image_fails_naming_the_step_and_the_image() {
     };
     let file = env.write(
         "p.yaml",
-        &pipeline(
-            r#"- step:
-    type: Run
-    name: ghost
-    identifier: ghost
-    spec:
-      image: corral-tests/no-such-image:1
-      shell: Sh
-      command: echo never"#,
-        ),
+        &pipeline(&step(
+            "Run",
+            "ghost",
+            Some("corral-tests/no-such-image:1"),
+            "echo never",
+        )),
     );
     let out = env.run(&file, &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -339,44 +238,14 @@ fn stage_selection_and_outputs_across_stages() {
     let Some(env) = setup("stage_selection", true) else {
         return;
     };
-    let yaml = r#"pipeline:
-  name: two
-  identifier: two
-  stages:
-    - stage:
-        name: first
-        identifier: first
-        type: CI
-        spec:
-          execution:
-            steps:
-              - step:
-                  type: Run
-                  name: make
-                  identifier: make
-                  spec:
-                    image: busybox
-                    shell: Sh
-                    command: export TAG=v9; touch /harness/first.ran
-                    outputVariables:
-                      - name: TAG
-    - stage:
-        name: second
-        identifier: second
-        type: CI
-        spec:
-          execution:
-            steps:
-              - step:
-                  type: Run
-                  name: use
-                  identifier: use
-                  spec:
-                    image: busybox
-                    shell: Sh
-                    command: echo "tag <+pipeline.stages.first.spec.execution.steps.make.output.outputVariables.TAG>"
-"#;
-    let file = env.write("two.yaml", yaml);
+    let make = run_step("make", "export TAG=v9; touch /harness/first.ran")
+        + "      outputVariables:\n        - name: TAG\n";
+    let using = run_step(
+        "use",
+        r#"echo "tag <+pipeline.stages.first.spec.execution.steps.make.output.outputVariables.TAG>""#,
+    );
+    let yaml = pipeline_of(&(stage("first", &make) + &stage("second", &using)));
+    let file = env.write("two.yaml", &yaml);
     let out = env.run(&file, &[]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("use  | tag v9"), "{}", stdout(&out));
@@ -400,16 +269,10 @@ fn the_library_api_runs_a_pipeline() {
     };
     let file = env.write(
         "p.yaml",
-        &pipeline(
-            r#"- step:
-    type: Run
-    name: lib
-    identifier: lib
-    spec:
-      image: busybox
-      shell: Sh
-      command: echo from-the-library > /harness/lib.txt; exit 3"#,
-        ),
+        &pipeline(&run_step(
+            "lib",
+            "echo from-the-library > /harness/lib.txt; exit 3",
+        )),
     );
     let options = corral::runner::RunOptions {
         store: Some(env.store.clone()),
@@ -438,17 +301,7 @@ fn the_stage_timeout_bounds_its_steps() {
     let Some(env) = setup("stage_timeout", true) else {
         return;
     };
-    let yaml = pipeline(
-        r#"- step:
-    type: Run
-    name: slow
-    identifier: slow
-    spec:
-      image: busybox
-      shell: Sh
-      command: sleep 60"#,
-    )
-    .replace(
+    let yaml = pipeline(&run_step("slow", "sleep 60")).replace(
         "        type: CI\n",
         "        type: CI\n        timeout: 2s\n",
     );
@@ -470,19 +323,7 @@ fn offline_uses_stored_images_and_names_a_missing_one() {
     let Some(env) = setup("offline_run", true) else {
         return;
     };
-    let file = env.write(
-        "p.yaml",
-        &pipeline(
-            r#"- step:
-    type: Run
-    name: hi
-    identifier: hi
-    spec:
-      image: busybox
-      shell: Sh
-      command: echo offline works"#,
-        ),
-    );
+    let file = env.write("p.yaml", &pipeline(&run_step("hi", "echo offline works")));
     let out = common::corral(&env.store)
         .args(["run", "--offline"])
         .arg(&file)

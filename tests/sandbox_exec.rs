@@ -468,8 +468,9 @@ fn user_option_switches_ids_where_the_mapping_allows() {
         assert_eq!(stdout(&out), "1000\n1000\nCapEff:\t0000000000000000\n");
     } else {
         assert_eq!(out.status.code(), Some(125));
+        // Refused before the sandbox starts, with the cause and the fix.
         assert!(
-            stderr(&out).contains("id 1000 (is it mapped"),
+            stderr(&out).contains("cannot run as uid 1000 gid 1000: only one ID is mapped"),
             "{}",
             stderr(&out)
         );

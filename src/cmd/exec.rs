@@ -135,6 +135,11 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let mut step = sandbox::run_once(stage_spec, &spec, StepStdio::Inherit)
         .context("failed to start the sandbox")?;
     let code = wait_forwarding_signals(&mut step, &signals)?;
+    // Exit codes 125+ are ours (setup, exec) or signals, not the program's.
+    let single = matches!(sandbox::idmap::choose(), sandbox::IdMapping::Single { .. });
+    if (1..125).contains(&code) && single {
+        eprintln!("corral: note: {}", sandbox::idmap::single_id_note());
+    }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
 }
 
@@ -216,15 +221,17 @@ fn sandbox_spec(
     config: &ImageConfig,
     args: &ExecArgs,
 ) -> anyhow::Result<SandboxSpec> {
-    let argv = if !args.command.is_empty() {
-        let mut argv = config.entrypoint.clone();
-        argv.extend(args.command.iter().cloned());
-        argv
-    } else {
-        let mut argv = config.entrypoint.clone();
-        argv.extend(config.cmd.iter().cloned());
-        argv
+    // As `docker run --entrypoint`: the image's Cmd goes with its Entrypoint.
+    let (mut argv, cmd) = match &args.entrypoint {
+        Some(e) if e.is_empty() => (Vec::new(), &[][..]),
+        Some(e) => (vec![e.clone()], &[][..]),
+        None => (config.entrypoint.clone(), &config.cmd[..]),
     };
+    if args.command.is_empty() {
+        argv.extend(cmd.iter().cloned());
+    } else {
+        argv.extend(args.command.iter().cloned());
+    }
     if argv.is_empty() {
         bail!("no command given (put it after `--`) and the image has no entrypoint or cmd");
     }
@@ -261,10 +268,13 @@ fn sandbox_spec(
         let (k, v) = parse_env(kv).with_context(|| format!("-e {kv}: expected K=V or K"))?;
         set(k, v);
     }
+    let exec_user = resolve_user(&config.user, &spec.rootfs, args)?;
     if !env.iter().any(|(k, _)| k == "HOME") {
-        env.push(("HOME".into(), "/root".into()));
+        let home = exec_user.as_ref().and_then(|u| u.home.clone());
+        env.push(("HOME".into(), home.unwrap_or_else(|| "/root".into())));
     }
     spec.env = env;
+    spec.user = exec_user.map(|u| u.user);
     spec.cwd = args.workdir.clone().unwrap_or_else(|| {
         if config.working_dir.is_empty() {
             "/".into()
@@ -275,8 +285,6 @@ fn sandbox_spec(
     if !spec.cwd.starts_with('/') {
         bail!("-w {}: the working directory must be absolute", spec.cwd);
     }
-    let user = args.user.clone().unwrap_or_else(|| config.user.clone());
-    spec.user = parse_user(&user)?;
     spec.hostname = args.hostname.clone().unwrap_or_else(|| "corral".into());
     spec.mounts = args
         .volumes
@@ -309,22 +317,33 @@ fn parse_env(kv: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
-/// `UID[:GID]` as numbers (names need the image's /etc/passwd: not yet).
-fn parse_user(user: &str) -> anyhow::Result<Option<(u32, u32)>> {
-    if user.is_empty() {
-        return Ok(None);
+/// `-u`, else the image's `User`, resolved by name in the rootfs's
+/// `/etc/passwd` and `/etc/group`. `None`: root, as the sandbox starts.
+fn resolve_user(
+    image_user: &str,
+    rootfs: &Rootfs,
+    args: &ExecArgs,
+) -> anyhow::Result<Option<sandbox::user::ExecUser>> {
+    if args.user.is_none() && image_user.is_empty() {
+        return Ok(None); // no ID-map probe on the hot path
     }
-    let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    let uid: u32 = u
-        .parse()
-        .with_context(|| format!("user {user}: only numeric UID[:GID] is supported"))?;
-    let gid: u32 = if g.is_empty() {
-        uid
-    } else {
-        g.parse()
-            .with_context(|| format!("user {user}: GID must be numeric"))?
+    let image = match (rootfs, &args.image) {
+        (Rootfs::HostRoot, _) => "the host".to_string(),
+        (Rootfs::Dir(dir), _) => format!("rootfs {}", dir.display()),
+        (Rootfs::Image { .. }, Some(image)) => format!("image {image}"),
+        (Rootfs::Image { lower }, None) => format!("rootfs {}", lower.display()),
     };
-    Ok(Some((uid, gid)))
+    let (found, warning) = sandbox::user::choose(
+        args.user.as_deref(),
+        Some(image_user),
+        &sandbox::user::etc_root(rootfs),
+        &image,
+        sandbox::idmap::choose(),
+    )?;
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
+    Ok(found)
 }
 
 fn parse_volume(v: &str) -> anyhow::Result<BindMount> {
@@ -395,7 +414,6 @@ mod tests {
         assert_eq!(parse_size("2G").unwrap(), 2 << 30);
         assert_eq!(parse_size("100").unwrap(), 100);
         assert!(parse_size("lots").is_err());
-        assert_eq!(parse_user("1000:50").unwrap(), Some((1000, 50)));
         assert_eq!(
             parse_ports(&["8080:80".into()]).unwrap(),
             vec![PortForward {

@@ -27,11 +27,11 @@ fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
 /// Registry options from the command line (the config file adds to these later).
 pub fn registry_options(args: &RegistryArgs) -> anyhow::Result<RegistryOptions> {
     let mut options = RegistryOptions {
-        offline: args.offline,
-        insecure: args.insecure_registries.clone(),
+        offline: args.source.offline,
+        insecure: args.source.insecure_registries.clone(),
         ..RegistryOptions::default()
     };
-    for value in &args.registry_mirrors {
+    for value in &args.source.registry_mirrors {
         options.mirrors.push(Mirror::parse(value)?);
     }
     if let Some(p) = &args.platform {

@@ -33,7 +33,10 @@ pub fn prepare(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<Option<Run
     };
     print_diagnostics(&warnings);
     let mut config = Config::load(global.config.as_deref())?;
-    config.apply_registry_args(&args.registry_mirrors, &args.insecure_registries)?;
+    config.apply_registry_args(
+        &args.source.registry_mirrors,
+        &args.source.insecure_registries,
+    )?;
     let secrets =
         match SecretStore::load(&args.secrets, args.secrets_file.as_deref(), &config.secrets) {
             Ok(s) => s,

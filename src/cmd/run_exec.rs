@@ -7,7 +7,7 @@ use std::sync::Arc;
 use corral::cli::{GlobalArgs, NetworkMode as CliNetwork, RunArgs};
 use corral::config::Config;
 use corral::runner::{self, report, Cancel, RunOptions};
-use corral::sandbox::NetworkMode;
+use corral::sandbox::{IdMapping, NetworkMode};
 
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Before any thread exists: the signals are blocked in every thread.
@@ -17,7 +17,10 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     let mut config = Config::load(global.config.as_deref())?;
-    config.apply_registry_args(&args.registry_mirrors, &args.insecure_registries)?;
+    config.apply_registry_args(
+        &args.source.registry_mirrors,
+        &args.source.insecure_registries,
+    )?;
     let masker = ctx.masker();
     let color = runner::logs::stdout_color(global.color);
     // Pull progress: bars on a terminal, lines otherwise, nothing with -q.
@@ -31,7 +34,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
             CliNetwork::None => NetworkMode::None,
             CliNetwork::Host => NetworkMode::Host,
         }),
-        offline: args.offline,
+        offline: args.source.offline,
         events: args.events.clone(),
         color,
         quiet: global.quiet > 0,
@@ -63,6 +66,12 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("logs:      {}", report.run_dir.join("logs").display());
     eprintln!("workspace: {}", report.workspace.display());
+    // A program's own failure (not ours, not a signal) where users cannot switch.
+    let mut steps = report.stages.iter().flat_map(|s| &s.steps);
+    let failed = steps.any(|s| s.exit_code.is_some_and(|c| (1..125).contains(&c)));
+    if failed && matches!(corral::sandbox::idmap::choose(), IdMapping::Single { .. }) {
+        eprintln!("note: {}", corral::sandbox::idmap::single_id_note());
+    }
     if let Some(sig) = report.interrupted {
         eprintln!("interrupted by signal {sig}");
     }

@@ -15,7 +15,9 @@ use super::logs::{LineSink, LogLine, StepLog, Stream};
 use super::resolve::{ResolvedStep, WORKSPACE};
 use super::supervise::{self, Exit, StepOutcome, Supervised};
 use crate::image::Image;
-use crate::sandbox::{self, BindMount, Limits, Rootfs, SandboxSpec, StepExit, StepStdio};
+use crate::sandbox::{
+    self, BindMount, IdMapping, Limits, Rootfs, SandboxSpec, StepExit, StepStdio,
+};
 
 impl Supervised for sandbox::Step {
     fn pid(&self) -> u32 {
@@ -62,6 +64,7 @@ pub fn sandbox_spec(
     step: &ResolvedStep,
     image: Option<&Image>,
     mounts: &StepMounts,
+    mapping: IdMapping,
 ) -> Result<SandboxSpec, String> {
     let rootfs = match image {
         Some(image) => Rootfs::Image {
@@ -97,7 +100,9 @@ pub fn sandbox_spec(
             set("PATH", &path);
         }
     }
-    set("HOME", "/root");
+    let user = step_user(step, image, &spec.rootfs, mapping)?;
+    let home = user.as_ref().and_then(|u| u.home.as_deref());
+    set("HOME", home.unwrap_or("/root"));
     if let Some(image) = image {
         for kv in &image.config.env {
             if let Some((k, v)) = kv.split_once('=') {
@@ -111,9 +116,7 @@ pub fn sandbox_spec(
     }
     spec.env = env;
     spec.cwd = WORKSPACE.to_string();
-    // Steps run as root of the stage's user namespace (the workspace owner)
-    // unless runAsUser says otherwise; an image's USER may not be mappable.
-    spec.user = step.run_as_user.map(|uid| (uid, uid));
+    spec.user = user.map(|u| u.user);
     spec.hostname = step.id.to_ascii_lowercase().replace('_', "-");
     spec.extra_hosts = mounts.hosts.clone();
     spec.mounts.push(BindMount {
@@ -134,6 +137,36 @@ pub fn sandbox_spec(
         cpus: step.cpu_millis.map(|m| m as f64 / 1000.0),
     };
     Ok(spec)
+}
+
+/// `runAsUser`, else the image's `User` (see [`sandbox::user::choose`]);
+/// `None` runs as root of the stage's user namespace (the workspace owner).
+/// A `runAsUser` the stage's ID mapping cannot hold fails the step before
+/// it starts, saying why.
+fn step_user(
+    step: &ResolvedStep,
+    image: Option<&Image>,
+    rootfs: &Rootfs,
+    mapping: IdMapping,
+) -> Result<Option<sandbox::user::ExecUser>, String> {
+    let requested = step.run_as_user.map(|uid| uid.to_string());
+    let image_user = image.and_then(|i| i.config.user.as_deref());
+    let label = match &step.image {
+        Some(name) => format!("image {name}"),
+        None => "the host".to_string(),
+    };
+    let (found, warning) = sandbox::user::choose(
+        requested.as_deref(),
+        image_user,
+        &sandbox::user::etc_root(rootfs),
+        &label,
+        mapping,
+    )
+    .map_err(|e| format!("step {}: {}", step.id, error_chain(&e)))?;
+    if let Some(warning) = warning {
+        tracing::warn!("step {}: {warning}", step.id);
+    }
+    Ok(found)
 }
 
 /// Keeps the last lines of a step, for the report of a crashed service.

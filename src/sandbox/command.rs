@@ -35,8 +35,8 @@ pub(crate) fn exec_command(spec: &SandboxSpec, status: &mut File) -> i32 {
             return fail(status, &format!("failed to drop capabilities: {err}"));
         }
     }
-    if let Some((uid, gid)) = spec.user {
-        if let Err(msg) = switch_user(uid, gid) {
+    if let Some(user) = &spec.user {
+        if let Err(msg) = switch_user(user) {
             return fail(status, &msg);
         }
     }
@@ -109,11 +109,19 @@ pub(crate) fn exec_command(spec: &SandboxSpec, status: &mut File) -> i32 {
     code
 }
 
-fn switch_user(uid: u32, gid: u32) -> Result<(), String> {
-    // SAFETY: credential syscalls without pointers (setgroups with none).
+fn switch_user(user: &super::spec::User) -> Result<(), String> {
+    let (uid, gid, groups) = (user.uid, user.gid, &user.groups);
+    // SAFETY: credential syscalls; setgroups reads `groups.len()` gids.
     unsafe {
-        // Refused (EPERM) when setgroups is denied in a single-ID map; harmless.
-        libc::setgroups(0, std::ptr::null());
+        // Refused (EPERM) when setgroups is denied in a single-ID map, where
+        // no group but 0 could be held anyway; any other failure is real.
+        if libc::setgroups(groups.len(), groups.as_ptr()) < 0
+            && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM)
+        {
+            return Err(last_error(&format!(
+                "failed to set supplementary groups {groups:?}"
+            )));
+        }
         if libc::setresgid(gid, gid, gid) < 0 {
             return Err(last_error(&format!(
                 "failed to switch to gid {gid} (is it mapped in this user namespace?)"

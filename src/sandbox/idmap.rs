@@ -52,6 +52,30 @@ pub fn choose() -> IdMapping {
     }
 }
 
+/// One line for a sandbox with a single-ID map: what fails there, why this
+/// user has no range, and the fix.
+pub fn single_id_note() -> String {
+    // SAFETY: getter without preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let name = user_name(uid);
+    let me = name.clone().unwrap_or_else(|| uid.to_string());
+    let ranged = subordinate_range(Path::new("/etc/subuid"), uid, name.as_deref()).is_some()
+        && subordinate_range(Path::new("/etc/subgid"), uid, name.as_deref()).is_some();
+    let usermod = format!("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {me}");
+    let (why, fix) = match (ranged, helpers_present()) {
+        (true, _) => (
+            "newuidmap is not installed".to_string(),
+            "apt-get install uidmap".to_string(),
+        ),
+        (false, true) => (format!("{me} has no subuid range"), usermod),
+        (false, false) => (
+            format!("{me} has no subuid range and newuidmap is not installed"),
+            format!("{usermod} and apt-get install uidmap"),
+        ),
+    };
+    format!("only one ID is mapped into the sandbox ({why}), so programs that switch users or chown (apt-get, dpkg, su) fail; fix: {fix}")
+}
+
 pub fn helpers_present() -> bool {
     ["newuidmap", "newgidmap"]
         .iter()

@@ -69,13 +69,14 @@ pub mod spec;
 mod state;
 mod step;
 pub mod sys;
+pub mod user;
 
 use std::path::PathBuf;
 
 pub use launch::{run_once, Stage, Step, StepExit, StepStdio};
 pub use spec::{
     default_exe, BindMount, IdMapping, Limits, NetworkMode, PortForward, Rootfs, SandboxSpec,
-    StageSpec,
+    StageSpec, User,
 };
 pub use state::{new_run_dir, remove_stale};
 

@@ -61,6 +61,15 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
+/// IDs the command runs as, inside the sandbox's user namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups (the primary gid among them, as Docker sets).
+    pub groups: Vec<u32>,
+}
+
 /// Resource limits; see `corral info` for how they are enforced here.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct Limits {
@@ -77,8 +86,8 @@ pub struct SandboxSpec {
     pub env: Vec<(String, String)>,
     /// Absolute working directory inside the sandbox.
     pub cwd: String,
-    /// UID and GID inside the sandbox (default 0:0).
-    pub user: Option<(u32, u32)>,
+    /// The user inside the sandbox (default root, groups untouched).
+    pub user: Option<User>,
     pub hostname: String,
     /// Extra `/etc/hosts` entries: (name, address).
     pub extra_hosts: Vec<(String, String)>,

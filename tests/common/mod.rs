@@ -131,3 +131,15 @@ pub fn require_fixtures(test: &str) -> Option<PathBuf> {
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
+
+/// Whether this user's sandboxes map a single ID (no subuid range or no
+/// newuidmap), as `corral info` reports it.
+#[allow(clippy::unwrap_used)]
+pub fn single_id_mapping(store: &std::path::Path) -> bool {
+    let out = corral(store).args(["info", "--json"]).output().unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    info["modes"]["id_mapping"]
+        .as_str()
+        .unwrap()
+        .starts_with("single")
+}

@@ -39,18 +39,71 @@ pub fn setup(test: &str, images: bool) -> Option<Env> {
     })
 }
 
-/// A one-stage pipeline around `steps` (a YAML list of `- step:` items
-/// written at column 0).
+/// A one-stage pipeline (stage `s`) around `steps` (a YAML list of
+/// `- step:` items written at column 0).
 pub fn pipeline(steps: &str) -> String {
-    let mut yaml = String::from(
-        "pipeline:\n  name: t\n  identifier: t\n  stages:\n    - stage:\n        name: s\n        identifier: s\n        type: CI\n        spec:\n          cloneCodebase: false\n          execution:\n            steps:\n",
-    );
-    for line in steps.lines() {
-        yaml.push_str("              ");
-        yaml.push_str(line);
-        yaml.push('\n');
+    pipeline_of(&stage("s", steps))
+}
+
+/// A pipeline `t` around `stages` (a YAML list written at column 0).
+pub fn pipeline_of(stages: &str) -> String {
+    format!(
+        "pipeline:\n  name: t\n  identifier: t\n  stages:\n{}",
+        indent(stages, 4)
+    )
+}
+
+/// A `- stage:` item (column 0) of type CI, without codebase, running `steps`.
+pub fn stage(id: &str, steps: &str) -> String {
+    format!(
+        "- stage:\n    name: {id}\n    identifier: {id}\n    type: CI\n    spec:\n      cloneCodebase: false\n      execution:\n        steps:\n{}",
+        indent(steps, 10)
+    )
+}
+
+/// A busybox `Run` step `id` running `command` in Sh.
+pub fn run_step(id: &str, command: &str) -> String {
+    step("Run", id, Some("busybox"), command)
+}
+
+/// A command that marks `me` started, then waits up to 10 s for `other`
+/// to start and marks that it saw it: only overlapping steps see both.
+pub fn meet(me: &str, other: &str) -> String {
+    format!(
+        "touch /harness/{me}.started; for i in $(seq 200); do if [ -e /harness/{other}.started ]; then touch /harness/{me}.saw; break; fi; sleep 0.05; done"
+    )
+}
+
+/// A `- step:` item (column 0) of `kind` named and identified `id`, with
+/// `image` (`None`: on the host, in Bash) and `command` (none when empty; a
+/// block scalar when multi-line). Its last lines are in `spec:`, so further
+/// spec keys (6 spaces) or step keys (4 spaces) can be appended.
+pub fn step(kind: &str, id: &str, image: Option<&str>, command: &str) -> String {
+    let mut yaml =
+        format!("- step:\n    type: {kind}\n    name: {id}\n    identifier: {id}\n    spec:\n");
+    let shell = match image {
+        Some(image) => {
+            yaml.push_str(&format!("      image: {image}\n"));
+            "Sh"
+        }
+        None => "Bash",
+    };
+    if command.contains('\n') {
+        yaml.push_str(&format!("      shell: {shell}\n      command: |\n"));
+        for line in command.lines() {
+            yaml.push_str(&format!("        {line}\n"));
+        }
+    } else if !command.is_empty() {
+        yaml.push_str(&format!("      shell: {shell}\n      command: {command}\n"));
     }
     yaml
+}
+
+/// `text` with every line indented by `spaces` (for steps nested in
+/// `parallel:` or a step group).
+pub fn indent(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
 
 impl Env {
