@@ -162,8 +162,11 @@ fn wait_forwarding_signals(step: &mut Step, signals: &SignalFd) -> anyhow::Resul
                 }
             }
         }
-        if fds[0].revents & libc::POLLIN != 0 {
-            return Ok(step.wait()?.code());
+        // A pipe whose writer died without a report only hangs up.
+        if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            // Setup failures surface here: run_once does not wait for them.
+            let exit = step.wait().context("failed to start the sandbox")?;
+            return Ok(exit.code());
         }
     }
 }

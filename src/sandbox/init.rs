@@ -144,7 +144,7 @@ fn create_own_namespaces(
             "failed to create the sandbox's user and network namespaces",
         ));
     }
-    await_id_maps(req, spec_pipe, status)?;
+    await_id_maps(req, spec_pipe, Some(status))?;
     if !listeners.is_empty() {
         let pipes = [spec_pipe.get_ref().as_raw_fd(), status.as_raw_fd()];
         spawn_forwarder_process(listeners, pipes)?;
@@ -159,25 +159,28 @@ fn create_own_namespaces(
     Ok(())
 }
 
-/// Tells the launcher our user namespace exists, waits until it wrote the
-/// ID maps, then brings up `lo` of a new network namespace.
+/// Brings up `lo` of a new network namespace (our capabilities there need
+/// no ID map), tells the launcher our user namespace exists unless it
+/// knows (`announce` is `None`), and waits until it wrote the ID maps.
 fn await_id_maps(
     req: &StepRequest,
     spec_pipe: &mut BufReader<File>,
-    status: &mut File,
+    announce: Option<&mut File>,
 ) -> Result<(), String> {
-    status
-        .write_all(b"unshared\n")
-        .map_err(|e| format!("launcher gone: {e}"))?;
+    if let Some(status) = announce {
+        status
+            .write_all(b"unshared\n")
+            .map_err(|e| format!("launcher gone: {e}"))?;
+    }
+    if req.network != NetworkMode::Host {
+        super::net::loopback_up().map_err(|e| super::error_chain(&e))?;
+    }
     let mut line = String::new();
     spec_pipe
         .read_line(&mut line)
         .map_err(|e| format!("launcher gone: {e}"))?;
     if line.trim_end() != "mapped" {
         return Err("the launcher did not write our id maps".into());
-    }
-    if req.network != NetworkMode::Host {
-        super::net::loopback_up().map_err(|e| super::error_chain(&e))?;
     }
     Ok(())
 }
@@ -196,7 +199,7 @@ pub(crate) fn direct_init(
     // handshake below then fails and we exit.
     // SAFETY: prctl without pointers.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    if let Err(msg) = await_id_maps(req, &mut spec_pipe, &mut status) {
+    if let Err(msg) = await_id_maps(req, &mut spec_pipe, None) {
         return fail(&mut status, &msg);
     }
     drop(spec_pipe);
@@ -411,18 +414,10 @@ fn init_main(
         all.push(libc::SIGCHLD);
         all
     });
-    // SAFETY: we are single-threaded.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return fail(&mut status, &last_error("failed to fork the command"));
-    }
-    if child == 0 {
-        drop(result);
-        drop(early);
-        let code = super::command::exec_command(&req.spec, &mut status);
-        // SAFETY: the exec failed; leave the child at once.
-        unsafe { libc::_exit(code) };
-    }
+    let child = match super::command::spawn(&req.spec, &mut status) {
+        Ok(pid) => pid,
+        Err(err) => return fail(&mut status, &format!("failed to start the command: {err}")),
+    };
     drop(status);
     loop {
         let (sig, from_tty) = wait_signal(&set);
