@@ -528,6 +528,34 @@ fn generated_etc_files_replace_symlinks_in_the_image() {
 }
 
 #[test]
+fn generated_etc_files_are_plain_files_of_the_rootfs_and_stay_writable() {
+    use std::os::unix::fs::PermissionsExt;
+    if !common::require_namespaces(
+        "generated_etc_files_are_plain_files_of_the_rootfs_and_stay_writable",
+    ) {
+        return;
+    }
+    let env = Env::new();
+    std::fs::set_permissions(
+        env.rootfs.join("etc"),
+        std::fs::Permissions::from_mode(0o751),
+    )
+    .unwrap();
+    // sed -i renames over the file: a bind-mounted file would refuse (EBUSY).
+    let out = env.run_ok(
+        &["--hostname", "plain", "--network", "none"],
+        "stat -c %a /etc; sed -i s/plain/edited/ /etc/hosts && grep -c edited /etc/hosts; cat /etc/hostname",
+    );
+    assert_eq!(out, "751\n1\nplain\n");
+    let out = env.run_ok(
+        &["--read-only", "--network", "none"],
+        "echo 192.0.2.7 extra >> /etc/hosts && grep -c extra /etc/hosts; touch /etc/new 2>/dev/null || echo etc-ro",
+    );
+    assert_eq!(out, "1\netc-ro\n");
+    assert!(!env.rootfs.join("etc/hostname").exists());
+}
+
+#[test]
 fn volume_targets_follow_symlinks_inside_the_rootfs() {
     if !common::require_namespaces("volume_targets_follow_symlinks_inside_the_rootfs") {
         return;

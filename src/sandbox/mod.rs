@@ -64,6 +64,7 @@ pub mod net;
 pub mod plan;
 pub mod probe;
 pub mod rlimits;
+mod rootfs;
 pub mod seccomp;
 pub mod spec;
 mod state;
