@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(corral::image::userns::HELPER_ARG.as_ref()) {
         return cmd::image_unpack_internal();
     }
-    let cli = Cli::parse();
+    let cli = parse_exec().unwrap_or_else(Cli::parse);
     if let Command::Sandbox(args) = &cli.command {
         return cmd::sandbox_internal(&args.args);
     }
@@ -47,6 +47,29 @@ fn main() -> ExitCode {
             cmd::print_error(&err);
             ExitCode::from(cmd::RUNNER_ERROR)
         }
+    }
+}
+
+/// `corral [GLOBAL…] exec …`, the command that runs per sandbox, parsed
+/// against the exec subcommand alone: clap's whole command tree costs more
+/// to build than half the mounts of a sandbox. `None` (another subcommand,
+/// `--help`, an error) leaves it to the full parser, which then answers.
+fn parse_exec() -> Option<Cli> {
+    use clap::{Args, FromArgMatches};
+    use corral::cli::{ExecArgs, GlobalArgs};
+    if !std::env::args_os().any(|a| a == "exec") {
+        return None;
+    }
+    let exec = ExecArgs::augment_args(clap::Command::new("exec"));
+    let command = GlobalArgs::augment_args(clap::Command::new("corral")).subcommand(exec);
+    let matches = command.try_get_matches_from(std::env::args_os()).ok()?;
+    let global = GlobalArgs::from_arg_matches(&matches).ok()?;
+    match matches.subcommand()? {
+        ("exec", sub) => Some(Cli {
+            global,
+            command: Command::Exec(ExecArgs::from_arg_matches(sub).ok()?),
+        }),
+        _ => None,
     }
 }
 

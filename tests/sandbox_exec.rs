@@ -75,19 +75,21 @@ impl Env {
 }
 
 #[test]
-fn command_is_pid_2_under_our_init_and_host_processes_are_invisible() {
+fn command_is_a_child_of_our_init_and_host_processes_are_invisible() {
     if !common::require_namespaces(
-        "command_is_pid_2_under_our_init_and_host_processes_are_invisible",
+        "command_is_a_child_of_our_init_and_host_processes_are_invisible",
     ) {
         return;
     }
     let env = Env::new();
     let out = env.run_ok(
         &["--network", "none"],
-        "echo $$; ls /proc | grep -c '^[0-9]'; cat /proc/1/comm",
+        "echo $PPID; ls /proc | grep -c '^[0-9]'; cat /proc/1/comm; ls /sys/class/net | tr '\\n' ' '",
     );
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "2", "{out}");
+    assert_eq!(lines[0], "1", "{out}");
+    // sysfs shows the sandbox's network namespace, never the host's.
+    assert_eq!(lines[3], "lo ", "{out}");
     // init, sh, and the ls/grep pipeline: never the host's processes.
     let visible: u32 = lines[1].parse().unwrap();
     assert!(visible <= 5, "{visible} processes visible:\n{out}");

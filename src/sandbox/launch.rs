@@ -549,7 +549,10 @@ fn clone_init(
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC;
-    if req.network != NetworkMode::Host {
+    // The egress helper we start for a private network attaches to the
+    // child's network namespace, which must exist first; without one, init
+    // makes it beside its rootfs setup (`netns`).
+    if req.network == NetworkMode::Private {
         flags |= libc::CLONE_NEWNET;
     }
     // SAFETY: a fork-like clone (no CLONE_VM, no new stack) of a

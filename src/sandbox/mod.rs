@@ -61,6 +61,7 @@ pub mod idmap;
 mod init;
 mod launch;
 pub mod net;
+mod netns;
 pub mod plan;
 pub mod probe;
 pub mod rlimits;

@@ -234,9 +234,6 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
         target: root.join("proc"),
     });
     ops.extend(dev_ops(&root.join("dev")));
-    ops.push(SetupOp::MountSys {
-        target: root.join("sys"),
-    });
     ops.push(SetupOp::MountTmpfs {
         target: root.join("tmp"),
         mode: 0o1777,
@@ -263,6 +260,11 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
             });
         }
     }
+    // As late as it can be: it shows the network namespace of the process
+    // that mounts it, which may still be joining its own (`netns`).
+    ops.push(SetupOp::MountSys {
+        target: root.join("sys"),
+    });
     for mount in &spec.mounts {
         ops.push(SetupOp::BindUser {
             source: mount.source.clone(),
