@@ -135,6 +135,9 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let mut step = sandbox::run_once(stage_spec, &spec, StepStdio::Inherit)
         .context("failed to start the sandbox")?;
     let code = wait_forwarding_signals(&mut step, &signals)?;
+    // The sandbox's init tears it down once the step's report pipe closes:
+    // let that be our exit (the kernel closes it), not compete with it.
+    std::mem::forget(step);
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
 }
 

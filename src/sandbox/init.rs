@@ -482,10 +482,29 @@ fn init_main(
                 if let Some(result) = result.as_mut() {
                     let _ = result.write_all(&wstatus.to_ne_bytes());
                 }
+                if let Some(early) = &early {
+                    // Our exit tears the namespaces down: not while the
+                    // launcher, just woken by the report, still needs the CPU.
+                    await_reader_gone(early);
+                }
                 return 0;
             }
         }
     }
+}
+
+/// Returns once nothing can read `pipe` any more (the launcher closed it or
+/// exited; PDEATHSIG covers a launcher that dies first).
+fn await_reader_gone(pipe: &File) {
+    let mut fds = [libc::pollfd {
+        fd: pipe.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd; POLLERR is reported without being asked for.
+    while unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) } == 0
+        || fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0
+    {}
 }
 
 fn parent_gone(lifeline: &OwnedFd) -> bool {

@@ -210,10 +210,15 @@ impl Step {
 
     /// The command's wait status from the early report, if init sent one.
     /// The step process then exits on its own (a zombie until we exit).
+    /// The pipe stays open: init tears the sandbox down once it closes (at
+    /// our drop), not while we are still busy with its report.
     fn early_exit(&mut self) -> Option<StepExit> {
-        let mut early = self.early.take()?;
+        let early = self.early.as_mut()?;
         let mut raw = [0u8; 4];
-        early.read_exact(&mut raw).ok()?;
+        if early.read_exact(&mut raw).is_err() {
+            self.early = None;
+            return None;
+        }
         Some(self.record(ExitStatus::from_raw(i32::from_ne_bytes(raw))))
     }
 
