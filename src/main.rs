@@ -96,17 +96,29 @@ fn init_tracing(cli: &Cli) {
         (1, _) => "info,corral=debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = match cli.global.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .with_target(false)
-        .without_time()
-        .init();
+        .without_time();
+    // A plain level needs no directive parser (a measurable part of a
+    // `corral exec` start).
+    let plain = match level {
+        "error" => Some(tracing::Level::ERROR),
+        "warn" => Some(tracing::Level::WARN),
+        _ => None,
+    };
+    match plain.filter(|_| std::env::var_os("CORRAL_LOG").is_none()) {
+        Some(level) => fmt.with_max_level(level).init(),
+        None => fmt
+            .with_env_filter(
+                EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
+            )
+            .init(),
+    }
 }
