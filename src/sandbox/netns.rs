@@ -5,7 +5,8 @@
 //! millisecond and more), and init has mounts to do meanwhile. So init
 //! starts a helper process that shares its memory and fd table, makes the
 //! namespace with `lo` up, leaves an fd of it in the shared table and
-//! exits; init joins it before anything depends on it (sysfs, the command).
+//! exits; init joins it before anything depends on it (sysfs, the command),
+//! or makes it itself when the helper has not started by then.
 //!
 //! The helper runs concurrently with init in the same address space, so it
 //! only makes raw system calls through rustix (no allocator, no errno, no
@@ -14,14 +15,22 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 /// The helper's stack (a few frames of rustix calls), above a guard page.
 const STACK: usize = 64 * 1024;
 const GUARD: usize = 4096;
 
+/// Who makes the namespace: whoever claims it first. On a machine with no
+/// idle CPU the helper may not have run by the time init needs the
+/// namespace; init then makes it itself rather than wait to be woken.
+const UNCLAIMED: u8 = 0;
+const HELPER: u8 = 1;
+const INIT: u8 = 2;
+
 /// What the helper leaves for init: the namespace fd, or the errno.
 struct Shared {
+    claim: AtomicU8,
     fd: AtomicI32,
     errno: AtomicI32,
     done: RawFd,
@@ -39,6 +48,7 @@ pub(crate) struct Pending {
 pub(crate) fn start() -> io::Result<Pending> {
     let (done_r, done_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let shared: &'static Shared = Box::leak(Box::new(Shared {
+        claim: AtomicU8::new(UNCLAIMED),
         fd: AtomicI32::new(-1),
         errno: AtomicI32::new(0),
         done: done_w.into_raw_fd(),
@@ -82,6 +92,19 @@ impl Pending {
     /// Waits for the helper, then moves the calling process into the new
     /// network namespace.
     pub(crate) fn join(self) -> io::Result<()> {
+        let claimed = self.shared.claim.compare_exchange(
+            UNCLAIMED,
+            INIT,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if claimed.is_ok() {
+            // SAFETY: the helper leaves on seeing our claim and never writes.
+            unsafe { libc::close(self.shared.done) };
+            // SAFETY: NEWNET leaves the memory and fds shared with the helper alone.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET)? };
+            return Ok(loopback_up()?);
+        }
         let mut byte = [0u8; 1];
         let read = rustix::io::read(&self.done, &mut byte);
         // SAFETY: the write end is ours to close once the helper wrote.
@@ -106,6 +129,13 @@ impl Pending {
 extern "C" fn helper(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the leaked `Shared` of `start`.
     let shared = unsafe { &*arg.cast::<Shared>() };
+    let claimed =
+        shared
+            .claim
+            .compare_exchange(UNCLAIMED, HELPER, Ordering::AcqRel, Ordering::Acquire);
+    if claimed.is_err() {
+        return 0;
+    }
     match make_namespace() {
         Ok(fd) => shared.fd.store(fd.into_raw_fd(), Ordering::Release),
         Err(err) => shared.errno.store(err.raw_os_error(), Ordering::Release),
