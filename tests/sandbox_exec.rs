@@ -643,3 +643,61 @@ fn private_network_has_egress_through_pasta_and_slirp4netns() {
         server.join().unwrap();
     }
 }
+
+#[test]
+fn forced_rootfs_fallbacks_work_and_info_names_them() {
+    if !common::require_namespaces("forced_rootfs_fallbacks_work_and_info_names_them") {
+        return;
+    }
+    let env = Env::new();
+    let before = tree_listing(&env.rootfs);
+    let fuse_installed = Command::new("sh")
+        .args(["-c", "command -v fuse-overlayfs"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    // (method, filesystem type of `/` inside)
+    let mut methods = vec![("copy", "tmpfs")];
+    if fuse_installed {
+        methods.push(("fuse-overlayfs", "fuse.fuse-overlayfs"));
+    } else {
+        eprintln!("fuse-overlayfs not installed: only the copy fallback is exercised");
+    }
+    for (method, fstype) in methods {
+        let out = env
+            .exec(&["--hostname", "fallback", "--network", "none"], {
+                "awk '$2 == \"/\" {print $3}' /proc/mounts; cat /etc/hostname; echo data > /written && cat /written; test -d /proc/1 && echo proc"
+            })
+            .env("CORRAL_ROOTFS", method)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{method}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out),
+            format!("{fstype}\nfallback\ndata\nproc\n"),
+            "{method}: {}",
+            stderr(&out)
+        );
+        let info = common::corral(&env.store())
+            .arg("info")
+            .env("CORRAL_ROOTFS", method)
+            .output()
+            .unwrap();
+        let text = stdout(&info);
+        let line = text.lines().find(|l| l.trim_start().starts_with("rootfs"));
+        assert!(
+            line.is_some_and(|l| l.contains(&format!("{method} (CORRAL_ROOTFS={method})"))),
+            "{method}: {text}"
+        );
+    }
+    assert_eq!(
+        tree_listing(&env.rootfs),
+        before,
+        "writes reached the image"
+    );
+    assert!(env.run_dirs().is_empty(), "{:?}", env.run_dirs());
+    assert!(eventually(5, || processes_with("fuse-overlayfs")
+        .iter()
+        .all(|pid| !is_ours(*pid, &env.store()))));
+}

@@ -65,7 +65,10 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
             upper,
             work,
             target,
-        } => rootfs::mount_overlay(sys, lower, upper, work, target),
+        } => {
+            let first = rootfs::forced_method().unwrap_or(rootfs::RootfsMethod::Overlay);
+            rootfs::mount_overlay(sys, lower, upper, work, target, first)
+        }
         SetupOp::SeedUpper {
             lower,
             upper,

@@ -65,7 +65,7 @@ mod netns;
 pub mod plan;
 pub mod probe;
 pub mod rlimits;
-mod rootfs;
+pub mod rootfs;
 pub mod seccomp;
 pub mod spec;
 mod state;

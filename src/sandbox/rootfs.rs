@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::apply::{at, ApplyError};
-use super::sys::flags::BIND;
+use super::sys::flags::{BIND, REC};
 use super::sys::Sys;
 
 /// Puts `dirs` (mount points) and `etc` (name, contents) into `upper`, as
@@ -47,13 +47,44 @@ pub(crate) fn seed_upper(
     Ok(())
 }
 
-/// Mounts `lower` (read-only) under the seeded `upper` at `target`.
+/// How the writable rootfs is made, in the order they are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RootfsMethod {
+    Overlay,
+    FuseOverlayfs,
+    Copy,
+}
+
+impl RootfsMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            RootfsMethod::Overlay => "overlay",
+            RootfsMethod::FuseOverlayfs => "fuse-overlayfs",
+            RootfsMethod::Copy => "copy",
+        }
+    }
+}
+
+/// `$CORRAL_ROOTFS` (`overlay`, `fuse-overlayfs` or `copy`): the method to
+/// start from, skipping the ones before it (to use or test a fallback).
+pub fn forced_method() -> Option<RootfsMethod> {
+    match std::env::var("CORRAL_ROOTFS").ok()?.as_str() {
+        "overlay" => Some(RootfsMethod::Overlay),
+        "fuse-overlayfs" => Some(RootfsMethod::FuseOverlayfs),
+        "copy" => Some(RootfsMethod::Copy),
+        _ => None,
+    }
+}
+
+/// Mounts `lower` (read-only) under the seeded `upper` at `target`, by the
+/// first method from `first` on that works.
 pub(crate) fn mount_overlay(
     sys: &mut dyn Sys,
     lower: &Path,
     upper: &Path,
     work: &Path,
     target: &Path,
+    first: RootfsMethod,
 ) -> Result<(), ApplyError> {
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -65,8 +96,11 @@ pub(crate) fn mount_overlay(
     // `volatile` skips syncing the upper fs, which otherwise makes the
     // unmount at sandbox exit wait for a journal flush (tens of ms); the
     // upper dir is thrown away anyway. Older kernels lack both options.
-    let native = sys
-        .mount(
+    let skipped = || std::io::Error::other(format!("skipped: CORRAL_ROOTFS={}", first.name()));
+    let native = if first > RootfsMethod::Overlay {
+        Err(skipped())
+    } else {
+        sys.mount(
             "overlay",
             target,
             "overlay",
@@ -82,21 +116,37 @@ pub(crate) fn mount_overlay(
                 &format!("{options},userxattr"),
             )
         })
-        .or_else(|_| sys.mount("overlay", target, "overlay", 0, &options));
+        .or_else(|_| sys.mount("overlay", target, "overlay", 0, &options))
+    };
     let err = match native {
         Ok(()) => return Ok(()),
         Err(err) => err,
     };
-    let fuse = sys.run(
-        "fuse-overlayfs",
-        &[
-            "-o".to_string(),
-            options.clone(),
-            target.to_string_lossy().into_owned(),
-        ],
-    );
-    if fuse.is_ok() {
-        return Ok(());
+    if first <= RootfsMethod::FuseOverlayfs {
+        // The daemon must not have the sandbox's root as its own: pivot_root
+        // would hand it the FUSE mount it serves, and its first absolute
+        // path (/proc/self/fd/...) would wait on itself. So it runs in a
+        // bind of the host's tree, mounts there, and we bind that mount.
+        let host = upper.with_file_name("host");
+        let mounted_in_host = host.join(target.strip_prefix("/").unwrap_or(target));
+        let fuse = sys
+            .mkdir_all(&host, 0o755)
+            .and_then(|()| sys.mount("/", &host, "", BIND | REC, ""))
+            .and_then(|()| {
+                sys.run_in(
+                    &host,
+                    "fuse-overlayfs",
+                    &[
+                        "-o".to_string(),
+                        options.clone(),
+                        target.to_string_lossy().into_owned(),
+                    ],
+                )
+            })
+            .and_then(|()| sys.mount(&mounted_in_host.to_string_lossy(), target, "", BIND, ""));
+        if fuse.is_ok() {
+            return Ok(());
+        }
     }
     // Last resort: a private copy of the lower tree, the seeded upper on top.
     let copy = upper.with_file_name("copy");
@@ -135,13 +185,40 @@ mod tests {
     use crate::sandbox::sys::{Call, RecordingSys};
 
     fn overlay(sys: &mut RecordingSys) -> Result<(), ApplyError> {
+        overlay_from(sys, RootfsMethod::Overlay)
+    }
+
+    fn overlay_from(sys: &mut RecordingSys, first: RootfsMethod) -> Result<(), ApplyError> {
         mount_overlay(
             sys,
             Path::new("/l"),
             Path::new("/s/upper"),
             Path::new("/s/work"),
             Path::new("/t"),
+            first,
         )
+    }
+
+    #[test]
+    fn a_forced_method_skips_the_ones_before_it() {
+        let mut sys = RecordingSys::default();
+        overlay_from(&mut sys, RootfsMethod::FuseOverlayfs).unwrap();
+        assert!(
+            matches!(&sys.calls[2], Call::RunIn { program, .. } if program == "fuse-overlayfs")
+        );
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "overlay")));
+        let mut sys = RecordingSys::default();
+        overlay_from(&mut sys, RootfsMethod::Copy).unwrap();
+        assert!(
+            matches!(&sys.calls[0], Call::MkdirAll { path, .. } if path == Path::new("/s/copy"))
+        );
+        assert!(!sys
+            .calls
+            .iter()
+            .any(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "overlay")));
     }
 
     const OPTS: &str = "lowerdir=/l,upperdir=/s/upper,workdir=/s/work";
@@ -166,9 +243,28 @@ mod tests {
                 mount(format!("{OPTS},userxattr,volatile")),
                 mount(format!("{OPTS},userxattr")),
                 mount(OPTS.to_string()),
-                Call::Run {
+                Call::MkdirAll {
+                    path: "/s/host".into(),
+                    mode: 0o755
+                },
+                Call::Mount {
+                    source: "/".into(),
+                    target: "/s/host".into(),
+                    fstype: "".into(),
+                    flags: BIND | REC,
+                    data: "".into()
+                },
+                Call::RunIn {
+                    root: "/s/host".into(),
                     program: "fuse-overlayfs".into(),
                     args: vec!["-o".into(), OPTS.into(), "/t".into()]
+                },
+                Call::Mount {
+                    source: "/s/host/t".into(),
+                    target: "/t".into(),
+                    fstype: "".into(),
+                    flags: BIND,
+                    data: "".into()
                 },
             ]
         );
@@ -187,7 +283,7 @@ mod tests {
             args: vec!["-a".into(), format!("{from}/."), "/s/copy".into()],
         };
         assert_eq!(
-            sys.calls[4..],
+            sys.calls[6..],
             [
                 Call::MkdirAll {
                     path: "/s/copy".into(),

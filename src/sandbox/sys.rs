@@ -46,6 +46,8 @@ pub trait Sys {
     fn set_hostname(&mut self, name: &str) -> io::Result<()>;
     /// Runs a host program to completion (fuse-overlayfs, cp) before pivot_root.
     fn run(&mut self, program: &str, args: &[String]) -> io::Result<()>;
+    /// Runs a host program to completion, chrooted into `root`.
+    fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()>;
 }
 
 /// What rootfs setup needs to know of an existing path.
@@ -246,6 +248,26 @@ impl Sys for LinuxSys {
             Err(io::Error::other(format!("{program} failed with {status}")))
         }
     }
+
+    fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()> {
+        use std::os::unix::process::CommandExt;
+        let root = cstr(root)?;
+        let mut command = std::process::Command::new(program);
+        command.args(args);
+        // SAFETY: chroot and chdir are async-signal-safe; `root` outlives spawn.
+        unsafe {
+            command.pre_exec(move || {
+                check(libc::chroot(root.as_ptr()))?;
+                check(libc::chdir(c"/".as_ptr()))
+            });
+        }
+        let status = command.status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("{program} failed with {status}")))
+        }
+    }
 }
 
 /// One recorded call of [`RecordingSys`].
@@ -289,6 +311,11 @@ pub enum Call {
         name: String,
     },
     Run {
+        program: String,
+        args: Vec<String>,
+    },
+    RunIn {
+        root: PathBuf,
         program: String,
         args: Vec<String>,
     },
@@ -392,6 +419,17 @@ impl Sys for RecordingSys {
     }
     fn run(&mut self, program: &str, args: &[String]) -> io::Result<()> {
         self.calls.push(Call::Run {
+            program: program.to_string(),
+            args: args.to_vec(),
+        });
+        if self.fail_programs.iter().any(|p| p == program) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        Ok(())
+    }
+    fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()> {
+        self.calls.push(Call::RunIn {
+            root: root.to_path_buf(),
             program: program.to_string(),
             args: args.to_vec(),
         });
