@@ -203,7 +203,7 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
         checks,
         modes: Modes {
             id_mapping: mapping,
-            rootfs: rootfs.into(),
+            rootfs,
             network,
             limits: limits.into(),
         },
