@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(corral::image::userns::HELPER_ARG.as_ref()) {
         return cmd::image_unpack_internal();
     }
-    let cli = Cli::parse();
+    let cli = parse_exec().unwrap_or_else(Cli::parse);
     if let Command::Sandbox(args) = &cli.command {
         return cmd::sandbox_internal(&args.args);
     }
@@ -50,6 +50,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// `corral [GLOBAL…] exec …`, the command that runs per sandbox, parsed
+/// against the exec subcommand alone: clap's whole command tree costs more
+/// to build than half the mounts of a sandbox. `None` (another subcommand,
+/// `--help`, an error) leaves it to the full parser, which then answers.
+fn parse_exec() -> Option<Cli> {
+    use clap::{Args, FromArgMatches};
+    use corral::cli::{ExecArgs, GlobalArgs};
+    if !std::env::args_os().any(|a| a == "exec") {
+        return None;
+    }
+    let exec = ExecArgs::augment_args(clap::Command::new("exec"));
+    let command = GlobalArgs::augment_args(clap::Command::new("corral")).subcommand(exec);
+    let matches = command.try_get_matches_from(std::env::args_os()).ok()?;
+    let global = GlobalArgs::from_arg_matches(&matches).ok()?;
+    match matches.subcommand()? {
+        ("exec", sub) => Some(Cli {
+            global,
+            command: Command::Exec(ExecArgs::from_arg_matches(sub).ok()?),
+        }),
+        _ => None,
+    }
+}
+
 /// `corral __sandbox ROLE…` exactly as the launcher spawns it (argv[1]).
 fn internal_sandbox_args() -> Option<Vec<String>> {
     let mut args = std::env::args_os().skip(1);
@@ -73,17 +96,29 @@ fn init_tracing(cli: &Cli) {
         (1, _) => "info,corral=debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = match cli.global.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .with_target(false)
-        .without_time()
-        .init();
+        .without_time();
+    // A plain level needs no directive parser (a measurable part of a
+    // `corral exec` start).
+    let plain = match level {
+        "error" => Some(tracing::Level::ERROR),
+        "warn" => Some(tracing::Level::WARN),
+        _ => None,
+    };
+    match plain.filter(|_| std::env::var_os("CORRAL_LOG").is_none()) {
+        Some(level) => fmt.with_max_level(level).init(),
+        None => fmt
+            .with_env_filter(
+                EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| EnvFilter::new(level)),
+            )
+            .init(),
+    }
 }

@@ -75,19 +75,21 @@ impl Env {
 }
 
 #[test]
-fn command_is_pid_2_under_our_init_and_host_processes_are_invisible() {
+fn command_is_a_child_of_our_init_and_host_processes_are_invisible() {
     if !common::require_namespaces(
-        "command_is_pid_2_under_our_init_and_host_processes_are_invisible",
+        "command_is_a_child_of_our_init_and_host_processes_are_invisible",
     ) {
         return;
     }
     let env = Env::new();
     let out = env.run_ok(
         &["--network", "none"],
-        "echo $$; ls /proc | grep -c '^[0-9]'; cat /proc/1/comm",
+        "echo $PPID; ls /proc | grep -c '^[0-9]'; cat /proc/1/comm; ls /sys/class/net | tr '\\n' ' '",
     );
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "2", "{out}");
+    assert_eq!(lines[0], "1", "{out}");
+    // sysfs shows the sandbox's network namespace, never the host's.
+    assert_eq!(lines[3], "lo ", "{out}");
     // init, sh, and the ls/grep pipeline: never the host's processes.
     let visible: u32 = lines[1].parse().unwrap();
     assert!(visible <= 5, "{visible} processes visible:\n{out}");
@@ -529,6 +531,34 @@ fn generated_etc_files_replace_symlinks_in_the_image() {
 }
 
 #[test]
+fn generated_etc_files_are_plain_files_of_the_rootfs_and_stay_writable() {
+    use std::os::unix::fs::PermissionsExt;
+    if !common::require_namespaces(
+        "generated_etc_files_are_plain_files_of_the_rootfs_and_stay_writable",
+    ) {
+        return;
+    }
+    let env = Env::new();
+    std::fs::set_permissions(
+        env.rootfs.join("etc"),
+        std::fs::Permissions::from_mode(0o751),
+    )
+    .unwrap();
+    // sed -i renames over the file: a bind-mounted file would refuse (EBUSY).
+    let out = env.run_ok(
+        &["--hostname", "plain", "--network", "none"],
+        "stat -c %a /etc; sed -i s/plain/edited/ /etc/hosts && grep -c edited /etc/hosts; cat /etc/hostname",
+    );
+    assert_eq!(out, "751\n1\nplain\n");
+    let out = env.run_ok(
+        &["--read-only", "--network", "none"],
+        "echo 192.0.2.7 extra >> /etc/hosts && grep -c extra /etc/hosts; touch /etc/new 2>/dev/null || echo etc-ro",
+    );
+    assert_eq!(out, "1\netc-ro\n");
+    assert!(!env.rootfs.join("etc/hostname").exists());
+}
+
+#[test]
 fn volume_targets_follow_symlinks_inside_the_rootfs() {
     if !common::require_namespaces("volume_targets_follow_symlinks_inside_the_rootfs") {
         return;
@@ -613,4 +643,62 @@ fn private_network_has_egress_through_pasta_and_slirp4netns() {
         assert!(lines_ok, "{helper}: got {got:?}; {}", stderr(&out));
         server.join().unwrap();
     }
+}
+
+#[test]
+fn forced_rootfs_fallbacks_work_and_info_names_them() {
+    if !common::require_namespaces("forced_rootfs_fallbacks_work_and_info_names_them") {
+        return;
+    }
+    let env = Env::new();
+    let before = tree_listing(&env.rootfs);
+    let fuse_installed = Command::new("sh")
+        .args(["-c", "command -v fuse-overlayfs"])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    // (method, filesystem type of `/` inside)
+    let mut methods = vec![("copy", "tmpfs")];
+    if fuse_installed {
+        methods.push(("fuse-overlayfs", "fuse.fuse-overlayfs"));
+    } else {
+        eprintln!("fuse-overlayfs not installed: only the copy fallback is exercised");
+    }
+    for (method, fstype) in methods {
+        let out = env
+            .exec(&["--hostname", "fallback", "--network", "none"], {
+                "awk '$2 == \"/\" {print $3}' /proc/mounts; cat /etc/hostname; echo data > /written && cat /written; test -d /proc/1 && echo proc"
+            })
+            .env("CORRAL_ROOTFS", method)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{method}: {}", stderr(&out));
+        assert_eq!(
+            stdout(&out),
+            format!("{fstype}\nfallback\ndata\nproc\n"),
+            "{method}: {}",
+            stderr(&out)
+        );
+        let info = common::corral(&env.store())
+            .arg("info")
+            .env("CORRAL_ROOTFS", method)
+            .output()
+            .unwrap();
+        let text = stdout(&info);
+        let line = text.lines().find(|l| l.trim_start().starts_with("rootfs"));
+        assert!(
+            line.is_some_and(|l| l.contains(&format!("{method} (CORRAL_ROOTFS={method})"))),
+            "{method}: {text}"
+        );
+    }
+    assert_eq!(
+        tree_listing(&env.rootfs),
+        before,
+        "writes reached the image"
+    );
+    assert!(env.run_dirs().is_empty(), "{:?}", env.run_dirs());
+    assert!(eventually(5, || processes_with("fuse-overlayfs")
+        .iter()
+        .all(|pid| !is_ours(*pid, &env.store()))));
 }

@@ -136,11 +136,16 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
         .context("failed to start the sandbox")?;
     let code = wait_forwarding_signals(&mut step, &signals)?;
     // Exit codes 125+ are ours (setup, exec) or signals, not the program's.
-    let single = matches!(sandbox::idmap::choose(), sandbox::IdMapping::Single { .. });
-    if (1..125).contains(&code) && single {
+    if (1..125).contains(&code)
+        && matches!(sandbox::idmap::choose(), sandbox::IdMapping::Single { .. })
+    {
         eprintln!("corral: note: {}", sandbox::idmap::single_id_note());
     }
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(125)))
+    // Exit now: the sandbox's init tears it down once the step's report
+    // pipe closes, which our exit does; and everything else we hold is
+    // memory shared copy-on-write with that init, so freeing it piece by
+    // piece would only copy pages.
+    std::process::exit(code)
 }
 
 fn wait_forwarding_signals(step: &mut Step, signals: &SignalFd) -> anyhow::Result<i32> {
@@ -167,8 +172,11 @@ fn wait_forwarding_signals(step: &mut Step, signals: &SignalFd) -> anyhow::Resul
                 }
             }
         }
-        if fds[0].revents & libc::POLLIN != 0 {
-            return Ok(step.wait()?.code());
+        // A pipe whose writer died without a report only hangs up.
+        if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            // Setup failures surface here: run_once does not wait for them.
+            let exit = step.wait().context("failed to start the sandbox")?;
+            return Ok(exit.code());
         }
     }
 }

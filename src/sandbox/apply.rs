@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::plan::SetupOp;
+use super::rootfs;
 use super::sys::flags::{BIND, NODEV, NOEXEC, NOSUID, PRIVATE, RDONLY, REC};
 use super::sys::Sys;
 
@@ -27,9 +28,14 @@ pub enum ApplyError {
     },
     #[error("bind mount source {path} does not exist")]
     MissingBindSource { path: PathBuf },
+    #[error("the image's /etc ({path}) is not a directory: corral writes hosts, hostname and resolv.conf there")]
+    EtcNotADirectory { path: PathBuf },
 }
 
-fn at<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ApplyError + 'a {
+pub(crate) fn at<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> ApplyError + 'a {
     move |source| ApplyError::Op {
         op,
         path: path.to_path_buf(),
@@ -59,7 +65,16 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
             upper,
             work,
             target,
-        } => mount_overlay(sys, lower, upper, work, target),
+        } => {
+            let first = rootfs::forced_method().unwrap_or(rootfs::RootfsMethod::Overlay);
+            rootfs::mount_overlay(sys, lower, upper, work, target, first)
+        }
+        SetupOp::SeedUpper {
+            lower,
+            upper,
+            dirs,
+            etc,
+        } => rootfs::seed_upper(sys, lower, upper, dirs, etc),
         SetupOp::Bind {
             source,
             target,
@@ -159,7 +174,9 @@ impl ApplyError {
     fn into_io(self) -> io::Error {
         match self {
             ApplyError::Op { source, .. } | ApplyError::MountRootfs { source, .. } => source,
-            ApplyError::MissingBindSource { .. } => io::Error::from_raw_os_error(libc::ENOENT),
+            ApplyError::MissingBindSource { .. } | ApplyError::EtcNotADirectory { .. } => {
+                io::Error::from_raw_os_error(libc::ENOENT)
+            }
         }
     }
 }
@@ -182,7 +199,10 @@ fn bind(
 }
 
 fn mask(sys: &mut dyn Sys, path: &Path) -> Result<(), ApplyError> {
-    let result = if sys.is_dir(path) {
+    let Some(found) = sys.stat(path, true) else {
+        return Ok(());
+    };
+    let result = if found.is_dir {
         sys.mount(
             "tmpfs",
             path,
@@ -197,73 +217,6 @@ fn mask(sys: &mut dyn Sys, path: &Path) -> Result<(), ApplyError> {
         Err(err) if is_missing(&err) => Ok(()),
         other => other.map_err(at("mask", path)),
     }
-}
-
-fn mount_overlay(
-    sys: &mut dyn Sys,
-    lower: &Path,
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-) -> Result<(), ApplyError> {
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        escape(lower),
-        escape(upper),
-        escape(work)
-    );
-    // Inside a user namespace overlay keeps its own xattrs in user.*.
-    // `volatile` skips syncing the upper fs, which otherwise makes the
-    // unmount at sandbox exit wait for a journal flush (tens of ms); the
-    // upper dir is thrown away anyway. Older kernels lack both options.
-    let native = sys
-        .mount(
-            "overlay",
-            target,
-            "overlay",
-            0,
-            &format!("{options},userxattr,volatile"),
-        )
-        .or_else(|_| {
-            sys.mount(
-                "overlay",
-                target,
-                "overlay",
-                0,
-                &format!("{options},userxattr"),
-            )
-        })
-        .or_else(|_| sys.mount("overlay", target, "overlay", 0, &options));
-    let err = match native {
-        Ok(()) => return Ok(()),
-        Err(err) => err,
-    };
-    let fuse = sys.run(
-        "fuse-overlayfs",
-        &[
-            "-o".to_string(),
-            options.clone(),
-            target.to_string_lossy().into_owned(),
-        ],
-    );
-    if fuse.is_ok() {
-        return Ok(());
-    }
-    // Last resort: a private copy of the lower tree as the root.
-    let copy = sys
-        .run(
-            "cp",
-            &[
-                "-a".to_string(),
-                format!("{}/.", lower.display()),
-                upper.to_string_lossy().into_owned(),
-            ],
-        )
-        .and_then(|()| sys.mount(&upper.to_string_lossy(), target, "", BIND, ""));
-    copy.map_err(|_| ApplyError::MountRootfs {
-        lower: lower.to_path_buf(),
-        source: err,
-    })
 }
 
 /// `inside` (a sandbox path) under `root`, following symlinks as if `root`
@@ -315,64 +268,10 @@ pub fn resolve_in_root(
     resolved.iter().fold(root.to_path_buf(), |p, c| p.join(c))
 }
 
-/// overlayfs splits options on `,` and lower dirs on `:`.
-fn escape(path: &Path) -> String {
-    path.to_string_lossy()
-        .replace('\\', "\\\\")
-        .replace(',', "\\,")
-        .replace(':', "\\:")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sandbox::sys::{Call, RecordingSys};
-
-    #[test]
-    fn overlay_falls_back_to_fuse_overlayfs() {
-        let mut sys = RecordingSys {
-            fail_fstypes: vec!["overlay".into()],
-            ..Default::default()
-        };
-        let op = SetupOp::MountOverlay {
-            lower: "/l".into(),
-            upper: "/u".into(),
-            work: "/w".into(),
-            target: "/t".into(),
-        };
-        apply(&mut sys, &[op]).unwrap();
-        let opts = "lowerdir=/l,upperdir=/u,workdir=/w".to_string();
-        assert_eq!(
-            sys.calls,
-            vec![
-                Call::Mount {
-                    source: "overlay".into(),
-                    target: "/t".into(),
-                    fstype: "overlay".into(),
-                    flags: 0,
-                    data: format!("{opts},userxattr,volatile")
-                },
-                Call::Mount {
-                    source: "overlay".into(),
-                    target: "/t".into(),
-                    fstype: "overlay".into(),
-                    flags: 0,
-                    data: format!("{opts},userxattr")
-                },
-                Call::Mount {
-                    source: "overlay".into(),
-                    target: "/t".into(),
-                    fstype: "overlay".into(),
-                    flags: 0,
-                    data: opts.clone()
-                },
-                Call::Run {
-                    program: "fuse-overlayfs".into(),
-                    args: vec!["-o".into(), opts, "/t".into()]
-                },
-            ]
-        );
-    }
 
     #[test]
     fn proc_falls_back_to_rbind_and_read_only_binds_use_mount_setattr() {
@@ -421,6 +320,7 @@ mod tests {
     fn mask_uses_tmpfs_for_dirs_and_dev_null_for_files() {
         let mut sys = RecordingSys {
             dirs: vec!["/r/proc/acpi".into()],
+            files: vec!["/r/proc/kcore".into()],
             ..Default::default()
         };
         apply(
@@ -432,6 +332,9 @@ mod tests {
                 SetupOp::Mask {
                     path: "/r/proc/kcore".into(),
                 },
+                SetupOp::Mask {
+                    path: "/r/proc/scsi".into(),
+                },
             ],
         )
         .unwrap();
@@ -439,6 +342,8 @@ mod tests {
         assert!(
             matches!(&sys.calls[1], Call::Mount { source, flags, .. } if source == "/dev/null" && *flags == BIND)
         );
+        // Nothing to hide, nothing mounted.
+        assert_eq!(sys.calls.len(), 2);
     }
 
     #[test]
@@ -467,10 +372,5 @@ mod tests {
             resolve_in_root(Path::new("/r"), "/loop", links),
             Path::new("/r/loop")
         );
-    }
-
-    #[test]
-    fn overlay_options_escape_commas_and_colons() {
-        assert_eq!(escape(Path::new("/a,b:c")), "/a\\,b\\:c");
     }
 }

@@ -11,6 +11,65 @@ use super::init::{fail, last_error, signal_set};
 use super::spec::SandboxSpec;
 use super::{caps, rlimits, seccomp};
 
+/// Stack of the command child until it execs (it runs a few frames of our
+/// own code and the allocator), above one guard page.
+const CHILD_STACK: usize = 256 * 1024;
+const GUARD: usize = 4096;
+
+/// Starts the command child of init, which confines itself and execs
+/// ([`exec_command`]), and returns its pid. The child shares init's memory
+/// until then, with init suspended (vfork semantics, on a stack of its own):
+/// no page tables are copied and neither side takes copy-on-write faults.
+/// Init is single-threaded and waits, so the child may allocate: the heap
+/// is consistent and nothing else touches it meanwhile.
+pub(crate) fn spawn(spec: &SandboxSpec, status: &mut File) -> std::io::Result<libc::pid_t> {
+    struct Args<'a> {
+        spec: &'a SandboxSpec,
+        status: &'a mut File,
+    }
+    extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `Args` below, alive while the parent is
+        // suspended in clone (CLONE_VFORK).
+        let args = unsafe { &mut *arg.cast::<Args>() };
+        let code = exec_command(args.spec, args.status);
+        // SAFETY: leaving the child without unwinding into the parent's frames.
+        unsafe { libc::_exit(code) }
+    }
+    // SAFETY: an anonymous private mapping; its lowest page becomes the guard.
+    let stack = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            CHILD_STACK + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if stack == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut args = Args { spec, status };
+    // SAFETY: the guard page is ours; the stack top is the mapping's end
+    // (16-byte aligned), and the child leaves through exec or _exit.
+    let pid = unsafe {
+        libc::mprotect(stack, GUARD, libc::PROT_NONE);
+        libc::clone(
+            child,
+            stack.cast::<u8>().add(CHILD_STACK + GUARD).cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut args as *mut Args).cast(),
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: the child has exec'd or exited: nothing uses the stack now.
+    unsafe { libc::munmap(stack, CHILD_STACK + GUARD) };
+    if pid < 0 {
+        return Err(err);
+    }
+    Ok(pid)
+}
+
 /// In the command child: confine, then exec. Returns 126/127 on failure.
 pub(crate) fn exec_command(spec: &SandboxSpec, status: &mut File) -> i32 {
     // SAFETY: restoring a clean signal mask for the command, and SIGPIPE,

@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::apply::apply;
-use super::plan::{plan, StepDirs};
+use super::plan::{plan, SetupOp, StepDirs};
 use super::spec::{NetworkMode, StepRequest};
 use super::sys::LinuxSys;
 
@@ -112,6 +112,7 @@ pub(crate) fn run_step(
             Some(File::from(result_w)),
             early,
             Some(lifeline_r),
+            None,
         );
         // SAFETY: leaving the child without running parent-owned destructors.
         unsafe { libc::_exit(code) };
@@ -144,7 +145,7 @@ fn create_own_namespaces(
             "failed to create the sandbox's user and network namespaces",
         ));
     }
-    await_id_maps(req, spec_pipe, status)?;
+    await_id_maps(spec_pipe, Some(status), req.network != NetworkMode::Host)?;
     if !listeners.is_empty() {
         let pipes = [spec_pipe.get_ref().as_raw_fd(), status.as_raw_fd()];
         spawn_forwarder_process(listeners, pipes)?;
@@ -159,25 +160,29 @@ fn create_own_namespaces(
     Ok(())
 }
 
-/// Tells the launcher our user namespace exists, waits until it wrote the
-/// ID maps, then brings up `lo` of a new network namespace.
+/// Brings up `lo` of our new network namespace if asked (our capabilities
+/// there need no ID map), tells the launcher our user namespace exists
+/// unless it knows (`announce` is `None`), and waits until it wrote the ID
+/// maps.
 fn await_id_maps(
-    req: &StepRequest,
     spec_pipe: &mut BufReader<File>,
-    status: &mut File,
+    announce: Option<&mut File>,
+    loopback: bool,
 ) -> Result<(), String> {
-    status
-        .write_all(b"unshared\n")
-        .map_err(|e| format!("launcher gone: {e}"))?;
+    if let Some(status) = announce {
+        status
+            .write_all(b"unshared\n")
+            .map_err(|e| format!("launcher gone: {e}"))?;
+    }
+    if loopback {
+        super::net::loopback_up().map_err(|e| super::error_chain(&e))?;
+    }
     let mut line = String::new();
     spec_pipe
         .read_line(&mut line)
         .map_err(|e| format!("launcher gone: {e}"))?;
     if line.trim_end() != "mapped" {
         return Err("the launcher did not write our id maps".into());
-    }
-    if req.network != NetworkMode::Host {
-        super::net::loopback_up().map_err(|e| super::error_chain(&e))?;
     }
     Ok(())
 }
@@ -196,11 +201,25 @@ pub(crate) fn direct_init(
     // handshake below then fails and we exit.
     // SAFETY: prctl without pointers.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    if let Err(msg) = await_id_maps(req, &mut spec_pipe, &mut status) {
+    // No egress helper needs our network namespace from the start (see
+    // `clone_init`): it is made beside the rootfs setup.
+    let netns = if req.network == NetworkMode::None {
+        match super::netns::start() {
+            Ok(pending) => Some(pending),
+            Err(err) => {
+                let msg = format!("failed to start making the network namespace: {err}");
+                return fail(&mut status, &msg);
+            }
+        }
+    } else {
+        None
+    };
+    let loopback = req.network == NetworkMode::Private;
+    if let Err(msg) = await_id_maps(&mut spec_pipe, None, loopback) {
         return fail(&mut status, &msg);
     }
     drop(spec_pipe);
-    init_main(req, status, None, Some(early), None)
+    init_main(req, status, None, Some(early), None, netns)
 }
 
 /// Forwarder threads cannot live in a process that unshared its pid
@@ -387,6 +406,7 @@ fn init_main(
     mut result: Option<File>,
     mut early: Option<File>,
     lifeline: Option<OwnedFd>,
+    netns: Option<super::netns::Pending>,
 ) -> i32 {
     // SAFETY: prctl with a NUL-terminated name, or without pointers.
     unsafe {
@@ -403,7 +423,26 @@ fn init_main(
         &StepDirs::under(&req.step_dir),
         &super::etc::resolv_conf(),
     );
-    if let Err(err) = apply(&mut LinuxSys, &ops) {
+    // A network namespace still in the making is joined before sysfs,
+    // which shows the mounter's.
+    let split = match netns {
+        Some(_) => ops
+            .iter()
+            .position(|op| matches!(op, SetupOp::MountSys { .. }))
+            .unwrap_or(ops.len()),
+        None => ops.len(),
+    };
+    let (before, after) = ops.split_at(split);
+    if let Err(err) = apply(&mut LinuxSys, before) {
+        return fail(&mut status, &super::error_chain(&err));
+    }
+    if let Some(netns) = netns {
+        if let Err(err) = netns.join() {
+            let msg = format!("failed to create the network namespace: {err}");
+            return fail(&mut status, &msg);
+        }
+    }
+    if let Err(err) = apply(&mut LinuxSys, after) {
         return fail(&mut status, &super::error_chain(&err));
     }
     let set = signal_set(&{
@@ -411,18 +450,10 @@ fn init_main(
         all.push(libc::SIGCHLD);
         all
     });
-    // SAFETY: we are single-threaded.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return fail(&mut status, &last_error("failed to fork the command"));
-    }
-    if child == 0 {
-        drop(result);
-        drop(early);
-        let code = super::command::exec_command(&req.spec, &mut status);
-        // SAFETY: the exec failed; leave the child at once.
-        unsafe { libc::_exit(code) };
-    }
+    let child = match super::command::spawn(&req.spec, &mut status) {
+        Ok(pid) => pid,
+        Err(err) => return fail(&mut status, &format!("failed to start the command: {err}")),
+    };
     drop(status);
     loop {
         let (sig, from_tty) = wait_signal(&set);
@@ -451,10 +482,29 @@ fn init_main(
                 if let Some(result) = result.as_mut() {
                     let _ = result.write_all(&wstatus.to_ne_bytes());
                 }
+                if let Some(early) = &early {
+                    // Our exit tears the namespaces down: not while the
+                    // launcher, just woken by the report, still needs the CPU.
+                    await_reader_gone(early);
+                }
                 return 0;
             }
         }
     }
+}
+
+/// Returns once nothing can read `pipe` any more (the launcher closed it or
+/// exited; PDEATHSIG covers a launcher that dies first).
+fn await_reader_gone(pipe: &File) {
+    let mut fds = [libc::pollfd {
+        fd: pipe.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd; POLLERR is reported without being asked for.
+    while unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) } == 0
+        || fds[0].revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) == 0
+    {}
 }
 
 fn parent_gone(lifeline: &OwnedFd) -> bool {

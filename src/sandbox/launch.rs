@@ -319,7 +319,9 @@ impl Drop for Stage {
 /// soon as the command has exited and every other process of the sandbox
 /// was SIGKILLed: the kernel's teardown of the namespaces (mounts, netns)
 /// then finishes after we return and the step process stays a zombie until
-/// the caller exits (meant for a process that runs one sandbox).
+/// the caller exits (meant for a process that runs one sandbox). This
+/// function then returns while the sandbox is still being set up; a setup
+/// failure comes from [`Step::wait`] as [`SandboxError::Setup`].
 pub fn run_once(
     stage: StageSpec,
     spec: &SandboxSpec,
@@ -364,6 +366,9 @@ fn spawn_step(
     // forked rather than re-executed: one exec, dynamic link and runtime
     // start of our big binary fewer on every `corral exec`.
     let fork = req.holder_pid == 0 && stdio == StepStdio::Inherit && single_threaded();
+    // Init cloned straight into its namespaces: its user namespace exists
+    // when clone returns, so we write the maps without a round trip.
+    let cloned = fork && req.ports.is_empty();
     let mut early = None;
     let child = if fork {
         let (early_r, early_w) = high_pipe()?;
@@ -372,7 +377,7 @@ fn spawn_step(
             status_r.as_raw_fd(),
             early_r.as_raw_fd(),
         ];
-        let child = if req.ports.is_empty() {
+        let child = if cloned {
             clone_init(req, spec_r, status_w, early_w, parent_ends)
         } else {
             fork_step(req, spec_r, status_w, early_w, parent_ends)
@@ -399,6 +404,7 @@ fn spawn_step(
         live,
         exit: None,
         egress: None,
+        setup_status: None,
     };
     let mut spec_w = File::from(spec_w);
     if !fork {
@@ -411,8 +417,10 @@ fn spawn_step(
     let mut status = BufReader::new(File::from(status_r));
     let mut message = String::new();
     if req.holder_pid == 0 {
-        let _ = status.read_line(&mut message);
-        if message == "unshared\n" {
+        if !cloned {
+            let _ = status.read_line(&mut message);
+        }
+        if cloned || message == "unshared\n" {
             message.clear();
             let mapped = idmap::write_maps(step.pid() as i32, req.mapping);
             if let Err(err) = mapped {
@@ -430,6 +438,13 @@ fn spawn_step(
         }
     }
     drop(spec_w);
+    if step.early.is_some() && message.is_empty() && status.buffer().is_empty() {
+        // Setup runs on while we return: waiting here for the command's
+        // exec would cost a wake-up per sandbox. A setup failure is on this
+        // pipe once init's exit report comes, and `Step::wait` returns it.
+        step.setup_status = Some(status.into_inner());
+        return Ok(step);
+    }
     let _ = status.read_to_string(&mut message);
     if !message.is_empty() {
         let _ = step.wait();
@@ -534,7 +549,10 @@ fn clone_init(
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC;
-    if req.network != NetworkMode::Host {
+    // The egress helper we start for a private network attaches to the
+    // child's network namespace, which must exist first; without one, init
+    // makes it beside its rootfs setup (`netns`).
+    if req.network == NetworkMode::Private {
         flags |= libc::CLONE_NEWNET;
     }
     // SAFETY: a fork-like clone (no CLONE_VM, no new stack) of a

@@ -47,6 +47,14 @@ pub enum SetupOp {
         path: PathBuf,
         contents: String,
     },
+    /// Before the overlay: `dirs` and the generated `etc` files (name,
+    /// contents) in `upper`, its `etc` like the one in `lower`.
+    SeedUpper {
+        lower: PathBuf,
+        upper: PathBuf,
+        dirs: Vec<String>,
+        etc: Vec<(String, String)>,
+    },
     /// Overlay of `lower` (read-only) and `upper` at `target`; falls back to
     /// fuse-overlayfs, then to a copy.
     MountOverlay {
@@ -149,6 +157,12 @@ pub const READ_ONLY_PATHS: [&str; 5] = [
 
 use super::sys::flags::{NODEV, NOEXEC, NOSUID};
 
+/// Directories every rootfs gets (something is mounted on each).
+pub const MOUNT_POINTS: [&str; 5] = ["proc", "dev", "sys", "tmp", "run"];
+
+/// The generated files in `/etc`.
+pub const ETC_FILES: [&str; 3] = ["hosts", "hostname", "resolv.conf"];
+
 /// Builds the setup of one sandbox; `resolv_conf` is the generated
 /// `/etc/resolv.conf` (read from the host by the caller).
 pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<SetupOp> {
@@ -161,44 +175,65 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
             flags: NOSUID | NODEV,
         },
     ];
-    for dir in [root, &dirs.upper, &dirs.work, &dirs.etc] {
-        ops.push(SetupOp::Mkdir {
-            path: dir.clone(),
-            mode: 0o755,
-        });
-    }
-    for (name, contents) in [
-        ("hosts", super::etc::hosts(spec)),
-        ("hostname", format!("{}\n", spec.hostname)),
-        ("resolv.conf", resolv_conf.to_string()),
-    ] {
-        ops.push(SetupOp::WriteFile {
-            path: dirs.etc.join(name),
-            contents,
-        });
-    }
-    match &spec.rootfs {
-        Rootfs::Image { lower } | Rootfs::Dir(lower) => ops.push(SetupOp::MountOverlay {
-            lower: lower.clone(),
-            upper: dirs.upper.clone(),
-            work: dirs.work.clone(),
-            target: root.clone(),
-        }),
-        Rootfs::HostRoot => ops.extend(host_root_ops(root, Path::new("/"))),
-    }
-    for dir in ["proc", "dev", "sys", "tmp", "run", "etc"] {
-        ops.push(SetupOp::Mkdir {
-            path: root.join(dir),
-            mode: 0o755,
-        });
-    }
+    let etc: Vec<(String, String)> = ETC_FILES
+        .iter()
+        .map(|name| name.to_string())
+        .zip([
+            super::etc::hosts(spec),
+            format!("{}\n", spec.hostname),
+            resolv_conf.to_string(),
+        ])
+        .collect();
+    // Where the generated files are, for bind mounts onto the rootfs's.
+    let etc_dir = match &spec.rootfs {
+        Rootfs::Image { lower } | Rootfs::Dir(lower) => {
+            for dir in [root, &dirs.upper, &dirs.work] {
+                ops.push(SetupOp::Mkdir {
+                    path: dir.clone(),
+                    mode: 0o755,
+                });
+            }
+            ops.push(SetupOp::SeedUpper {
+                lower: lower.clone(),
+                upper: dirs.upper.clone(),
+                dirs: MOUNT_POINTS.iter().map(|d| d.to_string()).collect(),
+                etc,
+            });
+            ops.push(SetupOp::MountOverlay {
+                lower: lower.clone(),
+                upper: dirs.upper.clone(),
+                work: dirs.work.clone(),
+                target: root.clone(),
+            });
+            dirs.upper.join("etc")
+        }
+        Rootfs::HostRoot => {
+            for dir in [root, &dirs.etc] {
+                ops.push(SetupOp::Mkdir {
+                    path: dir.clone(),
+                    mode: 0o755,
+                });
+            }
+            for (name, contents) in etc {
+                ops.push(SetupOp::WriteFile {
+                    path: dirs.etc.join(name),
+                    contents,
+                });
+            }
+            ops.extend(host_root_ops(root, Path::new("/")));
+            for dir in MOUNT_POINTS.iter().chain(&["etc"]) {
+                ops.push(SetupOp::Mkdir {
+                    path: root.join(dir),
+                    mode: 0o755,
+                });
+            }
+            dirs.etc.clone()
+        }
+    };
     ops.push(SetupOp::MountProc {
         target: root.join("proc"),
     });
     ops.extend(dev_ops(&root.join("dev")));
-    ops.push(SetupOp::MountSys {
-        target: root.join("sys"),
-    });
     ops.push(SetupOp::MountTmpfs {
         target: root.join("tmp"),
         mode: 0o1777,
@@ -209,18 +244,27 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
         mode: 0o755,
         flags: NOSUID | NODEV,
     });
-    for file in ["hosts", "hostname", "resolv.conf"] {
-        let target = root.join("etc").join(file);
-        ops.push(SetupOp::Touch {
-            path: target.clone(),
-        });
-        ops.push(SetupOp::Bind {
-            source: dirs.etc.join(file),
-            target,
-            recursive: false,
-            read_only: false,
-        });
+    // Files in the overlay's upper dir need no mount, unless the rootfs
+    // turns read-only (they stay writable, as Docker's do).
+    if spec.rootfs == Rootfs::HostRoot || spec.read_only {
+        for file in ETC_FILES {
+            let target = root.join("etc").join(file);
+            ops.push(SetupOp::Touch {
+                path: target.clone(),
+            });
+            ops.push(SetupOp::Bind {
+                source: etc_dir.join(file),
+                target,
+                recursive: false,
+                read_only: false,
+            });
+        }
     }
+    // As late as it can be: it shows the network namespace of the process
+    // that mounts it, which may still be joining its own (`netns`).
+    ops.push(SetupOp::MountSys {
+        target: root.join("sys"),
+    });
     for mount in &spec.mounts {
         ops.push(SetupOp::BindUser {
             source: mount.source.clone(),
@@ -380,8 +424,12 @@ mod tests {
             vec!["true".into()],
         );
         let ops = plan(&spec, &dirs());
+        let mkdir = |path: &str| SetupOp::Mkdir {
+            path: path.into(),
+            mode: 0o755,
+        };
         assert_eq!(
-            ops[..6],
+            ops[..8],
             [
                 SetupOp::MakeMountsPrivate,
                 SetupOp::MountTmpfs {
@@ -389,40 +437,22 @@ mod tests {
                     mode: 0o700,
                     flags: NOSUID | NODEV
                 },
-                SetupOp::Mkdir {
-                    path: "/run/s1/root".into(),
-                    mode: 0o755
-                },
-                SetupOp::Mkdir {
-                    path: "/run/s1/upper".into(),
-                    mode: 0o755
-                },
-                SetupOp::Mkdir {
-                    path: "/run/s1/work".into(),
-                    mode: 0o755
-                },
-                SetupOp::Mkdir {
-                    path: "/run/s1/etc".into(),
-                    mode: 0o755
-                },
-            ]
-        );
-        assert_eq!(
-            ops[6..11],
-            [
-                SetupOp::WriteFile {
-                    path: "/run/s1/etc/hosts".into(),
-                    contents:
-                        "127.0.0.1\tlocalhost corral\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                            .into()
-                },
-                SetupOp::WriteFile {
-                    path: "/run/s1/etc/hostname".into(),
-                    contents: "corral\n".into()
-                },
-                SetupOp::WriteFile {
-                    path: "/run/s1/etc/resolv.conf".into(),
-                    contents: "nameserver 192.0.2.1\n".into()
+                mkdir("/run/s1/root"),
+                mkdir("/run/s1/upper"),
+                mkdir("/run/s1/work"),
+                SetupOp::SeedUpper {
+                    lower: "/store/img".into(),
+                    upper: "/run/s1/upper".into(),
+                    dirs: MOUNT_POINTS.iter().map(|d| d.to_string()).collect(),
+                    etc: vec![
+                        (
+                            "hosts".into(),
+                            "127.0.0.1\tlocalhost corral\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                .into()
+                        ),
+                        ("hostname".into(), "corral\n".into()),
+                        ("resolv.conf".into(), "nameserver 192.0.2.1\n".into()),
+                    ]
                 },
                 SetupOp::MountOverlay {
                     lower: "/store/img".into(),
@@ -430,12 +460,20 @@ mod tests {
                     work: "/run/s1/work".into(),
                     target: "/run/s1/root".into(),
                 },
-                SetupOp::Mkdir {
-                    path: "/run/s1/root/proc".into(),
-                    mode: 0o755
+                SetupOp::MountProc {
+                    target: "/run/s1/root/proc".into(),
                 },
             ]
         );
+        // Nothing is created or bound through the overlay (/dev is a tmpfs).
+        assert!(!ops.iter().any(|op| match op {
+            SetupOp::Mkdir { path, .. } | SetupOp::Touch { path } =>
+                path.starts_with("/run/s1/root")
+                    && path != Path::new("/run/s1/root")
+                    && !path.starts_with("/run/s1/root/dev"),
+            SetupOp::Bind { target, .. } => target.starts_with("/run/s1/root/etc"),
+            _ => false,
+        }));
         assert_eq!(
             ops[ops.len() - 2..],
             [
@@ -483,6 +521,13 @@ mod tests {
             read_only: true,
         });
         let ops = plan(&spec, &dirs());
+        // A read-only rootfs keeps the generated files writable.
+        assert!(ops.contains(&SetupOp::Bind {
+            source: "/run/s1/upper/etc/resolv.conf".into(),
+            target: "/run/s1/root/etc/resolv.conf".into(),
+            recursive: false,
+            read_only: false
+        }));
         let tail: Vec<_> = ops
             .iter()
             .rev()
@@ -529,6 +574,12 @@ mod tests {
             target: "/run/s1/root/tmp".into(),
             mode: 0o1777,
             flags: NOSUID | NODEV
+        }));
+        assert!(ops.contains(&SetupOp::Bind {
+            source: "/run/s1/etc/hosts".into(),
+            target: "/run/s1/root/etc/hosts".into(),
+            recursive: false,
+            read_only: false
         }));
     }
 }

@@ -170,12 +170,19 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
             format!("single ID: {uid} as 0 (no subuid range or newuidmap)")
         }
     };
-    let rootfs = if overlay.is_ok() {
+    // The same order the sandbox tries them in, from CORRAL_ROOTFS's pick on.
+    use super::rootfs::{forced_method, RootfsMethod};
+    let first = forced_method().unwrap_or(RootfsMethod::Overlay);
+    let method = if first == RootfsMethod::Overlay && overlay.is_ok() {
         "overlay (native, in the user namespace)"
-    } else if fuse_ovl.is_some() {
+    } else if first <= RootfsMethod::FuseOverlayfs && fuse_ovl.is_some() {
         "fuse-overlayfs"
     } else {
         "copy"
+    };
+    let rootfs = match forced_method() {
+        Some(m) => format!("{method} (CORRAL_ROOTFS={})", m.name()),
+        None => method.to_string(),
     };
     // The same choice the launcher makes, so `info` tells the truth.
     let helper = super::net::egress_helper();
@@ -196,7 +203,7 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
         checks,
         modes: Modes {
             id_mapping: mapping,
-            rootfs: rootfs.into(),
+            rootfs,
             network,
             limits: limits.into(),
         },

@@ -104,6 +104,9 @@ pub struct Step {
     pub(crate) exit: Option<StepExit>,
     /// The egress helper of a one-off sandbox; stops after the step.
     pub(crate) egress: Option<super::net::EgressGuard>,
+    /// The status pipe of a sandbox whose setup was not awaited at spawn:
+    /// read once the step ended (all its writers are gone by then).
+    pub(crate) setup_status: Option<File>,
 }
 
 pub(crate) fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
@@ -207,25 +210,33 @@ impl Step {
 
     /// The command's wait status from the early report, if init sent one.
     /// The step process then exits on its own (a zombie until we exit).
+    /// The pipe stays open: init tears the sandbox down once it closes (at
+    /// our drop), not while we are still busy with its report.
     fn early_exit(&mut self) -> Option<StepExit> {
-        let mut early = self.early.take()?;
+        let early = self.early.as_mut()?;
         let mut raw = [0u8; 4];
-        early.read_exact(&mut raw).ok()?;
+        if early.read_exact(&mut raw).is_err() {
+            self.early = None;
+            return None;
+        }
         Some(self.record(ExitStatus::from_raw(i32::from_ne_bytes(raw))))
     }
 
+    /// How the command ended; [`SandboxError::Setup`] when the sandbox
+    /// could not be set up and its command never ran.
     pub fn wait(&mut self) -> Result<StepExit, SandboxError> {
         if let Some(exit) = self.exit {
             return Ok(exit);
         }
         if let Some(exit) = self.early_exit() {
-            return Ok(exit);
+            return self.setup_checked(exit);
         }
         let status = self
             .child
             .wait()
             .map_err(|source| SandboxError::WaitStep { source })?;
-        Ok(self.record(status))
+        let exit = self.record(status);
+        self.setup_checked(exit)
     }
 
     pub fn try_wait(&mut self) -> Result<Option<StepExit>, SandboxError> {
@@ -234,14 +245,34 @@ impl Step {
         }
         if self.early.as_ref().is_some_and(|f| readable(f.as_raw_fd())) {
             if let Some(exit) = self.early_exit() {
-                return Ok(Some(exit));
+                return self.setup_checked(exit).map(Some);
             }
         }
         let status = self
             .child
             .try_wait()
             .map_err(|source| SandboxError::WaitStep { source })?;
-        Ok(status.map(|s| self.record(s)))
+        match status {
+            Some(status) => {
+                let exit = self.record(status);
+                self.setup_checked(exit).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// `exit`, unless the status pipe (when still unread) holds a setup failure.
+    fn setup_checked(&mut self, exit: StepExit) -> Result<StepExit, SandboxError> {
+        let Some(mut status) = self.setup_status.take() else {
+            return Ok(exit);
+        };
+        let mut message = String::new();
+        let _ = status.read_to_string(&mut message);
+        if message.is_empty() {
+            Ok(exit)
+        } else {
+            Err(SandboxError::Setup { message })
+        }
     }
 
     fn record(&mut self, status: ExitStatus) -> StepExit {

@@ -37,12 +37,27 @@ pub trait Sys {
     /// a symlink there is replaced when the filesystem allows.
     fn touch(&mut self, path: &Path) -> io::Result<()>;
     fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()>;
-    fn is_dir(&mut self, path: &Path) -> bool;
+    /// `stat` (or `lstat` unless `follow`), `None` when nothing is there.
+    fn stat(&mut self, path: &Path, follow: bool) -> Option<Stat>;
+    /// Sets the permission bits, and the owner when given.
+    fn set_attrs(&mut self, path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<()>;
     /// `pivot_root(new_root, new_root)`, then detaches the old root.
     fn pivot_root(&mut self, new_root: &Path) -> io::Result<()>;
     fn set_hostname(&mut self, name: &str) -> io::Result<()>;
     /// Runs a host program to completion (fuse-overlayfs, cp) before pivot_root.
     fn run(&mut self, program: &str, args: &[String]) -> io::Result<()>;
+    /// Runs a host program to completion, chrooted into `root`.
+    fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()>;
+}
+
+/// What rootfs setup needs to know of an existing path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub is_dir: bool,
+    /// Permission bits (with setuid, setgid and sticky).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 pub(crate) fn cstr(path: &Path) -> io::Result<CString> {
@@ -183,8 +198,28 @@ impl Sys for LinuxSys {
         }
     }
 
-    fn is_dir(&mut self, path: &Path) -> bool {
-        path.is_dir()
+    fn stat(&mut self, path: &Path, follow: bool) -> Option<Stat> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = if follow {
+            path.metadata()
+        } else {
+            path.symlink_metadata()
+        };
+        meta.ok().map(|m| Stat {
+            is_dir: m.is_dir(),
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        })
+    }
+
+    fn set_attrs(&mut self, path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+        }
+        Ok(())
     }
 
     fn pivot_root(&mut self, new_root: &Path) -> io::Result<()> {
@@ -207,6 +242,26 @@ impl Sys for LinuxSys {
 
     fn run(&mut self, program: &str, args: &[String]) -> io::Result<()> {
         let status = std::process::Command::new(program).args(args).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("{program} failed with {status}")))
+        }
+    }
+
+    fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()> {
+        use std::os::unix::process::CommandExt;
+        let root = cstr(root)?;
+        let mut command = std::process::Command::new(program);
+        command.args(args);
+        // SAFETY: chroot and chdir are async-signal-safe; `root` outlives spawn.
+        unsafe {
+            command.pre_exec(move || {
+                check(libc::chroot(root.as_ptr()))?;
+                check(libc::chdir(c"/".as_ptr()))
+            });
+        }
+        let status = command.status()?;
         if status.success() {
             Ok(())
         } else {
@@ -244,6 +299,11 @@ pub enum Call {
         target: String,
         link: PathBuf,
     },
+    SetAttrs {
+        path: PathBuf,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    },
     PivotRoot {
         new_root: PathBuf,
     },
@@ -254,15 +314,23 @@ pub enum Call {
         program: String,
         args: Vec<String>,
     },
+    RunIn {
+        root: PathBuf,
+        program: String,
+        args: Vec<String>,
+    },
 }
 
-/// Records calls; `fail_mount` makes mounts of that fstype fail with EPERM
-/// so tests can drive the fallbacks.
+/// Records calls; mounts of a type in `fail_fstypes` and runs of a program
+/// in `fail_programs` fail with EPERM, so tests can drive the fallbacks.
+/// `stat` finds `dirs` (0755) and `files` (0644), owned by 0.
 #[derive(Debug, Default)]
 pub struct RecordingSys {
     pub calls: Vec<Call>,
     pub fail_fstypes: Vec<String>,
+    pub fail_programs: Vec<String>,
     pub dirs: Vec<PathBuf>,
+    pub files: Vec<PathBuf>,
 }
 
 impl Sys for RecordingSys {
@@ -320,8 +388,22 @@ impl Sys for RecordingSys {
         });
         Ok(())
     }
-    fn is_dir(&mut self, path: &Path) -> bool {
-        self.dirs.iter().any(|d| d == path)
+    fn stat(&mut self, path: &Path, _follow: bool) -> Option<Stat> {
+        let is_dir = self.dirs.iter().any(|d| d == path);
+        (is_dir || self.files.iter().any(|f| f == path)).then_some(Stat {
+            is_dir,
+            mode: if is_dir { 0o755 } else { 0o644 },
+            uid: 0,
+            gid: 0,
+        })
+    }
+    fn set_attrs(&mut self, path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
+        self.calls.push(Call::SetAttrs {
+            path: path.to_path_buf(),
+            mode,
+            owner,
+        });
+        Ok(())
     }
     fn pivot_root(&mut self, new_root: &Path) -> io::Result<()> {
         self.calls.push(Call::PivotRoot {
@@ -340,6 +422,20 @@ impl Sys for RecordingSys {
             program: program.to_string(),
             args: args.to_vec(),
         });
+        if self.fail_programs.iter().any(|p| p == program) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        Ok(())
+    }
+    fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()> {
+        self.calls.push(Call::RunIn {
+            root: root.to_path_buf(),
+            program: program.to_string(),
+            args: args.to_vec(),
+        });
+        if self.fail_programs.iter().any(|p| p == program) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
         Ok(())
     }
 }

@@ -1,0 +1,10 @@
+//! Links the `corral` binary as a position-dependent executable: a PIE
+//! makes the dynamic loader apply ~15,000 relative relocations and
+//! copy-on-write ~60 pages at every start, a third of a millisecond on
+//! each `corral exec`. Libraries, heap and stack stay randomized.
+fn main() {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-link-arg-bins=-no-pie");
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+}
