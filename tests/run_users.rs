@@ -94,3 +94,39 @@ stat -c '%U:%G' /var/lib/corral-owned/data /var/lib/corral-owned/state";
         assert!(!err.contains(note), "{err}");
     }
 }
+
+#[test]
+fn an_image_user_writes_the_workspace_and_its_output_variables() {
+    let Some(env) = setup("run_user_workspace", true) else {
+        return;
+    };
+    let steps = [
+        step(
+            "Run",
+            "produce",
+            Some("busybox:user"),
+            "id -un; echo built >/harness/artifact; VERSION=1.2; mkdir -p /harness/out/deep",
+        ) + "      outputVariables:\n        - name: VERSION\n",
+        step(
+            "Run",
+            "consume",
+            Some("busybox:user"),
+            r#"cat /harness/artifact; echo "got <+steps.produce.output.outputVariables.VERSION>""#,
+        ),
+    ];
+    let file = env.write("p.yaml", &pipeline(&steps.concat()));
+    // corral's own workspace is open to the image's user, as Harness's
+    // emptyDir volume is (a --workspace DIR keeps DIR's permissions).
+    let out = env.command_own_workspace(&file).output().unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    // With one ID mapped the image's User falls back to root (see above).
+    let user = if common::single_id_mapping(&env.store) {
+        "root"
+    } else {
+        "app"
+    };
+    assert!(text.contains(&format!("produce | {user}\n")), "{text}");
+    assert!(text.contains("consume | built\n"), "{text}");
+    assert!(text.contains("consume | got 1.2\n"), "{text}");
+}

@@ -2,6 +2,7 @@
 //! the selected stages one after the other.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -270,6 +271,18 @@ pub fn execute(
             path: dir.clone(),
             source,
         })?;
+    }
+    if options.workspace.is_none() {
+        // Like Kubernetes' emptyDir (Harness's workspace volume): writable by
+        // whatever user an image runs as. The store around it is 0700.
+        for dir in [&workspace, &outputs_dir] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(
+                |source| RunError::CreateDir {
+                    path: dir.clone(),
+                    source,
+                },
+            )?;
+        }
     }
     let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
     let masker = ctx.masker();

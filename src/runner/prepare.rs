@@ -3,6 +3,7 @@
 //! goes wrong here fails the stage with a reason saying what to do.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use super::cancel::Deadline;
@@ -117,6 +118,14 @@ pub(super) fn prepare(
                 path.value
             ))
         })?;
+        // Inside the 0700 store: open to whatever user each step runs as.
+        if let Err(err) = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)) {
+            return Err(NotStarted::Failed(format!(
+                "cannot open up the directory {} for sharedPath {}: {err}",
+                dir.display(),
+                path.value
+            )));
+        }
         shared.push((dir, path.value.clone()));
     }
     let hosts = sc

@@ -115,9 +115,15 @@ impl Env {
 
     /// `corral run FILE` with the mirror, the workspace and `--color never`.
     pub fn command(&self, file: &Path) -> Command {
+        let mut cmd = self.command_own_workspace(file);
+        cmd.arg("--workspace").arg(&self.workspace);
+        cmd
+    }
+
+    /// As `command`, but corral makes the workspace in its run directory.
+    pub fn command_own_workspace(&self, file: &Path) -> Command {
         let mut cmd = common::corral(&self.store);
         cmd.args(["--color", "never", "run"]).arg(file);
-        cmd.arg("--workspace").arg(&self.workspace);
         if let Some(reg) = &self.registry {
             cmd.arg("--registry-mirror")
                 .arg(format!("docker.io=http://{reg}"));
