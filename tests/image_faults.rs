@@ -231,6 +231,45 @@ fn wrong_digest_commits_nothing() {
         .contains(img.layers[1].0.hex())));
 }
 
+/// The layer is applied while it downloads: a blob that unpacks to the
+/// right diff_id but fails its own digest (here: another gzip header mtime,
+/// same length) must still leave no chain dir, staging dir or blob behind.
+#[test]
+fn valid_layer_with_wrong_blob_digest_commits_nothing() {
+    let img = TestImage::new(1, 400_000);
+    let i2 = img.clone();
+    let blob = img.blob_path(0);
+    let server = FakeServer::start(move |req| {
+        if req.path.ends_with(&blob) {
+            let mut other = i2.layers[0].1.clone();
+            other[4] ^= 0x01;
+            return ok(&other);
+        }
+        i2.answer(req).unwrap_or(status(404))
+    });
+    let store = tempfile::tempdir().unwrap();
+    let err = pull(
+        store.path(),
+        &format!("{}/t/img:1", server.addr),
+        fast_options(),
+    )
+    .unwrap_err();
+    let text = error_chain(&err);
+    assert!(text.contains("does not match its digest"), "{text}");
+    assert!(committed_blobs(store.path()).is_empty());
+    assert!(!store.path().join("index.json").exists());
+    let dir_names = |sub: &str| -> Vec<String> {
+        std::fs::read_dir(store.path().join(sub))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect()
+    };
+    assert_eq!(dir_names("layers"), Vec::<String>::new());
+    let tmp = dir_names("tmp");
+    assert!(tmp.iter().all(|n| !n.starts_with("chain-")), "{tmp:?}");
+}
+
 #[test]
 fn oversized_blob_is_refused() {
     let img = TestImage::new(1, 3000);
