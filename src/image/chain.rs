@@ -137,6 +137,7 @@ fn build_into(
     step: &ChainStep,
     staging: &std::path::Path,
 ) -> Result<(), ChainError> {
+    let started = std::time::Instant::now();
     match &step.parent {
         Some(parent) => applier
             .clone_tree(&store.chain_path(parent), staging)
@@ -149,9 +150,17 @@ fn build_into(
             source,
         })?,
     }
+    let cloned = started.elapsed();
     for layer in &step.layers {
         apply_one(store, applier, layer, staging)?;
     }
+    tracing::debug!(
+        chain = %step.chain_id,
+        layers = step.layers.len(),
+        clone_ms = cloned.as_millis(),
+        apply_ms = (started.elapsed() - cloned).as_millis(),
+        "chain dir built"
+    );
     Ok(())
 }
 
