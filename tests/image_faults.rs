@@ -88,6 +88,42 @@ fn too_many_requests_honours_retry_after() {
     assert!(server.count("HEAD", "/manifests/") >= 2);
 }
 
+/// `Retry-After` may also be an HTTP-date; the retry waits until then.
+#[test]
+fn too_many_requests_honours_retry_after_as_http_date() {
+    let img = TestImage::new(1, 100);
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (i2, h2) = (img.clone(), hits.clone());
+    let server = FakeServer::start(move |req| {
+        if req.path.contains("/manifests/") && h2.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Two seconds ahead, truncated to the second: a 1-2 s wait.
+            let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+            let date = format!(
+                "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+                &at.weekday().to_string()[..3],
+                at.day(),
+                &at.month().to_string()[..3],
+                at.year(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            );
+            return Reply::Full(429, vec![("Retry-After".into(), date)], Vec::new());
+        }
+        i2.answer(req).unwrap_or(status(404))
+    });
+    let store = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    pull(
+        store.path(),
+        &format!("{}/t/img:1", server.addr),
+        fast_options(),
+    )
+    .unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    assert!(server.count("HEAD", "/manifests/") >= 2);
+}
+
 #[test]
 fn reset_mid_blob_resumes_with_range() {
     let img = TestImage::new(1, 200_000);

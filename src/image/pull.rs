@@ -16,7 +16,7 @@ use super::live::Outcome;
 use super::manifest::{
     parse_config, parse_document, ConfigFile, Descriptor, Document, MAX_DOCUMENT_BYTES,
 };
-use super::platform::Platform;
+use super::platform::{available_platforms, select_platform, Platform};
 use super::progress::{Progress, PullSummary};
 use super::registry::{Client, RegistryError};
 use super::store::{IndexEntry, Store};
@@ -154,56 +154,6 @@ fn platform_of(config: &ConfigFile) -> Option<Platform> {
         }
         .normalized()
     })
-}
-
-/// Picks the entry for `want`, skipping attestations; an exact variant
-/// match beats a descriptor without a variant.
-pub fn select_platform<'a>(entries: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
-    let want = want.clone().normalized();
-    // arm64 hosts run arm/v7 binaries when no arm64 image exists (containerd does the same).
-    let fallback = (want.architecture == "arm64").then(|| Platform {
-        os: want.os.clone(),
-        architecture: "arm".to_string(),
-        variant: Some("v7".to_string()),
-    });
-    std::iter::once(&want)
-        .chain(fallback.as_ref())
-        .find_map(|p| select_exact(entries, p))
-}
-
-fn select_exact<'a>(entries: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
-    let candidates: Vec<&Descriptor> = entries
-        .iter()
-        .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
-        .filter(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| !p.is_unknown() && want.matches(p))
-        })
-        .collect();
-    candidates
-        .iter()
-        .find(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| p.clone().normalized().variant == want.variant)
-        })
-        .or(candidates.first())
-        .copied()
-}
-
-fn available_platforms(entries: &[Descriptor]) -> String {
-    let list: Vec<String> = entries
-        .iter()
-        .filter_map(|d| d.platform.as_ref())
-        .filter(|p| !p.is_unknown())
-        .map(|p| p.to_string())
-        .collect();
-    if list.is_empty() {
-        "none".to_string()
-    } else {
-        list.join(", ")
-    }
 }
 
 /// Counters of one materialisation.
@@ -440,64 +390,4 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn desc(platform: Option<&str>, annotated: bool) -> Descriptor {
-        let mut d: Descriptor = serde_json::from_str(&format!(
-            r#"{{"mediaType":"{}","digest":"{}","size":1}}"#,
-            super::super::manifest::OCI_MANIFEST,
-            Digest::sha256_of(platform.unwrap_or("none").as_bytes())
-        ))
-        .unwrap();
-        d.platform = platform.map(|p| {
-            let parts: Vec<&str> = p.split('/').collect();
-            Platform {
-                os: parts[0].into(),
-                architecture: parts[1].into(),
-                variant: parts.get(2).map(|v| v.to_string()),
-            }
-        });
-        if annotated {
-            d.annotations.insert(
-                "vnd.docker.reference.type".into(),
-                "attestation-manifest".into(),
-            );
-        }
-        d
-    }
-
-    #[test]
-    fn selects_platform_and_skips_attestations() {
-        let entries = vec![
-            desc(Some("unknown/unknown"), true),
-            desc(Some("linux/amd64"), false),
-            desc(Some("linux/arm64"), false),
-            desc(Some("linux/arm/v7"), false),
-            desc(Some("linux/amd64"), true),
-        ];
-        let pick = |p: &str| select_platform(&entries, &Platform::parse(p).unwrap()).cloned();
-        assert_eq!(pick("linux/amd64"), Some(entries[1].clone()));
-        assert_eq!(pick("linux/arm64/v8"), Some(entries[2].clone()));
-        assert_eq!(pick("linux/arm"), Some(entries[3].clone()));
-        assert_eq!(pick("linux/s390x"), None);
-        // Without an arm64 entry, arm64 falls back to arm/v7.
-        let no_arm64: Vec<_> = entries
-            .iter()
-            .filter(|d| d.platform.as_ref().unwrap().architecture != "arm64")
-            .cloned()
-            .collect();
-        assert_eq!(
-            select_platform(&no_arm64, &Platform::parse("linux/arm64").unwrap()),
-            Some(&entries[3])
-        );
-        assert_eq!(pick("unknown/unknown"), None);
-        assert_eq!(
-            available_platforms(&entries),
-            "linux/amd64, linux/arm64, linux/arm/v7, linux/amd64"
-        );
-    }
 }
