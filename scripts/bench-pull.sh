@@ -119,6 +119,7 @@ podman_b="podman $podman_args pull -q --tls-verify=false $a >/dev/null && podman
 skopeo_a="mkdir -p $work/s && skopeo copy -q --src-tls-verify=false docker://$a oci:$work/s/oci:a && umoci unpack --image $work/s/oci:a $work/s/bundle-a >/dev/null"
 skopeo_b="$skopeo_a && skopeo copy -q --src-tls-verify=false docker://$b oci:$work/s/oci:b && umoci unpack --image $work/s/oci:b $work/s/bundle-b >/dev/null"
 
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "== cold pull of one image ($runs runs each, store wiped before each)"
 hyperfine -N --runs "$runs" --prepare "$clean" --export-json "$work/one.json" \
   -n corral "sh -c '$corral_a'" -n podman "sh -c '$podman_a'" -n skopeo+umoci "sh -c '$skopeo_a'"
@@ -140,3 +141,5 @@ for f in one two; do
     "$(mean "$work/$f.json" skopeo+umoci)" "$(ratio "$work/$f.json" skopeo+umoci)"
 done
 echo "corral peak RSS: $((rss_kb / 1024)) MiB (target < 64 MiB); targets: >= 2x podman, >= 5x skopeo+umoci"
+# Other work on the host skews every tool; rerun when the load is high.
+echo "load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs); stores in $(df --output=fstype "$work" | tail -1) $work"
