@@ -10,7 +10,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-/var/tmp/corral-bench}
-runs=${BENCH_RUNS:-3}
+runs=${BENCH_RUNS:-5}
+# One untimed run per tool first: the first run after the settle pays for
+# cold binaries and caches, whichever tool it is.
+warmup=${BENCH_WARMUP:-1}
 mkdir -p "$cache"
 
 if [ -z "${CORRAL_BIN:-}" ]; then
@@ -119,24 +122,42 @@ podman_b="podman $podman_args pull -q --tls-verify=false $a >/dev/null && podman
 skopeo_a="mkdir -p $work/s && skopeo copy -q --src-tls-verify=false docker://$a oci:$work/s/oci:a && umoci unpack --image $work/s/oci:a $work/s/bundle-a >/dev/null"
 skopeo_b="$skopeo_a && skopeo copy -q --src-tls-verify=false docker://$b oci:$work/s/oci:b && umoci unpack --image $work/s/oci:b $work/s/bundle-b >/dev/null"
 
-echo "== cold pull of one image ($runs runs each, store wiped before each)"
-hyperfine -N --runs "$runs" --prepare "$clean" --export-json "$work/one.json" \
-  -n corral "sh -c '$corral_a'" -n podman "sh -c '$podman_a'" -n skopeo+umoci "sh -c '$skopeo_a'"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+# Rounds interleave the tools (corral, podman, skopeo+umoci, corral, ...) so
+# a burst of load or of filesystem work from elsewhere on the host (on ext4
+# without a journal, inodes freed by others in the last minute slow every
+# inode we create) hits all tools alike instead of one tool's whole series.
+rounds() { # NAME CORRAL PODMAN SKOPEO
+  local name=$1 r
+  for r in $(seq "$runs"); do
+    hyperfine -N --style basic --warmup "$([ "$r" = 1 ] && echo "$warmup" || echo 0)" --runs 1 \
+      --prepare "$clean" --export-json "$work/$name.$r.json" \
+      -n corral "sh -c '$2'" -n podman "sh -c '$3'" -n skopeo+umoci "sh -c '$4'" | grep -E '^(Benchmark|  Time)'
+  done
+  jq -s '{results: ([.[].results[]] | group_by(.command) | map({command: .[0].command,
+      mean: (map(.mean) | add / length), median: (map(.mean) | sort | .[length / 2 | floor])}))}' \
+    "$work/$name".*.json >"$work/$name.json"
+}
+echo "== cold pull of one image ($runs rounds, store wiped before each run)"
+rounds one "$corral_a" "$podman_a" "$skopeo_a"
 echo "== image A then image B sharing its base"
-hyperfine -N --runs "$runs" --prepare "$clean" --export-json "$work/two.json" \
-  -n corral "sh -c '$corral_b'" -n podman "sh -c '$podman_b'" -n skopeo+umoci "sh -c '$skopeo_b'"
+rounds two "$corral_b" "$podman_b" "$skopeo_b"
 
 $clean
 /usr/bin/time -v $CORRAL_BIN --store "$work/s/corral" -q pull "$a" 2>"$work/time.txt"
 rss_kb=$(awk -F: '/Maximum resident set size/ {gsub(/ /,"",$2); print $2}' "$work/time.txt")
 
-ratio() { jq -r --arg n "$2" '[.results[] | {(.command): .mean}] | add | (.[$n] / .corral * 100 | round / 100)' "$1"; }
-mean() { jq -r --arg n "$2" '.results[] | select(.command == $n) | .mean * 1000 | round' "$1"; }
+ratio() { jq -r --arg n "$2" --arg k "$3" '[.results[] | {(.command): .[$k]}] | add | (.[$n] / .corral * 100 | round / 100)' "$1"; }
+ms() { jq -r --arg n "$2" --arg k "$3" '.results[] | select(.command == $n) | .[$k] * 1000 | round' "$1"; }
 echo
-echo "== summary (mean wall time)"
-for f in one two; do
-  printf '%-4s corral %6s ms | podman %6s ms (%sx) | skopeo+umoci %6s ms (%sx)\n' "$f" \
-    "$(mean "$work/$f.json" corral)" "$(mean "$work/$f.json" podman)" "$(ratio "$work/$f.json" podman)" \
-    "$(mean "$work/$f.json" skopeo+umoci)" "$(ratio "$work/$f.json" skopeo+umoci)"
+for k in mean median; do
+  echo "== summary ($k wall time over $runs rounds)"
+  for f in one two; do
+    printf '%-4s corral %6s ms | podman %6s ms (%sx) | skopeo+umoci %6s ms (%sx)\n' "$f" \
+      "$(ms "$work/$f.json" corral $k)" "$(ms "$work/$f.json" podman $k)" "$(ratio "$work/$f.json" podman $k)" \
+      "$(ms "$work/$f.json" skopeo+umoci $k)" "$(ratio "$work/$f.json" skopeo+umoci $k)"
+  done
 done
 echo "corral peak RSS: $((rss_kb / 1024)) MiB (target < 64 MiB); targets: >= 2x podman, >= 5x skopeo+umoci"
+# Other work on the host skews every tool; rerun when the load is high.
+echo "load average before: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) CPUs); stores in $(df --output=fstype "$work" | tail -1) $work"

@@ -88,6 +88,42 @@ fn too_many_requests_honours_retry_after() {
     assert!(server.count("HEAD", "/manifests/") >= 2);
 }
 
+/// `Retry-After` may also be an HTTP-date; the retry waits until then.
+#[test]
+fn too_many_requests_honours_retry_after_as_http_date() {
+    let img = TestImage::new(1, 100);
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (i2, h2) = (img.clone(), hits.clone());
+    let server = FakeServer::start(move |req| {
+        if req.path.contains("/manifests/") && h2.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Two seconds ahead, truncated to the second: a 1-2 s wait.
+            let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+            let date = format!(
+                "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+                &at.weekday().to_string()[..3],
+                at.day(),
+                &at.month().to_string()[..3],
+                at.year(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            );
+            return Reply::Full(429, vec![("Retry-After".into(), date)], Vec::new());
+        }
+        i2.answer(req).unwrap_or(status(404))
+    });
+    let store = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    pull(
+        store.path(),
+        &format!("{}/t/img:1", server.addr),
+        fast_options(),
+    )
+    .unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    assert!(server.count("HEAD", "/manifests/") >= 2);
+}
+
 #[test]
 fn reset_mid_blob_resumes_with_range() {
     let img = TestImage::new(1, 200_000);
@@ -229,6 +265,45 @@ fn wrong_digest_commits_nothing() {
         .file_name()
         .to_string_lossy()
         .contains(img.layers[1].0.hex())));
+}
+
+/// The layer is applied while it downloads: a blob that unpacks to the
+/// right diff_id but fails its own digest (here: another gzip header mtime,
+/// same length) must still leave no chain dir, staging dir or blob behind.
+#[test]
+fn valid_layer_with_wrong_blob_digest_commits_nothing() {
+    let img = TestImage::new(1, 400_000);
+    let i2 = img.clone();
+    let blob = img.blob_path(0);
+    let server = FakeServer::start(move |req| {
+        if req.path.ends_with(&blob) {
+            let mut other = i2.layers[0].1.clone();
+            other[4] ^= 0x01;
+            return ok(&other);
+        }
+        i2.answer(req).unwrap_or(status(404))
+    });
+    let store = tempfile::tempdir().unwrap();
+    let err = pull(
+        store.path(),
+        &format!("{}/t/img:1", server.addr),
+        fast_options(),
+    )
+    .unwrap_err();
+    let text = error_chain(&err);
+    assert!(text.contains("does not match its digest"), "{text}");
+    assert!(committed_blobs(store.path()).is_empty());
+    assert!(!store.path().join("index.json").exists());
+    let dir_names = |sub: &str| -> Vec<String> {
+        std::fs::read_dir(store.path().join(sub))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect()
+    };
+    assert_eq!(dir_names("layers"), Vec::<String>::new());
+    let tmp = dir_names("tmp");
+    assert!(tmp.iter().all(|n| !n.starts_with("chain-")), "{tmp:?}");
 }
 
 #[test]

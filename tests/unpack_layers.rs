@@ -192,8 +192,15 @@ fn case18_xattrs() {
         ])
         .file("bin/ping", 0o755, b"ELF")
         .pax(&[("SCHILY.xattr.user.dir", b"d")])
-        .dir("etc", 0o755);
+        .dir("etc", 0o755)
+        // Rootless, user xattrs need write access: set before the mode.
+        .pax(&[("SCHILY.xattr.user.ro", b"r")])
+        .file("etc/readonly", 0o444, b"x");
     s.apply(&layer.tar()).unwrap();
+    assert_eq!(
+        xattr(&s.path("etc/readonly"), "user.ro").as_deref(),
+        Some(&b"r"[..])
+    );
     let ping = s.path("bin/ping");
     assert_eq!(xattr(&ping, "user.foo").as_deref(), Some(&b"bar"[..]));
     assert_eq!(

@@ -8,9 +8,11 @@
 
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::applier::{ApplyError, LayerApplier};
 use super::digest::Digest;
+use super::live::LiveBlob;
 use super::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,12 @@ pub enum ChainError {
     #[error("cannot open layer blob {path}")]
     OpenBlob {
         path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read layer {layer} while it downloads")]
+    ReadDownload {
+        layer: String,
         #[source]
         source: std::io::Error,
     },
@@ -78,6 +86,8 @@ pub fn keep_chain(index: usize, sizes: &[u64]) -> bool {
 pub struct LayerStep {
     pub diff_id: Digest,
     pub blob: Digest,
+    /// Read while it downloads instead of from the store (see `live.rs`).
+    pub live: Option<Arc<LiveBlob>>,
 }
 
 /// Layers to apply, in order, onto a clone of `parent` (or an empty dir),
@@ -127,6 +137,7 @@ fn build_into(
     step: &ChainStep,
     staging: &std::path::Path,
 ) -> Result<(), ChainError> {
+    let started = std::time::Instant::now();
     match &step.parent {
         Some(parent) => applier
             .clone_tree(&store.chain_path(parent), staging)
@@ -139,9 +150,17 @@ fn build_into(
             source,
         })?,
     }
+    let cloned = started.elapsed();
     for layer in &step.layers {
         apply_one(store, applier, layer, staging)?;
     }
+    tracing::debug!(
+        chain = %step.chain_id,
+        layers = step.layers.len(),
+        clone_ms = cloned.as_millis(),
+        apply_ms = (started.elapsed() - cloned).as_millis(),
+        "chain dir built"
+    );
     Ok(())
 }
 
@@ -151,17 +170,30 @@ fn apply_one(
     layer: &LayerStep,
     staging: &std::path::Path,
 ) -> Result<(), ChainError> {
-    let blob_path = store.blob_path(&layer.blob);
-    let mut blob = File::open(&blob_path).map_err(|source| ChainError::OpenBlob {
-        path: blob_path,
+    let apply_err = |source| ChainError::ApplyLayer {
+        layer: layer.blob.to_string(),
         source,
-    })?;
-    let applied = applier
-        .apply(staging, &mut blob)
-        .map_err(|source| ChainError::ApplyLayer {
-            layer: layer.blob.to_string(),
-            source,
-        })?;
+    };
+    let applied = match &layer.live {
+        Some(live) => {
+            let mut reader = live.reader();
+            let applied = applier.apply(staging, &mut reader).map_err(apply_err)?;
+            // End of stream means verified: the digest checked, the blob stored.
+            reader.finish().map_err(|source| ChainError::ReadDownload {
+                layer: layer.blob.to_string(),
+                source,
+            })?;
+            applied
+        }
+        None => {
+            let blob_path = store.blob_path(&layer.blob);
+            let mut blob = File::open(&blob_path).map_err(|source| ChainError::OpenBlob {
+                path: blob_path,
+                source,
+            })?;
+            applier.apply(staging, &mut blob).map_err(apply_err)?
+        }
+    };
     if applied.diff_id != layer.diff_id.to_string() {
         return Err(ChainError::DiffIdMismatch {
             layer: layer.blob.to_string(),

@@ -19,7 +19,9 @@
 pub mod applier;
 pub mod chain;
 pub mod digest;
+mod fetch;
 pub mod import;
+mod live;
 pub mod manifest;
 pub mod ops;
 pub mod platform;

@@ -6,14 +6,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::future::join_all;
+use tokio::sync::oneshot;
 
 use super::applier::LayerApplier;
 use super::chain::{build_chain, keep_chain, ChainStep, LayerStep};
 use super::digest::{chain_ids, Digest};
+use super::fetch::{fetch_layer, LayerSource};
+use super::live::Outcome;
 use super::manifest::{
     parse_config, parse_document, ConfigFile, Descriptor, Document, MAX_DOCUMENT_BYTES,
 };
-use super::platform::Platform;
+use super::platform::{available_platforms, select_platform, Platform};
 use super::progress::{Progress, PullSummary};
 use super::registry::{Client, RegistryError};
 use super::store::{IndexEntry, Store};
@@ -153,56 +156,6 @@ fn platform_of(config: &ConfigFile) -> Option<Platform> {
     })
 }
 
-/// Picks the entry for `want`, skipping attestations; an exact variant
-/// match beats a descriptor without a variant.
-pub fn select_platform<'a>(entries: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
-    let want = want.clone().normalized();
-    // arm64 hosts run arm/v7 binaries when no arm64 image exists (containerd does the same).
-    let fallback = (want.architecture == "arm64").then(|| Platform {
-        os: want.os.clone(),
-        architecture: "arm".to_string(),
-        variant: Some("v7".to_string()),
-    });
-    std::iter::once(&want)
-        .chain(fallback.as_ref())
-        .find_map(|p| select_exact(entries, p))
-}
-
-fn select_exact<'a>(entries: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
-    let candidates: Vec<&Descriptor> = entries
-        .iter()
-        .filter(|d| !d.annotations.contains_key("vnd.docker.reference.type"))
-        .filter(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| !p.is_unknown() && want.matches(p))
-        })
-        .collect();
-    candidates
-        .iter()
-        .find(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| p.clone().normalized().variant == want.variant)
-        })
-        .or(candidates.first())
-        .copied()
-}
-
-fn available_platforms(entries: &[Descriptor]) -> String {
-    let list: Vec<String> = entries
-        .iter()
-        .filter_map(|d| d.platform.as_ref())
-        .filter(|p| !p.is_unknown())
-        .map(|p| p.to_string())
-        .collect();
-    if list.is_empty() {
-        "none".to_string()
-    } else {
-        list.join(", ")
-    }
-}
-
 /// Counters of one materialisation.
 #[derive(Debug, Default)]
 pub(crate) struct Materialized {
@@ -212,9 +165,10 @@ pub(crate) struct Materialized {
 }
 
 /// Makes sure the image's top chain dir exists (and those of its large
-/// layers, see `chain::keep_chain`): downloads missing blobs
-/// (bounded per host) while applying layers in order as soon as each blob
-/// and its parent chain are ready. Without a client, blobs must be present.
+/// layers, see `chain::keep_chain`): downloads missing blobs (bounded per
+/// host) while applying layers in order, each as soon as its parent chain
+/// exists and its download has started (it is read as it arrives, see
+/// `live.rs`). Without a client, blobs must be present.
 pub(crate) async fn materialize(
     client: Option<&Client>,
     store: &Store,
@@ -242,36 +196,33 @@ pub(crate) async fn materialize(
         .rev()
         .find(|&i| store.chain_path(&chains[i]).is_dir())
         .map_or(0, |i| i + 1);
-    let mut stats = Materialized::default();
     if start == n {
-        return Ok(stats);
+        return Ok(Materialized::default());
     }
-    let (senders, receivers): (Vec<_>, Vec<_>) = (start..n)
-        .map(|_| tokio::sync::oneshot::channel::<Result<Option<u64>, ImageError>>())
-        .unzip();
-    let downloads = join_all(resolved.layers[start..].iter().zip(senders).map(
-        |(layer, tx)| async move {
-            let result = fetch_layer(client, store, reference, layer, progress).await;
-            let _ = tx.send(result);
-        },
-    ));
+    let (senders, receivers): (Vec<_>, Vec<_>) = (start..n).map(|_| oneshot::channel()).unzip();
+    let downloads = join_all(
+        resolved.layers[start..]
+            .iter()
+            .zip(senders)
+            .map(|(layer, ready)| fetch_layer(client, store, reference, layer, progress, ready)),
+    );
     let sizes: Vec<u64> = resolved.layers.iter().map(|l| l.size).collect();
     let applies = async {
-        let mut stats = Materialized::default();
+        let mut applied_total = 0;
         let mut pending: Vec<LayerStep> = Vec::new();
         let mut base = start.checked_sub(1).map(|p| chains[p].clone());
         for (offset, rx) in receivers.into_iter().enumerate() {
             let i = start + offset;
-            let fetched = rx.await.map_err(|_| ImageError::Cancelled {
+            let source = rx.await.map_err(|_| ImageError::Cancelled {
                 image: image.clone(),
             })??;
-            if let Some(bytes) = fetched {
-                stats.downloaded += 1;
-                stats.bytes += bytes;
-            }
             pending.push(LayerStep {
                 diff_id: diff_ids[i].clone(),
                 blob: resolved.layers[i].digest.clone(),
+                live: match source {
+                    LayerSource::Stored => None,
+                    LayerSource::Live(live) => Some(live),
+                },
             });
             if !keep_chain(i, &sizes) {
                 continue;
@@ -282,94 +233,94 @@ pub(crate) async fn materialize(
                 layers: std::mem::take(&mut pending),
             };
             let applied = step.layers.len();
-            let (store2, applier2) = (store.clone(), applier.clone());
-            let built =
-                tokio::task::spawn_blocking(move || build_chain(&store2, &*applier2, &step))
-                    .await
-                    .map_err(|_| ImageError::Cancelled {
-                        image: image.clone(),
-                    })?
-                    .map_err(|source| ImageError::Chain {
-                        image: image.clone(),
-                        source: Box::new(source),
-                    })?;
-            if built {
-                stats.applied += applied;
+            if build_step(store, applier, &image, step).await? {
+                applied_total += applied;
             }
             for layer in &resolved.layers[i + 1 - applied..=i] {
                 progress.layer_applied(&layer.digest);
             }
         }
-        Ok::<_, ImageError>(stats)
+        Ok::<_, ImageError>(applied_total)
     };
     // If applying fails, dropping `downloads` cancels the rest; partial
     // files stay in tmp/ for the next attempt.
     tokio::pin!(downloads);
     tokio::pin!(applies);
-    let result = tokio::select! {
-        r = &mut applies => r,
-        _ = &mut downloads => applies.await,
+    let (applied, fetched) = tokio::select! {
+        r = &mut applies => (r?, downloads.await),
+        d = &mut downloads => (applies.await?, d),
     };
-    stats = result?;
+    let mut stats = Materialized {
+        applied,
+        ..Materialized::default()
+    };
+    for bytes in fetched.into_iter().flatten() {
+        stats.downloaded += 1;
+        stats.bytes += bytes;
+    }
     Ok(stats)
 }
 
-/// Ensures one layer blob is in the store. Returns the bytes downloaded,
-/// or `None` when it was already there.
-async fn fetch_layer(
-    client: Option<&Client>,
+/// Builds one chain dir on a blocking thread. When a layer read during its
+/// download failed because the download failed, that error is returned;
+/// when the download restarted from zero under the reader, the chain is
+/// built again from the stored blob once it is verified.
+async fn build_step(
     store: &Store,
-    reference: &Reference,
-    layer: &Descriptor,
-    progress: &dyn Progress,
-) -> Result<Option<u64>, ImageError> {
-    let image = reference.to_string();
-    let digest = &layer.digest;
-    if store.has_blob(digest) {
-        progress.layer_cached(&image, digest);
-        return Ok(None);
-    }
-    let Some(client) = client else {
-        return Err(ImageError::MissingBlob {
-            image,
-            digest: digest.to_string(),
-        });
+    applier: &Arc<dyn LayerApplier>,
+    image: &str,
+    step: ChainStep,
+) -> Result<bool, ImageError> {
+    let cancelled = || ImageError::Cancelled {
+        image: image.to_string(),
     };
-    let lock_store = store.clone();
-    let lock_name = format!("blob-{}", digest.hex());
-    let _lock = tokio::task::spawn_blocking(move || lock_store.lock(&lock_name, true))
+    let (store2, applier2, step2) = (store.clone(), applier.clone(), step.clone());
+    let built = tokio::task::spawn_blocking(move || build_chain(&store2, &*applier2, &step2))
         .await
-        .map_err(|_| ImageError::Cancelled {
-            image: image.clone(),
-        })?
-        .map_err(|source| ImageError::Store {
-            image: image.clone(),
-            source,
-        })?;
-    // Another process may have finished it while we waited.
-    if store.has_blob(digest) {
-        progress.layer_cached(&image, digest);
-        return Ok(None);
-    }
-    progress.layer_started(&image, digest, layer.size);
-    let partial = store.partial_path(digest);
-    let report = |done: u64| progress.layer_progress(digest, done);
-    let before = std::fs::metadata(&partial).map_or(0, |m| m.len());
-    client
-        .fetch_blob(reference, digest, layer.size, &partial, &report)
-        .await
-        .map_err(|source| ImageError::Registry {
-            image: image.clone(),
+        .map_err(|_| cancelled())?;
+    let failure = match built {
+        Ok(built) => return Ok(built),
+        Err(source) => ImageError::Chain {
+            image: image.to_string(),
             source: Box::new(source),
-        })?;
-    store
-        .commit_blob(digest, &partial)
-        .map_err(|source| ImageError::Store {
-            image: image.clone(),
-            source,
-        })?;
-    progress.layer_downloaded(digest);
-    Ok(Some(layer.size.saturating_sub(before)))
+        },
+    };
+    let troubled: Vec<_> = step
+        .layers
+        .iter()
+        .filter_map(|l| l.live.clone())
+        .filter(|live| live.troubled())
+        .collect();
+    if troubled.is_empty() {
+        return Err(failure);
+    }
+    for live in troubled {
+        let outcome = tokio::task::spawn_blocking(move || live.outcome())
+            .await
+            .map_err(|_| cancelled())?;
+        match outcome {
+            Outcome::Committed { restarted: true } => {}
+            Outcome::Committed { restarted: false } => return Err(failure),
+            Outcome::Failed(error) => return Err(error.unwrap_or_else(cancelled)),
+        }
+    }
+    tracing::debug!(chain = %step.chain_id, "a download restarted under the reader; applying the stored blob");
+    let stored = ChainStep {
+        layers: step
+            .layers
+            .into_iter()
+            .map(|l| LayerStep { live: None, ..l })
+            .collect(),
+        ..step
+    };
+    let (store2, applier2) = (store.clone(), applier.clone());
+    tokio::task::spawn_blocking(move || build_chain(&store2, &*applier2, &stored))
+        .await
+        .map_err(|_| cancelled())?
+        .map_err(|source| ImageError::Chain {
+            image: image.to_string(),
+            source: Box::new(source),
+        })
 }
 
 /// Pulls (or finds) an image and records it in the index.
@@ -439,64 +390,4 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn desc(platform: Option<&str>, annotated: bool) -> Descriptor {
-        let mut d: Descriptor = serde_json::from_str(&format!(
-            r#"{{"mediaType":"{}","digest":"{}","size":1}}"#,
-            super::super::manifest::OCI_MANIFEST,
-            Digest::sha256_of(platform.unwrap_or("none").as_bytes())
-        ))
-        .unwrap();
-        d.platform = platform.map(|p| {
-            let parts: Vec<&str> = p.split('/').collect();
-            Platform {
-                os: parts[0].into(),
-                architecture: parts[1].into(),
-                variant: parts.get(2).map(|v| v.to_string()),
-            }
-        });
-        if annotated {
-            d.annotations.insert(
-                "vnd.docker.reference.type".into(),
-                "attestation-manifest".into(),
-            );
-        }
-        d
-    }
-
-    #[test]
-    fn selects_platform_and_skips_attestations() {
-        let entries = vec![
-            desc(Some("unknown/unknown"), true),
-            desc(Some("linux/amd64"), false),
-            desc(Some("linux/arm64"), false),
-            desc(Some("linux/arm/v7"), false),
-            desc(Some("linux/amd64"), true),
-        ];
-        let pick = |p: &str| select_platform(&entries, &Platform::parse(p).unwrap()).cloned();
-        assert_eq!(pick("linux/amd64"), Some(entries[1].clone()));
-        assert_eq!(pick("linux/arm64/v8"), Some(entries[2].clone()));
-        assert_eq!(pick("linux/arm"), Some(entries[3].clone()));
-        assert_eq!(pick("linux/s390x"), None);
-        // Without an arm64 entry, arm64 falls back to arm/v7.
-        let no_arm64: Vec<_> = entries
-            .iter()
-            .filter(|d| d.platform.as_ref().unwrap().architecture != "arm64")
-            .cloned()
-            .collect();
-        assert_eq!(
-            select_platform(&no_arm64, &Platform::parse("linux/arm64").unwrap()),
-            Some(&entries[3])
-        );
-        assert_eq!(pick("unknown/unknown"), None);
-        assert_eq!(
-            available_platforms(&entries),
-            "linux/amd64, linux/arm64, linux/arm/v7, linux/amd64"
-        );
-    }
 }

@@ -41,9 +41,10 @@
 //! Xattrs: `user.*` kept, `security.capability` only when root, the rest
 //! skipped. Non-zero bytes after the end of the archive are an error.
 //! Rootless, directories get u+rwx while the layer is written and their real
-//! mode at the end. The stream is inflated and hashed on the calling thread
-//! and applied on a second one (bounded channel of 1 MiB chunks); nothing is
-//! fsynced — the store should `syncfs` once before committing.
+//! mode at the end. The stream is inflated on the calling thread, hashed on
+//! a second and applied on a third (bounded channels of 1 MiB chunks).
+//! Nothing is fsynced (as umoci and containers-storage do): a chain dir is
+//! a cache that `corral prune` and a new pull can rebuild.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -180,7 +181,7 @@ pub enum UnpackError {
         #[source]
         source: io::Error,
     },
-    #[error("the layer writer thread panicked")]
+    #[error("a layer unpack thread (hasher or writer) panicked")]
     WriterPanicked,
 }
 
@@ -193,22 +194,25 @@ pub fn apply_layer(
     opts: &UnpackOptions,
 ) -> Result<AppliedLayer, UnpackError> {
     let mut source = stream::decoder(layer)?;
-    let (tx, rx) = mpsc::sync_channel(4);
+    let (tx, hash_rx) = mpsc::sync_channel(4);
+    let (hash_tx, rx) = mpsc::sync_channel(4);
     let (recycle_tx, recycle_rx) = mpsc::channel();
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || {
             apply::write_layer(root, stream::ChannelReader::new(rx, recycle_tx), opts)
         });
+        let hasher = scope.spawn(move || stream::hash_and_forward(hash_rx, hash_tx));
         let pumped = stream::pump(&mut *source, tx, recycle_rx, opts.max_bytes);
         let written = writer.join().map_err(|_| UnpackError::WriterPanicked);
+        let digest = hasher.join().map_err(|_| UnpackError::WriterPanicked);
         // The reader's failure explains the writer's (it saw an abort).
         match pumped? {
             stream::PumpEnd::WriterGone => {
                 Err(written?.err().unwrap_or(UnpackError::WriterPanicked))
             }
-            stream::PumpEnd::Eof { digest, bytes } => Ok(AppliedLayer {
-                diff_id: digest,
+            stream::PumpEnd::Eof { bytes } => Ok(AppliedLayer {
                 entries: written??,
+                diff_id: digest?,
                 uncompressed_bytes: bytes,
             }),
         }

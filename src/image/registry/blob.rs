@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_RANGE, RANGE};
@@ -16,6 +17,19 @@ use crate::image::reference::Reference;
 /// Reports bytes of a blob present so far (absolute, resumed bytes included).
 pub type BlobProgress<'a> = &'a (dyn Fn(u64) + Send + Sync);
 
+/// Told what the partial file holds, from the thread that writes it (so the
+/// bytes are in the file when it hears of them): lets a reader apply the
+/// layer while it downloads.
+pub trait PartialWatcher: Send + Sync {
+    /// The partial file now holds `len` bytes of the blob.
+    fn extended(&self, len: u64);
+    /// The partial file was emptied: what was read of it is void.
+    fn restarted(&self);
+}
+
+/// Who watches a download, if anyone.
+pub type Watcher = Option<Arc<dyn PartialWatcher>>;
+
 impl Client {
     /// Downloads blob `digest` of `size` bytes into `partial`, resuming from
     /// what `partial` already holds. On success `partial` holds exactly the
@@ -27,11 +41,13 @@ impl Client {
         size: u64,
         partial: &Path,
         progress: BlobProgress<'_>,
+        watcher: &Watcher,
     ) -> Result<(), RegistryError> {
         let what = format!("blob {digest}");
         let _slot = self.download_slot(reference.api_host()).await;
         self.with_endpoints(reference, &what, |ep| async move {
-            self.fetch_blob_from(&ep, reference, digest, size, partial, progress)
+            let observers = Observers { progress, watcher };
+            self.fetch_blob_from(&ep, reference, digest, size, partial, observers)
                 .await
         })
         .await
@@ -44,7 +60,7 @@ impl Client {
         digest: &Digest,
         size: u64,
         partial: &Path,
-        progress: BlobProgress<'_>,
+        Observers { progress, watcher }: Observers<'_>,
     ) -> Result<(), RegistryError> {
         let what = format!("blob {digest} of {reference}");
         let url = blob_url(ep, reference, digest);
@@ -55,9 +71,12 @@ impl Client {
             attempt += 1;
             let (mut hasher, mut offset) = match state.take() {
                 Some(s) => s,
-                None => rehash_partial(partial, size, digest).await?,
+                None => rehash_partial(partial, size, digest, watcher).await?,
             };
             progress(offset);
+            if let Some(w) = watcher {
+                w.extended(offset);
+            }
             if offset < size {
                 let range = (offset > 0).then(|| format!("bytes={offset}-"));
                 let resp = self
@@ -80,6 +99,9 @@ impl Client {
                 if offset > 0 && !resumed {
                     // A 200 (or a range we did not ask for) restarts the blob.
                     tracing::debug!("{what}: registry ignored the range, restarting");
+                    if let Some(w) = watcher {
+                        w.restarted();
+                    }
                     truncate(partial).await?;
                     hasher = Hasher::new(digest.algorithm());
                     offset = 0;
@@ -92,8 +114,15 @@ impl Client {
                 if resp.content_length().is_some_and(|n| n > remaining) {
                     return Err(too_large(ep, &what, size, partial).await);
                 }
-                let outcome =
-                    stream_to_file(resp, partial, hasher, remaining, offset, progress).await?;
+                let outcome = stream_to_file(
+                    resp,
+                    partial,
+                    (hasher, offset),
+                    remaining,
+                    progress,
+                    watcher.clone(),
+                )
+                .await?;
                 hasher = outcome.hasher;
                 offset += outcome.written;
                 if outcome.overflow {
@@ -135,6 +164,12 @@ impl Client {
     }
 }
 
+/// Who hears of a download's progress.
+struct Observers<'a> {
+    progress: BlobProgress<'a>,
+    watcher: &'a Watcher,
+}
+
 struct StreamOutcome {
     hasher: Hasher,
     written: u64,
@@ -147,10 +182,10 @@ struct StreamOutcome {
 async fn stream_to_file(
     resp: reqwest::Response,
     partial: &Path,
-    hasher: Hasher,
+    (hasher, offset): (Hasher, u64),
     limit: u64,
-    offset: u64,
     progress: BlobProgress<'_>,
+    watcher: Watcher,
 ) -> Result<StreamOutcome, RegistryError> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
     let path = partial.to_path_buf();
@@ -170,8 +205,11 @@ async fn stream_to_file(
             if let Err(e) = file.write_all(&chunk) {
                 return (hasher, written, Err(e));
             }
-            hasher.update(&chunk);
             written += chunk.len() as u64;
+            if let Some(w) = &watcher {
+                w.extended(offset + written);
+            }
+            hasher.update(&chunk);
         }
         let flushed = file.flush();
         (hasher, written, flushed)
@@ -225,8 +263,10 @@ async fn rehash_partial(
     partial: &Path,
     size: u64,
     digest: &Digest,
+    watcher: &Watcher,
 ) -> Result<(Hasher, u64), RegistryError> {
     let path = partial.to_path_buf();
+    let watcher = watcher.clone();
     let algorithm = digest.algorithm();
     let result = tokio::task::spawn_blocking(move || -> std::io::Result<(Hasher, u64)> {
         let mut hasher = Hasher::new(algorithm);
@@ -236,6 +276,9 @@ async fn rehash_partial(
             Err(e) => return Err(e),
         };
         if file.metadata()?.len() > size {
+            if let Some(w) = &watcher {
+                w.restarted();
+            }
             drop(file);
             std::fs::File::create(&path)?;
             return Ok((hasher, 0));

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use self::auth::AuthScheme;
+pub use self::blob::{PartialWatcher, Watcher};
 pub use self::credentials::{CredentialError, CredentialSources, Credentials};
 pub use self::error::RegistryError;
 pub use self::options::{Mirror, RegistryOptions};

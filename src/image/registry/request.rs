@@ -264,9 +264,50 @@ fn scheme_of(headers: &HeaderMap) -> Option<AuthScheme> {
     scheme_from_challenges(&challenges)
 }
 
+/// `Retry-After` as delay-seconds or as an HTTP-date (a date in the past
+/// means now).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(value)?;
+    let wait = at - time::OffsetDateTime::now_utc();
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+/// The three HTTP-date forms (RFC 9110 §5.6.7): IMF-fixdate
+/// `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 850 `Sunday, 06-Nov-94 08:49:37 GMT`
+/// and asctime `Sun Nov  6 08:49:37 1994`.
+pub(super) fn parse_http_date(value: &str) -> Option<time::OffsetDateTime> {
+    let tokens: Vec<&str> = value.split_ascii_whitespace().collect();
+    let (day, month, year, clock) = match tokens.as_slice() {
+        [_, day, month, year, clock, "GMT"] => (*day, *month, (*year).parse().ok()?, *clock),
+        [_, date, clock, "GMT"] => {
+            let mut parts = date.split('-');
+            let (day, month, yy) = (parts.next()?, parts.next()?, parts.next()?);
+            // Two-digit years as Go's time package reads them (the
+            // registries we meet are Go): 69-99 are 19xx, the rest 20xx.
+            let yy: i32 = yy.parse().ok()?;
+            let year = if yy < 69 { 2000 + yy } else { 1900 + yy };
+            (day, month, year, *clock)
+        }
+        [_, month, day, clock, year] => (*day, *month, (*year).parse().ok()?, *clock),
+        _ => return None,
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month_index = MONTHS.iter().position(|m| *m == month)?;
+    let month = time::Month::try_from(u8::try_from(month_index + 1).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, day.parse().ok()?).ok()?;
+    let mut hms = clock.split(':').map(|p| p.parse::<u8>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if hms.next().is_some() {
+        return None;
+    }
+    let time = time::Time::from_hms(h, m, sec).ok()?;
+    Some(time::PrimitiveDateTime::new(date, time).assume_utc())
 }
 
 fn basic(c: &Credentials) -> String {
@@ -276,4 +317,62 @@ fn basic(c: &Credentials) -> String {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(raw)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_in_all_three_forms() {
+        let want = time::macros::datetime!(1994-11-06 08:49:37 UTC);
+        for text in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(parse_http_date(text), Some(want), "{text}");
+        }
+        for bad in [
+            "",
+            "soon",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_dates_and_past_dates() {
+        let header = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, v.parse().unwrap());
+            h
+        };
+        assert_eq!(retry_after(&header("3")), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(&header("Sun, 06 Nov 1994 08:49:37 GMT")),
+            Some(Duration::ZERO)
+        );
+        let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
+        let text = format!(
+            "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+            &soon.weekday().to_string()[..3],
+            soon.day(),
+            &soon.month().to_string()[..3],
+            soon.year(),
+            soon.hour(),
+            soon.minute(),
+            soon.second()
+        );
+        let wait = retry_after(&header(&text)).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(retry_after(&header("later")), None);
+    }
 }

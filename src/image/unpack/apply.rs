@@ -302,9 +302,10 @@ impl<'a> Applier<'a> {
                 })?;
         }
         self.set_owner_fd(file.as_fd(), name, meta)?;
+        // Before the mode: rootless, user xattrs need write access (0444 files).
+        self.set_xattrs(file.as_fd(), name, meta)?;
         rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))
             .map_err(fail("set the mode of", name))?;
-        self.set_xattrs(file.as_fd(), name, meta)?;
         rfs::futimens(&file, &times(meta)).map_err(fail("set the times of", name))
     }
 

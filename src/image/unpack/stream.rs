@@ -1,6 +1,6 @@
 //! The decompression side of the pipeline: sniff the compression, inflate,
-//! hash the uncompressed stream to EOF, and hand 1 MiB chunks to the writer
-//! thread over a bounded channel.
+//! and hand 1 MiB chunks over bounded channels to a hashing thread (the
+//! uncompressed stream's digest, to EOF) and on to the writer thread.
 
 use std::io::{self, BufReader, Read};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
@@ -74,20 +74,19 @@ pub(super) fn decoder<'a>(mut blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>
 
 /// Why the pump stopped.
 pub(super) enum PumpEnd {
-    /// Read to EOF; the digest covers every byte.
-    Eof { digest: String, bytes: u64 },
+    /// Read to EOF.
+    Eof { bytes: u64 },
     /// The writer hung up (it failed); its error is the one to report.
     WriterGone,
 }
 
-/// Reads `source` to EOF, hashing everything, and feeds the writer.
+/// Reads `source` to EOF and feeds the hasher (and through it the writer).
 pub(super) fn pump(
     source: &mut dyn Read,
     tx: SyncSender<Msg>,
     recycled: Receiver<Vec<u8>>,
     max_bytes: u64,
 ) -> Result<PumpEnd, UnpackError> {
-    let mut hasher = Sha256::new();
     let mut total: u64 = 0;
     loop {
         let mut buf = match recycled.try_recv() {
@@ -109,16 +108,28 @@ pub(super) fn pump(
             let _ = tx.send(Msg::Abort);
             return Err(UnpackError::TooLarge { limit: max_bytes });
         }
-        hasher.update(&buf[..n]);
         buf.truncate(n);
         if tx.send(Msg::Data(buf)).is_err() {
             return Ok(PumpEnd::WriterGone);
         }
     }
-    Ok(PumpEnd::Eof {
-        digest: format!("sha256:{}", hex::encode(hasher.finalize())),
-        bytes: total,
-    })
+    Ok(PumpEnd::Eof { bytes: total })
+}
+
+/// The hashing stage between the pump and the writer: digests every chunk
+/// and passes it on. Returns `sha256:<hex>` of all the data it saw.
+pub(super) fn hash_and_forward(rx: Receiver<Msg>, tx: SyncSender<Msg>) -> String {
+    let mut hasher = Sha256::new();
+    for msg in rx {
+        if let Msg::Data(data) = &msg {
+            hasher.update(data);
+        }
+        if tx.send(msg).is_err() {
+            // The writer failed; dropping `rx` tells the pump.
+            break;
+        }
+    }
+    format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
 /// The writer side: a `Read` over the chunks, returning spent buffers.
