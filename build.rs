@@ -2,8 +2,9 @@
 //! makes the dynamic loader apply ~15,000 relative relocations and
 //! copy-on-write ~60 pages at every start, a third of a millisecond on
 //! each `corral exec`. Libraries, heap and stack stay randomized. The
-//! trade-off is small: inside a sandbox our only code is its init, which
-//! takes no input from the sandboxed program but wait statuses and signals.
+//! trade-off is small: our only code beside sandboxed programs is init and
+//! the stage holder, which parse nothing those programs send (they wait,
+//! signal, and copy forwarded port bytes).
 fn main() {
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-link-arg-bins=-no-pie");
