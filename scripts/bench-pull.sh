@@ -89,7 +89,9 @@ fi
 # 3. A local registry holding both images.
 # BENCH_WORKDIR: where the stores go (e.g. a tmpfs, to leave the disk out).
 work=$(mktemp -d "${BENCH_WORKDIR:-/var/tmp}/corral-bench-run.XXXXXX")
-trap 'bash "$here/registry.sh" stop "$work/registry"; rm -rf "$work"' EXIT
+# podman's overlay driver leaves its storage dir mounted on itself.
+unmount_under() { awk -v d="$1" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l; }
+trap 'bash "$here/registry.sh" stop "$work/registry"; unmount_under "$work"; rm -rf "$work"' EXIT
 mkdir -p "$work/registry"
 reg=$(bash "$here/registry.sh" start "$work/registry" "$cache/fixtures")
 a=$reg/bench/bench-a:v1
