@@ -17,10 +17,14 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Loads and validates the pipeline (printing its diagnostics), reads the
-/// config and secrets, and builds the run context. `Ok(None)`: the
+/// config (with the command line's registry flags) and secrets, and builds
+/// the run context; the config comes back for the run. `Ok(None)`: the
 /// pipeline or its inputs (secrets, `--var`, `--stage`) have errors,
 /// already printed (masked); exit 1. `Err`: corral itself failed.
-pub fn prepare(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<Option<RunContext>> {
+pub fn prepare(
+    global: &GlobalArgs,
+    args: &RunArgs,
+) -> anyhow::Result<Option<(RunContext, Config)>> {
     let (pipeline, warnings) = match pipeline::load(&args.file) {
         Ok(loaded) => loaded,
         Err(LoadError::Invalid { diagnostics, .. }) => {
@@ -60,7 +64,7 @@ pub fn prepare(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<Option<Run
         ..RunOptions::default()
     };
     match RunContext::new(&pipeline, secrets, &config, options) {
-        Ok(ctx) => Ok(Some(ctx)),
+        Ok(ctx) => Ok(Some((ctx, config))),
         // Mask here: the store (and its masker) is gone with the error.
         Err(e) => {
             eprintln!("error: {}", masked_chain(&e, &masker));
@@ -100,7 +104,7 @@ pub fn print_plan(ctx: &RunContext) -> Result<(), String> {
 }
 
 fn dry_run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let Some(ctx) = prepare(global, args)? else {
+    let Some((ctx, _)) = prepare(global, args)? else {
         return Ok(ExitCode::from(1));
     };
     match print_plan(&ctx) {

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use corral::cli::{GlobalArgs, NetworkMode as CliNetwork, RunArgs};
-use corral::config::Config;
 use corral::runner::{self, report, Cancel, RunOptions};
 use corral::sandbox::{IdMapping, NetworkMode};
 
@@ -13,14 +12,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Before any thread exists: the signals are blocked in every thread.
     let cancel = Cancel::new();
     runner::install_signal_handlers(cancel.clone())?;
-    let Some(ctx) = super::run::prepare(global, args)? else {
+    let Some((ctx, config)) = super::run::prepare(global, args)? else {
         return Ok(ExitCode::from(1));
     };
-    let mut config = Config::load(global.config.as_deref())?;
-    config.apply_registry_args(
-        &args.source.registry_mirrors,
-        &args.source.insecure_registries,
-    )?;
     let masker = ctx.masker();
     let color = runner::logs::stdout_color(global.color);
     // Pull progress: bars on a terminal, lines otherwise, nothing with -q.
