@@ -192,13 +192,7 @@ pub fn helper_main(args: &[std::ffi::OsString]) -> i32 {
     match helper(args) {
         Ok(()) => 0,
         Err(err) => {
-            let mut text = err.to_string();
-            let mut cause = std::error::Error::source(&*err);
-            while let Some(c) = cause {
-                text.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            eprintln!("{text}");
+            eprintln!("{}", crate::sandbox::error_chain(&*err));
             1
         }
     }
