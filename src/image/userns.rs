@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::unpack::{self, AppliedLayer, Ownership, UnpackOptions};
-use crate::sandbox::idmap::{self, find_in_path, subordinate_range, user_name, IdMapError};
+use crate::sandbox::idmap::{self, IdMapError};
 use crate::sandbox::IdMapping;
 
 /// The caller's ids and their subordinate ranges (`start`, `count`).
@@ -53,27 +53,23 @@ pub enum UsernsError {
     BadOutput { output: String },
 }
 
-/// The caller's subordinate ranges, when it is not root, both ranges exist
-/// and newuidmap/newgidmap are installed.
+/// The caller's subordinate ranges, when the sandbox would map them too
+/// (not root, both ranges exist, newuidmap/newgidmap installed).
 pub fn caller_sub_ids() -> Option<SubIds> {
-    let uid = rustix::process::geteuid();
-    if uid.is_root() {
-        return None;
+    match idmap::choose() {
+        IdMapping::SubordinateRange {
+            uid,
+            gid,
+            sub_uid,
+            sub_gid,
+        } => Some(SubIds {
+            uid,
+            gid,
+            sub_uid,
+            sub_gid,
+        }),
+        IdMapping::Identity | IdMapping::Single { .. } => None,
     }
-    let uid = uid.as_raw();
-    let gid = rustix::process::getegid().as_raw();
-    let name = user_name(uid);
-    let sub_uid = subordinate_range(Path::new("/etc/subuid"), uid, name.as_deref())?;
-    let sub_gid = subordinate_range(Path::new("/etc/subgid"), uid, name.as_deref())?;
-    let helpers = ["newuidmap", "newgidmap"]
-        .iter()
-        .all(|p| find_in_path(p).is_some());
-    helpers.then_some(SubIds {
-        uid,
-        gid,
-        sub_uid,
-        sub_gid,
-    })
 }
 
 /// The sandbox's id-map writer: the user is root, the ranges follow.
@@ -196,13 +192,7 @@ pub fn helper_main(args: &[std::ffi::OsString]) -> i32 {
     match helper(args) {
         Ok(()) => 0,
         Err(err) => {
-            let mut text = err.to_string();
-            let mut cause = std::error::Error::source(&*err);
-            while let Some(c) = cause {
-                text.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            eprintln!("{text}");
+            eprintln!("{}", crate::sandbox::error_chain(&*err));
             1
         }
     }

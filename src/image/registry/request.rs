@@ -358,16 +358,11 @@ mod tests {
             Some(Duration::ZERO)
         );
         let soon = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
-        let text = format!(
-            "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-            &soon.weekday().to_string()[..3],
-            soon.day(),
-            &soon.month().to_string()[..3],
-            soon.year(),
-            soon.hour(),
-            soon.minute(),
-            soon.second()
-        );
+        let text = soon
+            .format(time::macros::format_description!(
+                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+            ))
+            .unwrap();
         let wait = retry_after(&header(&text)).unwrap();
         assert!(
             wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
