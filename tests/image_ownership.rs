@@ -59,6 +59,34 @@ fn stat_in_userns(ids: &SubIds, path: &Path) -> String {
     line.trim().to_string()
 }
 
+/// `/etc/subuid` and `/etc/subgid` both list this user (by name or uid) and
+/// newuidmap/newgidmap are installed: what a subuid-mapped unpack needs.
+fn has_subordinate_ranges() -> bool {
+    let uid = rustix::process::geteuid().as_raw();
+    let name = std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some(&uid.to_string()))
+        .and_then(|l| l.split(':').next().map(str::to_owned));
+    let listed = |file: &str| {
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(':').next())
+            .any(|who| who == uid.to_string() || Some(who) == name.as_deref())
+    };
+    let installed = |tool: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    listed("/etc/subuid")
+        && listed("/etc/subgid")
+        && installed("newuidmap")
+        && installed("newgidmap")
+}
+
 fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 256];
     rustix::fs::lgetxattr(p, name, &mut buf[..])
@@ -109,6 +137,15 @@ fn pulled_owners_follow_the_users_id_range() {
         rustix::process::geteuid().as_raw(),
         rustix::process::getegid().as_raw(),
     );
+    // Which branch applies is decided here without corral's own parser, so
+    // a wrong "no range" from the library cannot pick its own expectation.
+    if !common::is_root() {
+        assert_eq!(
+            caller_sub_ids().is_some(),
+            has_subordinate_ranges(),
+            "corral's view of this user's subuid range"
+        );
+    }
     if common::is_root() {
         let recorded = xattr(&owned, "user.containers.override_stat");
         assert_eq!(owner(&owned), (1000, 1000));
