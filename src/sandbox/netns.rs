@@ -18,10 +18,10 @@ use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
 use super::net::loopback_up_raw;
+use super::sys::ChildStack;
 
-/// The helper's stack (a few frames of rustix calls), above a guard page.
+/// The helper's stack (a few frames of rustix calls).
 const STACK: usize = 64 * 1024;
-const GUARD: usize = 4096;
 
 /// Who makes the namespace: whoever claims it first. On a machine with no
 /// idle CPU the helper may not have run by the time init needs the
@@ -55,28 +55,14 @@ pub(crate) fn start() -> io::Result<Pending> {
         errno: AtomicI32::new(0),
         done: done_w.into_raw_fd(),
     }));
-    // SAFETY: an anonymous private mapping; its lowest page becomes the guard.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK + GUARD,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if stack == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the helper gets its own stack (top of the mapping, 16-byte
-    // aligned) and `shared`, which is never freed; it shares our memory
-    // (CLONE_VM) and fd table (CLONE_FILES) and touches only `shared`.
+    let stack = ChildStack::map(STACK)?;
+    // SAFETY: the helper gets its own stack, never unmapped, and `shared`,
+    // which is never freed; it shares our memory (CLONE_VM) and fd table
+    // (CLONE_FILES) and touches only `shared`.
     let pid = unsafe {
-        libc::mprotect(stack, GUARD, libc::PROT_NONE);
         libc::clone(
             helper,
-            stack.cast::<u8>().add(STACK + GUARD).cast(),
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
             (shared as *const Shared).cast_mut().cast(),
         )

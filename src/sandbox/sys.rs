@@ -65,6 +65,51 @@ pub(crate) fn cstr(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
+/// A stack for a child cloned with its own stack (`clone(2)`'s `stack`
+/// argument): `size` bytes above one inaccessible guard page.
+pub(crate) struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    const GUARD: usize = 4096;
+
+    pub(crate) fn map(size: usize) -> io::Result<Self> {
+        let len = size + Self::GUARD;
+        // SAFETY: an anonymous private mapping; its lowest page becomes the guard.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the lowest page of the mapping we just made.
+        unsafe { libc::mprotect(base, Self::GUARD, libc::PROT_NONE) };
+        Ok(ChildStack { base, len })
+    }
+
+    /// The initial stack pointer: the mapping's end (16-byte aligned).
+    pub(crate) fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+
+    /// # Safety
+    /// No child may still run on the stack.
+    pub(crate) unsafe fn unmap(self) {
+        // SAFETY: the caller's promise; the mapping is ours.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
 pub(crate) fn check(ret: libc::c_int) -> io::Result<()> {
     if ret < 0 {
         Err(io::Error::last_os_error())
