@@ -366,6 +366,20 @@ pub enum Call {
     },
 }
 
+#[cfg(test)]
+impl Call {
+    /// The call of a bind mount (`flags` holds BIND, maybe REC).
+    pub(crate) fn bind(source: &str, target: &str, flags: u64) -> Call {
+        Call::Mount {
+            source: source.into(),
+            target: target.into(),
+            fstype: "".into(),
+            flags,
+            data: "".into(),
+        }
+    }
+}
+
 /// Records calls; mounts of a type in `fail_fstypes` and runs of a program
 /// in `fail_programs` fail with EPERM, so tests can drive the fallbacks.
 /// `stat` finds `dirs` (0755) and `files` (0644), owned by 0.
