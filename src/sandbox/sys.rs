@@ -286,12 +286,7 @@ impl Sys for LinuxSys {
     }
 
     fn run(&mut self, program: &str, args: &[String]) -> io::Result<()> {
-        let status = std::process::Command::new(program).args(args).status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!("{program} failed with {status}")))
-        }
+        run_to_end(program, std::process::Command::new(program).args(args))
     }
 
     fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()> {
@@ -306,12 +301,17 @@ impl Sys for LinuxSys {
                 check(libc::chdir(c"/".as_ptr()))
             });
         }
-        let status = command.status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!("{program} failed with {status}")))
-        }
+        run_to_end(program, &mut command)
+    }
+}
+
+/// Runs `command` (of `program`) and waits; a failed exit is an error.
+fn run_to_end(program: &str, command: &mut std::process::Command) -> io::Result<()> {
+    let status = command.status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{program} failed with {status}")))
     }
 }
 
@@ -390,6 +390,15 @@ pub struct RecordingSys {
     pub fail_programs: Vec<String>,
     pub dirs: Vec<PathBuf>,
     pub files: Vec<PathBuf>,
+}
+
+impl RecordingSys {
+    fn run_result(&self, program: &str) -> io::Result<()> {
+        if self.fail_programs.iter().any(|p| p == program) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        Ok(())
+    }
 }
 
 impl Sys for RecordingSys {
@@ -481,10 +490,7 @@ impl Sys for RecordingSys {
             program: program.to_string(),
             args: args.to_vec(),
         });
-        if self.fail_programs.iter().any(|p| p == program) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-        Ok(())
+        self.run_result(program)
     }
     fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()> {
         self.calls.push(Call::RunIn {
@@ -492,9 +498,6 @@ impl Sys for RecordingSys {
             program: program.to_string(),
             args: args.to_vec(),
         });
-        if self.fail_programs.iter().any(|p| p == program) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-        Ok(())
+        self.run_result(program)
     }
 }
