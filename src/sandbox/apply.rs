@@ -294,20 +294,8 @@ mod tests {
         assert_eq!(
             sys.calls[1..],
             [
-                Call::Mount {
-                    source: "/proc".into(),
-                    target: "/r/proc".into(),
-                    fstype: "".into(),
-                    flags: BIND | REC,
-                    data: "".into()
-                },
-                Call::Mount {
-                    source: "/r/proc/sys".into(),
-                    target: "/r/proc/sys".into(),
-                    fstype: "".into(),
-                    flags: BIND | REC,
-                    data: "".into()
-                },
+                Call::bind("/proc", "/r/proc", BIND | REC),
+                Call::bind("/r/proc/sys", "/r/proc/sys", BIND | REC),
                 Call::MakeReadOnly {
                     target: "/r/proc/sys".into(),
                     recursive: true

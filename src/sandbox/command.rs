@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 
 use super::init::{fail, last_error, signal_set};
 use super::spec::SandboxSpec;
+use super::sys::ChildStack;
 use super::{caps, rlimits, seccomp};
 
 /// Stack of the command child until it execs (it runs a few frames of our
-/// own code and the allocator), above one guard page.
+/// own code and the allocator).
 const CHILD_STACK: usize = 256 * 1024;
-const GUARD: usize = 4096;
 
 /// Starts the command child of init, which confines itself and execs
 /// ([`exec_command`]), and returns its pid. The child shares init's memory
@@ -35,35 +35,20 @@ pub(crate) fn spawn(spec: &SandboxSpec, status: &mut File) -> std::io::Result<li
         // SAFETY: leaving the child without unwinding into the parent's frames.
         unsafe { libc::_exit(code) }
     }
-    // SAFETY: an anonymous private mapping; its lowest page becomes the guard.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            CHILD_STACK + GUARD,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if stack == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
+    let stack = ChildStack::map(CHILD_STACK)?;
     let mut args = Args { spec, status };
-    // SAFETY: the guard page is ours; the stack top is the mapping's end
-    // (16-byte aligned), and the child leaves through exec or _exit.
+    // SAFETY: the stack is ours and the child leaves through exec or _exit.
     let pid = unsafe {
-        libc::mprotect(stack, GUARD, libc::PROT_NONE);
         libc::clone(
             child,
-            stack.cast::<u8>().add(CHILD_STACK + GUARD).cast(),
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (&mut args as *mut Args).cast(),
         )
     };
     let err = std::io::Error::last_os_error();
     // SAFETY: the child has exec'd or exited: nothing uses the stack now.
-    unsafe { libc::munmap(stack, CHILD_STACK + GUARD) };
+    unsafe { stack.unmap() };
     if pid < 0 {
         return Err(err);
     }

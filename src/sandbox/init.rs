@@ -508,12 +508,5 @@ fn await_reader_gone(pipe: &File) {
 }
 
 fn parent_gone(lifeline: &OwnedFd) -> bool {
-    let mut fds = [libc::pollfd {
-        fd: lifeline.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) };
-    n > 0 && fds[0].revents & (libc::POLLHUP | libc::POLLIN) != 0
+    super::step::readable(lifeline.as_raw_fd())
 }

@@ -510,26 +510,16 @@ fn fork_step(
     parent_ends: [i32; 3],
 ) -> std::io::Result<StepProcess> {
     // SAFETY: single-threaded (checked by the caller); the child leaves
-    // through _exit without running our destructors.
+    // through _exit without running our destructors (`in_child`).
     let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if pid == 0 {
-        for fd in parent_ends {
-            // SAFETY: the launcher's ends of the pipes, not ours to keep.
-            unsafe { libc::close(fd) };
-        }
-        let code = init::run_step(
+    in_child(pid.into(), parent_ends, || {
+        init::run_step(
             req,
             BufReader::new(File::from(spec_r)),
             File::from(status_w),
             Some(File::from(early_w)),
-        );
-        // SAFETY: leaving the forked child without unwinding into the launcher.
-        unsafe { libc::_exit(code) };
-    }
-    Ok(StepProcess::Forked(pid as u32))
+        )
+    })
 }
 
 /// Clones the sandbox's PID 1 straight into new user, network (unless the
@@ -567,6 +557,24 @@ fn clone_init(
             0usize,
         )
     };
+    in_child(pid, parent_ends, || {
+        init::direct_init(
+            req,
+            BufReader::new(File::from(spec_r)),
+            File::from(status_w),
+            File::from(early_w),
+        )
+    })
+}
+
+/// After a fork-like `pid` (fork or clone's return): the child closes the
+/// launcher's ends of the pipes, runs `body` and leaves with its code; the
+/// parent gets the step process.
+fn in_child(
+    pid: libc::c_long,
+    parent_ends: [i32; 3],
+    body: impl FnOnce() -> i32,
+) -> std::io::Result<StepProcess> {
     if pid < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -575,13 +583,8 @@ fn clone_init(
             // SAFETY: the launcher's ends of the pipes, not ours to keep.
             unsafe { libc::close(fd) };
         }
-        let code = init::direct_init(
-            req,
-            BufReader::new(File::from(spec_r)),
-            File::from(status_w),
-            File::from(early_w),
-        );
-        // SAFETY: leaving the cloned child without unwinding into the launcher.
+        let code = body();
+        // SAFETY: leaving the child without unwinding into the launcher.
         unsafe { libc::_exit(code) };
     }
     Ok(StepProcess::Forked(pid as u32))

@@ -75,6 +75,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
+/// `struct ifreq` with the flags member (the kernel reads 40 bytes).
 #[repr(C)]
 struct IfReqFlags {
     name: [u8; 16],
@@ -84,28 +85,33 @@ struct IfReqFlags {
 
 /// `ip link set lo up` through SIOCSIFFLAGS.
 pub fn loopback_up() -> Result<(), NetError> {
-    // SAFETY: a plain socket and ioctls on a correctly sized ifreq.
+    loopback_up_raw().map_err(|e| NetError::LoopbackUp(e.into()))
+}
+
+/// [`loopback_up`] in raw system calls through rustix (no allocation, no
+/// errno), so a helper sharing init's memory may call it (`netns`).
+pub(crate) fn loopback_up_raw() -> rustix::io::Result<()> {
+    use rustix::ioctl::{ioctl, Updater};
+    use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
+    const GET: rustix::ioctl::Opcode = libc::SIOCGIFFLAGS as rustix::ioctl::Opcode;
+    const SET: rustix::ioctl::Opcode = libc::SIOCSIFFLAGS as rustix::ioctl::Opcode;
+    let sock = socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let mut req = IfReqFlags {
+        name: [0; 16],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    // SAFETY: both opcodes take a `struct ifreq`, which IfReqFlags lays out.
     unsafe {
-        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if sock < 0 {
-            return Err(NetError::LoopbackUp(io::Error::last_os_error()));
-        }
-        let mut req = IfReqFlags {
-            name: [0; 16],
-            flags: 0,
-            _pad: [0; 22],
-        };
-        req.name[..2].copy_from_slice(b"lo");
-        let mut ret = libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req as *mut IfReqFlags);
-        if ret == 0 {
-            req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            ret = libc::ioctl(sock, libc::SIOCSIFFLAGS, &mut req as *mut IfReqFlags);
-        }
-        let err = io::Error::last_os_error();
-        libc::close(sock);
-        if ret < 0 {
-            return Err(NetError::LoopbackUp(err));
-        }
+        ioctl(&sock, Updater::<GET, IfReqFlags>::new(&mut req))?;
+        req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        ioctl(&sock, Updater::<SET, IfReqFlags>::new(&mut req))?;
     }
     Ok(())
 }

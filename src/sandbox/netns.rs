@@ -17,9 +17,11 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
-/// The helper's stack (a few frames of rustix calls), above a guard page.
+use super::net::loopback_up_raw;
+use super::sys::ChildStack;
+
+/// The helper's stack (a few frames of rustix calls).
 const STACK: usize = 64 * 1024;
-const GUARD: usize = 4096;
 
 /// Who makes the namespace: whoever claims it first. On a machine with no
 /// idle CPU the helper may not have run by the time init needs the
@@ -53,28 +55,14 @@ pub(crate) fn start() -> io::Result<Pending> {
         errno: AtomicI32::new(0),
         done: done_w.into_raw_fd(),
     }));
-    // SAFETY: an anonymous private mapping; its lowest page becomes the guard.
-    let stack = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            STACK + GUARD,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-            -1,
-            0,
-        )
-    };
-    if stack == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the helper gets its own stack (top of the mapping, 16-byte
-    // aligned) and `shared`, which is never freed; it shares our memory
-    // (CLONE_VM) and fd table (CLONE_FILES) and touches only `shared`.
+    let stack = ChildStack::map(STACK)?;
+    // SAFETY: the helper gets its own stack, never unmapped, and `shared`,
+    // which is never freed; it shares our memory (CLONE_VM) and fd table
+    // (CLONE_FILES) and touches only `shared`.
     let pid = unsafe {
-        libc::mprotect(stack, GUARD, libc::PROT_NONE);
         libc::clone(
             helper,
-            stack.cast::<u8>().add(STACK + GUARD).cast(),
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_FILES | libc::SIGCHLD,
             (shared as *const Shared).cast_mut().cast(),
         )
@@ -103,7 +91,7 @@ impl Pending {
             unsafe { libc::close(self.shared.done) };
             // SAFETY: NEWNET leaves the memory and fds shared with the helper alone.
             unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET)? };
-            return Ok(loopback_up()?);
+            return Ok(loopback_up_raw()?);
         }
         let mut byte = [0u8; 1];
         let read = rustix::io::read(&self.done, &mut byte);
@@ -150,44 +138,10 @@ extern "C" fn helper(arg: *mut libc::c_void) -> libc::c_int {
 fn make_namespace() -> rustix::io::Result<OwnedFd> {
     // SAFETY: NEWNET leaves the shared fd table and memory alone.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET)? };
-    loopback_up()?;
+    loopback_up_raw()?;
     rustix::fs::open(
         c"/proc/thread-self/ns/net",
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-}
-
-/// `struct ifreq` with the flags member (the kernel reads 40 bytes).
-#[repr(C)]
-struct IfReqFlags {
-    name: [u8; 16],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
-fn loopback_up() -> rustix::io::Result<()> {
-    use rustix::ioctl::{ioctl, Updater};
-    use rustix::net::{socket_with, AddressFamily, SocketFlags, SocketType};
-    const GET: rustix::ioctl::Opcode = libc::SIOCGIFFLAGS as rustix::ioctl::Opcode;
-    const SET: rustix::ioctl::Opcode = libc::SIOCSIFFLAGS as rustix::ioctl::Opcode;
-    let sock = socket_with(
-        AddressFamily::INET,
-        SocketType::DGRAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
-    let mut req = IfReqFlags {
-        name: [0; 16],
-        flags: 0,
-        _pad: [0; 22],
-    };
-    req.name[..2].copy_from_slice(b"lo");
-    // SAFETY: both opcodes take a `struct ifreq`, which IfReqFlags lays out.
-    unsafe {
-        ioctl(&sock, Updater::<GET, IfReqFlags>::new(&mut req))?;
-        req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        ioctl(&sock, Updater::<SET, IfReqFlags>::new(&mut req))?;
-    }
-    Ok(())
 }

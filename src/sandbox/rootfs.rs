@@ -247,25 +247,13 @@ mod tests {
                     path: "/s/host".into(),
                     mode: 0o755
                 },
-                Call::Mount {
-                    source: "/".into(),
-                    target: "/s/host".into(),
-                    fstype: "".into(),
-                    flags: BIND | REC,
-                    data: "".into()
-                },
+                Call::bind("/", "/s/host", BIND | REC),
                 Call::RunIn {
                     root: "/s/host".into(),
                     program: "fuse-overlayfs".into(),
                     args: vec!["-o".into(), OPTS.into(), "/t".into()]
                 },
-                Call::Mount {
-                    source: "/s/host/t".into(),
-                    target: "/t".into(),
-                    fstype: "".into(),
-                    flags: BIND,
-                    data: "".into()
-                },
+                Call::bind("/s/host/t", "/t", BIND),
             ]
         );
     }
@@ -291,13 +279,7 @@ mod tests {
                 },
                 cp("/l"),
                 cp("/s/upper"),
-                Call::Mount {
-                    source: "/s/copy".into(),
-                    target: "/t".into(),
-                    fstype: "".into(),
-                    flags: BIND,
-                    data: "".into()
-                },
+                Call::bind("/s/copy", "/t", BIND),
             ]
         );
     }

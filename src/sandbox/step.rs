@@ -133,7 +133,7 @@ pub(crate) fn pidfd_signal(fd: RawFd, sig: i32) -> bool {
 }
 
 /// Whether `fd` is readable (or at EOF) right now.
-fn readable(fd: RawFd) -> bool {
+pub(crate) fn readable(fd: RawFd) -> bool {
     let mut poll = libc::pollfd {
         fd,
         events: libc::POLLIN,

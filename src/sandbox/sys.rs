@@ -65,6 +65,51 @@ pub(crate) fn cstr(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
+/// A stack for a child cloned with its own stack (`clone(2)`'s `stack`
+/// argument): `size` bytes above one inaccessible guard page.
+pub(crate) struct ChildStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    const GUARD: usize = 4096;
+
+    pub(crate) fn map(size: usize) -> io::Result<Self> {
+        let len = size + Self::GUARD;
+        // SAFETY: an anonymous private mapping; its lowest page becomes the guard.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the lowest page of the mapping we just made.
+        unsafe { libc::mprotect(base, Self::GUARD, libc::PROT_NONE) };
+        Ok(ChildStack { base, len })
+    }
+
+    /// The initial stack pointer: the mapping's end (16-byte aligned).
+    pub(crate) fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+
+    /// # Safety
+    /// No child may still run on the stack.
+    pub(crate) unsafe fn unmap(self) {
+        // SAFETY: the caller's promise; the mapping is ours.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
 pub(crate) fn check(ret: libc::c_int) -> io::Result<()> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -241,12 +286,7 @@ impl Sys for LinuxSys {
     }
 
     fn run(&mut self, program: &str, args: &[String]) -> io::Result<()> {
-        let status = std::process::Command::new(program).args(args).status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!("{program} failed with {status}")))
-        }
+        run_to_end(program, std::process::Command::new(program).args(args))
     }
 
     fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()> {
@@ -261,12 +301,17 @@ impl Sys for LinuxSys {
                 check(libc::chdir(c"/".as_ptr()))
             });
         }
-        let status = command.status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!("{program} failed with {status}")))
-        }
+        run_to_end(program, &mut command)
+    }
+}
+
+/// Runs `command` (of `program`) and waits; a failed exit is an error.
+fn run_to_end(program: &str, command: &mut std::process::Command) -> io::Result<()> {
+    let status = command.status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("{program} failed with {status}")))
     }
 }
 
@@ -321,6 +366,20 @@ pub enum Call {
     },
 }
 
+#[cfg(test)]
+impl Call {
+    /// The call of a bind mount (`flags` holds BIND, maybe REC).
+    pub(crate) fn bind(source: &str, target: &str, flags: u64) -> Call {
+        Call::Mount {
+            source: source.into(),
+            target: target.into(),
+            fstype: "".into(),
+            flags,
+            data: "".into(),
+        }
+    }
+}
+
 /// Records calls; mounts of a type in `fail_fstypes` and runs of a program
 /// in `fail_programs` fail with EPERM, so tests can drive the fallbacks.
 /// `stat` finds `dirs` (0755) and `files` (0644), owned by 0.
@@ -331,6 +390,15 @@ pub struct RecordingSys {
     pub fail_programs: Vec<String>,
     pub dirs: Vec<PathBuf>,
     pub files: Vec<PathBuf>,
+}
+
+impl RecordingSys {
+    fn run_result(&self, program: &str) -> io::Result<()> {
+        if self.fail_programs.iter().any(|p| p == program) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        Ok(())
+    }
 }
 
 impl Sys for RecordingSys {
@@ -422,10 +490,7 @@ impl Sys for RecordingSys {
             program: program.to_string(),
             args: args.to_vec(),
         });
-        if self.fail_programs.iter().any(|p| p == program) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-        Ok(())
+        self.run_result(program)
     }
     fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()> {
         self.calls.push(Call::RunIn {
@@ -433,9 +498,6 @@ impl Sys for RecordingSys {
             program: program.to_string(),
             args: args.to_vec(),
         });
-        if self.fail_programs.iter().any(|p| p == program) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-        Ok(())
+        self.run_result(program)
     }
 }
