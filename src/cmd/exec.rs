@@ -61,8 +61,7 @@ fn stored_image(store: &corral::image::Store, image: &str) -> Option<ResolvedIma
     let reference = corral::image::Reference::parse(image).ok()?;
     // Shared, like a pull: prune takes it exclusively.
     let _gc = store.lock("gc", false).ok()?;
-    let entry = store.lookup(&reference.to_string()).ok()??;
-    let found = corral::image::Image::from_entry(store, &reference, &entry).ok()?;
+    let found = corral::image::Image::stored(store, &reference).ok()??;
     Some(resolved(found))
 }
 
@@ -135,11 +134,8 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let mut step = sandbox::run_once(stage_spec, &spec, StepStdio::Inherit)
         .context("failed to start the sandbox")?;
     let code = wait_forwarding_signals(&mut step, &signals)?;
-    // Exit codes 125+ are ours (setup, exec) or signals, not the program's.
-    if (1..125).contains(&code)
-        && matches!(sandbox::idmap::choose(), sandbox::IdMapping::Single { .. })
-    {
-        eprintln!("corral: note: {}", sandbox::idmap::single_id_note());
+    if let Some(note) = sandbox::idmap::note_after_failure([code]) {
+        eprintln!("corral: note: {note}");
     }
     // Exit now: the sandbox's init tears it down once the step's report
     // pipe closes, which our exit does; and everything else we hold is

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use corral::cli::{GlobalArgs, NetworkMode as CliNetwork, RunArgs};
 use corral::runner::{self, report, Cancel, RunOptions};
-use corral::sandbox::{IdMapping, NetworkMode};
+use corral::sandbox::{idmap, NetworkMode};
 
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // Before any thread exists: the signals are blocked in every thread.
@@ -60,11 +60,13 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("logs:      {}", report.run_dir.join("logs").display());
     eprintln!("workspace: {}", report.workspace.display());
-    // A program's own failure (not ours, not a signal) where users cannot switch.
-    let mut steps = report.stages.iter().flat_map(|s| &s.steps);
-    let failed = steps.any(|s| s.exit_code.is_some_and(|c| (1..125).contains(&c)));
-    if failed && matches!(corral::sandbox::idmap::choose(), IdMapping::Single { .. }) {
-        eprintln!("note: {}", corral::sandbox::idmap::single_id_note());
+    let codes = report
+        .stages
+        .iter()
+        .flat_map(|s| &s.steps)
+        .filter_map(|s| s.exit_code);
+    if let Some(note) = idmap::note_after_failure(codes) {
+        eprintln!("note: {note}");
     }
     if let Some(sig) = report.interrupted {
         eprintln!("interrupted by signal {sig}");

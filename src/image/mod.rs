@@ -165,6 +165,18 @@ impl From<StoreError> for ImageError {
 }
 
 impl Image {
+    /// The stored image `reference` names, if any. The caller holds the
+    /// store's shared "gc" lock, so prune cannot remove it meanwhile.
+    pub fn stored(store: &Store, reference: &Reference) -> Result<Option<Image>, ImageError> {
+        let key = reference.to_string();
+        let entry = store
+            .lookup(&key)
+            .map_err(|source| ImageError::Store { image: key, source })?;
+        entry
+            .map(|entry| Image::from_entry(store, reference, &entry))
+            .transpose()
+    }
+
     /// Builds the image view of an index entry (reads the stored config).
     pub fn from_entry(
         store: &Store,
@@ -258,15 +270,8 @@ impl Puller {
             })?;
         let offline = self.client.options.offline;
         if policy != PullPolicy::Always || offline {
-            let found = self
-                .store
-                .lookup(&key)
-                .map_err(|source| ImageError::Store {
-                    image: key.clone(),
-                    source,
-                })?;
-            if let Some(entry) = found {
-                return Image::from_entry(&self.store, &reference, &entry);
+            if let Some(image) = Image::stored(&self.store, &reference)? {
+                return Ok(image);
             }
             if policy == PullPolicy::Never {
                 return Err(ImageError::NotPresent { image: key });

@@ -52,6 +52,13 @@ pub fn choose() -> IdMapping {
     }
 }
 
+/// The single-ID note when one of the exit `codes` is a program's own
+/// failure (1..=124: not ours, not a signal) and sandboxes map only one ID.
+pub fn note_after_failure(codes: impl IntoIterator<Item = i32>) -> Option<String> {
+    let failed = codes.into_iter().any(|code| (1..125).contains(&code));
+    (failed && matches!(choose(), IdMapping::Single { .. })).then(single_id_note)
+}
+
 /// One line for a sandbox with a single-ID map: what fails there, why this
 /// user has no range, and the fix.
 pub fn single_id_note() -> String {
