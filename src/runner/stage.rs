@@ -158,7 +158,7 @@ impl StageRun<'_> {
             .run
             .settings
             .pull(
-                &self.sc.run().secrets().clone(),
+                self.sc.run().secrets(),
                 &wanted,
                 self.run.events.clone(),
                 &stop,
