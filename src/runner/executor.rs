@@ -361,9 +361,7 @@ pub fn execute(
         next = end;
         if let Some(deadline) = shared.deadline.as_ref().filter(|d| d.passed()) {
             for stage in batch {
-                let message = format!("not started: {} was reached", deadline.what);
-                shared.note(&stage.id.value, &message);
-                results.push(stage::skipped(&stage.id.value, Some(message)));
+                results.push(stage::not_reached(&shared, &stage.id.value, deadline));
             }
             continue;
         }

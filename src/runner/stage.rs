@@ -216,6 +216,13 @@ pub(crate) fn skipped(stage_id: &str, error: Option<String>) -> StageResult {
     }
 }
 
+/// A stage not started because `deadline` had passed.
+pub(crate) fn not_reached(run: &RunShared<'_>, stage_id: &str, deadline: &Deadline) -> StageResult {
+    let message = format!("not started: {} was reached", deadline.what);
+    run.note(stage_id, &message);
+    skipped(stage_id, Some(message))
+}
+
 /// A stage that could not start (or stopped before its first step):
 /// `stage_finished` with the reason, which `corral run` prints after the
 /// summary.
