@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use image_support::{ranged, FakeServer, Reply, TestImage};
-use run_support::{events, eventually, pipeline, setup, stderr, stdout, Env};
+use run_support::{events, eventually, pipeline, setup, signal_and_wait, stderr, stdout, Env};
 
 /// A gzip layer holding one executable owned by root.
 fn executable_layer(path: &str, data: &[u8]) -> (Vec<u8>, corral::image::Digest) {
@@ -107,7 +107,7 @@ fn interrupt_mid_pull(test: &str, sig: i32, code: i32) {
     let mirror = format!("docker.io=http://{}", server.addr);
     let file = step_pipeline(&env);
     let ev = env.dir.path().join("events.jsonl");
-    let child = env
+    let mut child = env
         .command(&file)
         .args(["--registry-mirror", &mirror, "--events"])
         .arg(&ev)
@@ -122,13 +122,7 @@ fn interrupt_mid_pull(test: &str, sig: i32, code: i32) {
         })
     };
     assert!(eventually(60, downloading), "the layer download began");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, sig) };
-    let mut child = child;
-    let stopped = eventually(30, || child.try_wait().unwrap().is_some());
-    if !stopped {
-        let _ = child.kill();
-    }
+    let stopped = signal_and_wait(&mut child, sig);
     let out = child.wait_with_output().unwrap();
     assert!(stopped, "corral stopped the stalled pull on signal {sig}");
     eprintln!("{}\n{}", stdout(&out), stderr(&out));
@@ -246,30 +240,6 @@ fn pull_progress_reaches_events_and_stderr_lines() {
     assert!(!events(&ev2, "pull_progress").is_empty());
 }
 
-/// A pty pair: (master, slave).
-fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: out-pointers to two ints; no name, termios or winsize.
-    let ret = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: two fresh fds we own.
-    unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(master),
-            std::os::fd::OwnedFd::from_raw_fd(slave),
-        )
-    }
-}
-
 #[test]
 fn a_terminal_gets_a_bar_per_layer() {
     use std::io::Read;
@@ -281,7 +251,7 @@ fn a_terminal_gets_a_bar_per_layer() {
     let server = serve(image, Arc::new(AtomicBool::new(true)));
     let mirror = format!("docker.io=http://{}", server.addr);
     let file = step_pipeline(&env);
-    let (master, slave) = openpty();
+    let (master, slave) = common::openpty();
     let mut child = env
         .command(&file)
         .args(["--registry-mirror", &mirror])
@@ -309,12 +279,7 @@ fn a_terminal_gets_a_bar_per_layer() {
         }
         seen.contains(&bar) && seen.contains("KiB/")
     });
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let stopped = eventually(30, || child.try_wait().unwrap().is_some());
-    if !stopped {
-        let _ = child.kill();
-    }
+    let stopped = signal_and_wait(&mut child, libc::SIGINT);
     let status = child.wait().unwrap();
     assert!(drawn, "a bar for layer {short} on the terminal:\n{seen}");
     assert!(
