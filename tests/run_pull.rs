@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use image_support::{ranged, FakeServer, Reply, TestImage};
-use run_support::{events, eventually, pipeline, setup, signal_and_wait, stderr, stdout, Env};
+use run_support::{
+    events, eventually, pipeline, setup, signal_and_wait, stderr, stdout, step, Env,
+};
 
 /// A gzip layer holding one executable owned by root.
 fn executable_layer(path: &str, data: &[u8]) -> (Vec<u8>, corral::image::Digest) {
@@ -92,9 +94,12 @@ fn serve(image: TestImage, stall: Arc<AtomicBool>) -> FakeServer {
 fn step_pipeline(env: &Env) -> std::path::PathBuf {
     env.write(
         "p.yaml",
-        &pipeline(
-            "- step:\n    type: Run\n    name: hello\n    identifier: hello\n    spec:\n      image: corral-test/bb:1\n      shell: Sh\n      command: echo hello from the pulled image",
-        ),
+        &pipeline(&step(
+            "Run",
+            "hello",
+            Some("corral-test/bb:1"),
+            "echo hello from the pulled image",
+        )),
     )
 }
 
