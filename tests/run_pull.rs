@@ -293,3 +293,40 @@ fn a_terminal_gets_a_bar_per_layer() {
     );
     assert!(stopped && status.code() == Some(130), "{status:?}");
 }
+
+#[test]
+fn an_image_named_by_a_secret_is_masked_in_pull_progress() {
+    let Some(env) = setup("pull_secret_image", false) else {
+        return;
+    };
+    let server = serve(busybox_image(), Arc::new(AtomicBool::new(false)));
+    let mirror = format!("docker.io=http://{}", server.addr);
+    let file = env.write(
+        "p.yaml",
+        &pipeline(&step(
+            "Run",
+            "hello",
+            Some(r#"<+secrets.getValue("ns")>/bb:1"#),
+            "echo hello from the pulled image",
+        )),
+    );
+    let ev = env.dir.path().join("events.jsonl");
+    let out = env
+        .command(&file)
+        .env("PULL_NS", "corral-test")
+        .args(["--secret", "ns=env:PULL_NS", "--registry-mirror", &mirror])
+        .arg("--events")
+        .arg(&ev)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(stdout(&out).contains("hello from the pulled image"));
+    assert!(err.contains("pulling docker.io/"), "{err}");
+    assert!(!err.contains("corral-test"), "{err}");
+    let progress = events(&ev, "pull_progress");
+    assert!(!progress.is_empty());
+    assert!(progress
+        .iter()
+        .all(|e| !e["image"].as_str().unwrap().contains("corral-test")));
+}
