@@ -13,7 +13,7 @@
 mod common;
 mod run_support;
 
-use run_support::{setup, stdout, Env};
+use run_support::{indent, pipeline, setup, stdout, Env};
 
 const COPIES: usize = 4;
 const CAP: usize = 2;
@@ -23,6 +23,15 @@ fn copy_command(index: &str) -> String {
     let wait_for = format!("$(( {index} + {CAP} > {COPIES} ? {COPIES} : {index} + {CAP} ))");
     format!(
         "f=/harness/marks; echo start {index} >> $f; want={wait_for}; i=0; while [ $(grep -c start $f) -lt $want ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo end {index} >> $f"
+    )
+}
+
+/// The `- step:` item (column 0) `copy`, running `copy_command(index)`
+/// on the host.
+fn copy_step(index: &str) -> String {
+    format!(
+        "- step:\n    type: Run\n    name: copy\n    identifier: copy\n    spec:\n      shell: Sh\n      command: '{}'\n",
+        copy_command(index)
     )
 }
 
@@ -62,68 +71,28 @@ fn run_and_check(test: &str, yaml: &str) {
 
 #[test]
 fn matrix_step_copies_respect_max_concurrency() {
-    let yaml = format!(
-        r#"pipeline:
-  name: t
-  identifier: t
-  stages:
-    - stage:
-        name: s
-        identifier: s
-        type: CI
-        spec:
-          execution:
-            steps:
-              - step:
-                  type: Run
-                  name: copy
-                  identifier: copy
-                  strategy:
-                    matrix:
-                      n: [a, b, c, d]
-                      maxConcurrency: {CAP}
-                  spec:
-                    shell: Sh
-                    command: '{}'
-"#,
-        copy_command("<+strategy.iteration>")
+    let step = format!(
+        "{}    strategy:\n      matrix:\n        n: [a, b, c, d]\n        maxConcurrency: {CAP}\n",
+        copy_step("<+strategy.iteration>")
     );
-    run_and_check("matrix_cap", &yaml);
+    run_and_check("matrix_cap", &pipeline(&step));
 }
 
 #[test]
 fn step_group_copies_respect_max_concurrency_beside_repeat() {
-    let yaml = format!(
-        r#"pipeline:
-  name: t
-  identifier: t
-  stages:
-    - stage:
-        name: s
-        identifier: s
-        type: CI
-        spec:
-          execution:
-            steps:
-              - stepGroup:
-                  name: g
-                  identifier: g
-                  strategy:
-                    repeat:
-                      items: ["0", "1", "2", "3"]
-                    maxConcurrency: {CAP}
-                  steps:
-                    - step:
-                        type: Run
-                        name: copy
-                        identifier: copy
-                        spec:
-                          shell: Sh
-                          command: '{}'
-"#,
-        copy_command("<+repeat.item>")
+    let group = format!(
+        r#"- stepGroup:
+    name: g
+    identifier: g
+    strategy:
+      repeat:
+        items: ["0", "1", "2", "3"]
+      maxConcurrency: {CAP}
+    steps:
+{}"#,
+        indent(&copy_step("<+repeat.item>"), 6)
     );
-    run_and_check("group_cap", &yaml);
+    run_and_check("group_cap", &pipeline(&group));
 }
 
 #[test]
@@ -143,15 +112,8 @@ fn stage_copies_respect_max_concurrency() {
         spec:
           execution:
             steps:
-              - step:
-                  type: Run
-                  name: copy
-                  identifier: copy
-                  spec:
-                    shell: Sh
-                    command: '{}'
-"#,
-        copy_command("<+strategy.iteration>")
+{}"#,
+        indent(&copy_step("<+strategy.iteration>"), 14)
     );
     run_and_check("stage_cap", &yaml);
 }
@@ -191,15 +153,8 @@ fn a_looped_stage_in_a_parallel_block_runs_beside_its_siblings() {
             spec:
               execution:
                 steps:
-                  - step:
-                      type: Run
-                      name: copy
-                      identifier: copy
-                      spec:
-                        shell: Sh
-                        command: '{}'
-"#,
-        copy_command("<+strategy.iteration>")
+{}"#,
+        indent(&copy_step("<+strategy.iteration>"), 18)
     );
     run_and_check("looped_in_parallel", &yaml);
 }

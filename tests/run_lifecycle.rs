@@ -10,7 +10,7 @@ mod common;
 mod image_support;
 mod run_support;
 
-use run_support::{events, pipeline, row, setup, stderr, stdout};
+use run_support::{events, pipeline, row, setup, stderr, stdout, step};
 
 /// The single `stage_finished` and `run_finished` events of a run.
 fn finished(path: &std::path::Path) -> (serde_json::Value, serde_json::Value) {
@@ -95,9 +95,12 @@ fn a_missing_image_with_offline_fails_the_stage_naming_step_and_image() {
     };
     let file = env.write(
         "p.yaml",
-        &pipeline(
-            "- step:\n    type: Run\n    name: use\n    identifier: use\n    spec:\n      image: corral-test/never-pulled:1\n      shell: Sh\n      command: echo hi",
-        ),
+        &pipeline(&step(
+            "Run",
+            "use",
+            Some("corral-test/never-pulled:1"),
+            "echo hi",
+        )),
     );
     let ev = env.dir.path().join("events.jsonl");
     let out = env.run(&file, &["--offline", "--events", ev.to_str().unwrap()]);
@@ -133,9 +136,7 @@ fn an_image_the_registry_lacks_fails_the_stage_with_what_to_do() {
     let image = format!("{}/corral-test/nowhere:1", server.addr);
     let file = env.write(
         "p.yaml",
-        &pipeline(&format!(
-            "- step:\n    type: Run\n    name: use\n    identifier: use\n    spec:\n      image: {image}\n      shell: Sh\n      command: echo hi"
-        )),
+        &pipeline(&step("Run", "use", Some(&image), "echo hi")),
     );
     let ev = env.dir.path().join("events.jsonl");
     let out = env.run(&file, &["--events", ev.to_str().unwrap()]);
@@ -289,9 +290,7 @@ fn a_holder_that_cannot_start_fails_the_stage_with_the_summary() {
     };
     let file = env.write(
         "p.yaml",
-        &pipeline(
-            "- step:\n    type: Run\n    name: r\n    identifier: r\n    spec:\n      shell: Sh\n      command: touch /harness/ran",
-        ),
+        &pipeline(&step("Run", "r", None, "touch /harness/ran")),
     );
     let ev = env.dir.path().join("events.jsonl");
     // The sandbox roles are served by CORRAL_EXE; /bin/false serves none.

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use image_support::{ranged, FakeServer, Reply, TestImage};
-use run_support::{events, eventually, pipeline, setup, stderr, stdout, Env};
+use run_support::{
+    events, eventually, pipeline, setup, signal_and_wait, stderr, stdout, step, Env,
+};
 
 /// A gzip layer holding one executable owned by root.
 fn executable_layer(path: &str, data: &[u8]) -> (Vec<u8>, corral::image::Digest) {
@@ -92,9 +94,12 @@ fn serve(image: TestImage, stall: Arc<AtomicBool>) -> FakeServer {
 fn step_pipeline(env: &Env) -> std::path::PathBuf {
     env.write(
         "p.yaml",
-        &pipeline(
-            "- step:\n    type: Run\n    name: hello\n    identifier: hello\n    spec:\n      image: corral-test/bb:1\n      shell: Sh\n      command: echo hello from the pulled image",
-        ),
+        &pipeline(&step(
+            "Run",
+            "hello",
+            Some("corral-test/bb:1"),
+            "echo hello from the pulled image",
+        )),
     )
 }
 
@@ -107,7 +112,7 @@ fn interrupt_mid_pull(test: &str, sig: i32, code: i32) {
     let mirror = format!("docker.io=http://{}", server.addr);
     let file = step_pipeline(&env);
     let ev = env.dir.path().join("events.jsonl");
-    let child = env
+    let mut child = env
         .command(&file)
         .args(["--registry-mirror", &mirror, "--events"])
         .arg(&ev)
@@ -122,13 +127,7 @@ fn interrupt_mid_pull(test: &str, sig: i32, code: i32) {
         })
     };
     assert!(eventually(60, downloading), "the layer download began");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, sig) };
-    let mut child = child;
-    let stopped = eventually(30, || child.try_wait().unwrap().is_some());
-    if !stopped {
-        let _ = child.kill();
-    }
+    let stopped = signal_and_wait(&mut child, sig);
     let out = child.wait_with_output().unwrap();
     assert!(stopped, "corral stopped the stalled pull on signal {sig}");
     eprintln!("{}\n{}", stdout(&out), stderr(&out));
@@ -246,30 +245,6 @@ fn pull_progress_reaches_events_and_stderr_lines() {
     assert!(!events(&ev2, "pull_progress").is_empty());
 }
 
-/// A pty pair: (master, slave).
-fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: out-pointers to two ints; no name, termios or winsize.
-    let ret = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: two fresh fds we own.
-    unsafe {
-        (
-            std::os::fd::OwnedFd::from_raw_fd(master),
-            std::os::fd::OwnedFd::from_raw_fd(slave),
-        )
-    }
-}
-
 #[test]
 fn a_terminal_gets_a_bar_per_layer() {
     use std::io::Read;
@@ -281,7 +256,7 @@ fn a_terminal_gets_a_bar_per_layer() {
     let server = serve(image, Arc::new(AtomicBool::new(true)));
     let mirror = format!("docker.io=http://{}", server.addr);
     let file = step_pipeline(&env);
-    let (master, slave) = openpty();
+    let (master, slave) = common::openpty();
     let mut child = env
         .command(&file)
         .args(["--registry-mirror", &mirror])
@@ -309,12 +284,7 @@ fn a_terminal_gets_a_bar_per_layer() {
         }
         seen.contains(&bar) && seen.contains("KiB/")
     });
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let stopped = eventually(30, || child.try_wait().unwrap().is_some());
-    if !stopped {
-        let _ = child.kill();
-    }
+    let stopped = signal_and_wait(&mut child, libc::SIGINT);
     let status = child.wait().unwrap();
     assert!(drawn, "a bar for layer {short} on the terminal:\n{seen}");
     assert!(
@@ -322,4 +292,41 @@ fn a_terminal_gets_a_bar_per_layer() {
         "{seen}"
     );
     assert!(stopped && status.code() == Some(130), "{status:?}");
+}
+
+#[test]
+fn an_image_named_by_a_secret_is_masked_in_pull_progress() {
+    let Some(env) = setup("pull_secret_image", false) else {
+        return;
+    };
+    let server = serve(busybox_image(), Arc::new(AtomicBool::new(false)));
+    let mirror = format!("docker.io=http://{}", server.addr);
+    let file = env.write(
+        "p.yaml",
+        &pipeline(&step(
+            "Run",
+            "hello",
+            Some(r#"<+secrets.getValue("ns")>/bb:1"#),
+            "echo hello from the pulled image",
+        )),
+    );
+    let ev = env.dir.path().join("events.jsonl");
+    let out = env
+        .command(&file)
+        .env("PULL_NS", "corral-test")
+        .args(["--secret", "ns=env:PULL_NS", "--registry-mirror", &mirror])
+        .arg("--events")
+        .arg(&ev)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(stdout(&out).contains("hello from the pulled image"));
+    assert!(err.contains("pulling docker.io/"), "{err}");
+    assert!(!err.contains("corral-test"), "{err}");
+    let progress = events(&ev, "pull_progress");
+    assert!(!progress.is_empty());
+    assert!(progress
+        .iter()
+        .all(|e| !e["image"].as_str().unwrap().contains("corral-test")));
 }

@@ -10,7 +10,7 @@ mod run_support;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use run_support::{eventually, leftover_processes, pipeline, run_step, setup, step, Env};
+use run_support::{eventually, leftover_processes, pipeline, run_step, setup, signal, step, Env};
 
 /// A service and a Run step that never end on their own.
 fn start_endless(env: &Env) -> Child {
@@ -36,11 +36,6 @@ fn start_endless(env: &Env) -> Child {
         "the Run step started"
     );
     child
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, sig) };
 }
 
 fn assert_nothing_left(env: &Env) {

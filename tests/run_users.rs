@@ -130,3 +130,39 @@ fn an_image_user_writes_the_workspace_and_its_output_variables() {
     assert!(text.contains("consume | built\n"), "{text}");
     assert!(text.contains("consume | got 1.2\n"), "{text}");
 }
+
+#[test]
+fn an_image_named_by_a_secret_is_masked_in_the_user_fallback_warning() {
+    let Some(env) = setup("run_user_secret_image", true) else {
+        return;
+    };
+    let image = r#"busybox:<+secrets.getValue("tag")>"#;
+    let file = env.write(
+        "p.yaml",
+        &pipeline(&step("Run", "who", Some(image), "id -un")),
+    );
+    let out = env
+        .command(&file)
+        .env("USER_TAG", "user")
+        .args(["--secret", "tag=env:USER_TAG"])
+        .output()
+        .unwrap();
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}{err}");
+    assert!(!text.contains("busybox:user"), "{text}");
+    assert!(!err.contains("busybox:user"), "{err}");
+    if common::single_id_mapping(&env.store) {
+        // The warning is there, naming the image masked.
+        assert!(
+            err.contains("step who: image docker.io/library/busybox:"),
+            "{err}"
+        );
+        assert!(
+            err.contains("sets User app; running as root instead"),
+            "{err}"
+        );
+        assert!(text.contains("who | root\n"), "{text}");
+    } else {
+        assert!(text.contains("who | app\n"), "{text}");
+    }
+}

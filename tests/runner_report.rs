@@ -201,6 +201,15 @@ fn exit_code_follows_the_first_failing_step() {
         ..sauce_stage()
     };
     assert_eq!(exit_code(&[aborted]), 1);
+    // A stage or pipeline timeout that stopped the stage before any step
+    // failed (while pulling, or between steps) exits as a step timeout.
+    let cut_short = StageResult {
+        status: StageStatus::Failed,
+        steps: vec![],
+        timed_out: true,
+        ..sauce_stage()
+    };
+    assert_eq!(exit_code(&[cut_short]), 124);
 }
 
 fn fixed_clock() -> time::OffsetDateTime {

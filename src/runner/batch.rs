@@ -21,20 +21,20 @@ pub(super) fn run_batch(
     failed: bool,
     aborted: bool,
 ) -> Vec<(StageResult, resolve::StepOutputs)> {
-    let run_one = |i: usize| match &contexts[i] {
+    let run_one = |i: usize| {
         // A copy that waited for its turn past the pipeline's timeout.
-        _ if shared.deadline.as_ref().is_some_and(|d| d.passed()) => {
-            let what = shared.deadline.as_ref().map(|d| d.what.clone());
-            let message = format!("not started: {} was reached", what.unwrap_or_default());
-            shared.note(&batch[i].id.value, &message);
-            let result = stage::skipped(&batch[i].id.value, Some(message));
-            (result, resolve::StepOutputs::new())
+        if let Some(deadline) = shared.deadline.as_ref().filter(|d| d.passed()) {
+            let result = stage::not_reached(shared, &batch[i].id.value, deadline);
+            return (result, resolve::StepOutputs::new());
         }
-        Ok(sc) => stage::run_stage(shared, sc, failed, aborted),
-        Err(err) => {
-            let message = format!("failed to resolve its steps: {}", error_chain(err));
-            let result = stage::failed(shared, &batch[i].id.value, Instant::now(), message, false);
-            (result, resolve::StepOutputs::new())
+        match &contexts[i] {
+            Ok(sc) => stage::run_stage(shared, sc, failed, aborted),
+            Err(err) => {
+                let message = format!("failed to resolve its steps: {}", error_chain(err));
+                let result =
+                    stage::failed(shared, &batch[i].id.value, Instant::now(), message, false);
+                (result, resolve::StepOutputs::new())
+            }
         }
     };
     if batch.len() == 1 {

@@ -17,7 +17,7 @@ use super::stage::{self, RunShared};
 use super::step::error_chain;
 use crate::config::Config;
 use crate::image::{Image, Progress, RegistryOptions, Store};
-use crate::pipeline::secret::SecretStore;
+use crate::pipeline::secret::{Masker, SecretStore};
 use crate::sandbox::{self, NetworkMode};
 
 /// Grace between SIGTERM and SIGKILL at teardown unless the config's
@@ -159,6 +159,8 @@ pub struct Settings {
     pub exe: PathBuf,
     pub quiet: bool,
     pub progress: Option<Arc<dyn Progress>>,
+    /// Masks what pulls print (an image reference may hold a secret).
+    pub masker: Masker,
 }
 
 impl Settings {
@@ -174,7 +176,12 @@ impl Settings {
         if wanted.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let reporter = Reporter::new(self.quiet, events, self.progress.clone());
+        let reporter = Reporter::new(
+            self.quiet,
+            events,
+            self.progress.clone(),
+            self.masker.clone(),
+        );
         pull::pull_all(
             &self.store,
             &self.registry,
@@ -321,6 +328,7 @@ pub fn execute(
         exe,
         quiet: options.quiet,
         progress: options.progress.clone(),
+        masker: masker.clone(),
     };
     let shared = RunShared {
         settings: &settings,
@@ -361,9 +369,7 @@ pub fn execute(
         next = end;
         if let Some(deadline) = shared.deadline.as_ref().filter(|d| d.passed()) {
             for stage in batch {
-                let message = format!("not started: {} was reached", deadline.what);
-                shared.note(&stage.id.value, &message);
-                results.push(stage::skipped(&stage.id.value, Some(message)));
+                results.push(stage::not_reached(&shared, &stage.id.value, deadline));
             }
             continue;
         }

@@ -147,8 +147,13 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         Ok(image) => image,
         Err(message) => return not_started(st, &resolved.id, kind, &message),
     };
-    let spec = match step::sandbox_spec(&resolved, image.as_ref(), &st.mounts, st.sandbox.mapping())
-    {
+    let spec = match step::sandbox_spec(
+        &resolved,
+        image.as_ref(),
+        &st.mounts,
+        st.sandbox.mapping(),
+        &st.run.masker,
+    ) {
         Ok(spec) => spec,
         Err(message) => return not_started(st, &resolved.id, kind, &message),
     };

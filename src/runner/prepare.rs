@@ -223,9 +223,35 @@ pub(super) fn pull_failure(err: &PullError) -> String {
         }
         source = e.source();
     }
-    if offline_or_never || matches!(err, PullError::ConnectorSecret { .. }) {
+    // Advice about references and registries helps none of these.
+    let no_advice = matches!(
+        err,
+        PullError::ConnectorSecret { .. }
+            | PullError::Interrupted { .. }
+            | PullError::TimedOut { .. }
+    );
+    if offline_or_never || no_advice {
         chain
     } else {
         format!("{chain}; check the image reference and the registry (--registry-mirror, --insecure-registry), or import the image with `corral import`")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_pull_gets_no_registry_advice() {
+        for err in [
+            PullError::Interrupted { signal: 2 },
+            PullError::TimedOut {
+                what: "the stage's timeout of 1s".to_string(),
+            },
+        ] {
+            let message = pull_failure(&err);
+            assert_eq!(message, err.to_string());
+            assert!(!message.contains("corral import"), "{message}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use super::events::{Event, EventWriter, PullPhase};
 use crate::config::Config;
 use crate::image::{self, Digest, Image, Mirror, Progress, PullSummary, RegistryOptions, Store};
 use crate::pipeline::model::PullPolicy as ModelPolicy;
-use crate::pipeline::secret::SecretStore;
+use crate::pipeline::secret::{Masker, SecretStore};
 
 /// One image a stage needs, and the first step that needs it.
 #[derive(Debug, Clone)]
@@ -199,10 +199,12 @@ fn connector_credentials(
 
 /// Reports pulls: to `forward` (the terminal's bars or lines) when given,
 /// else one line per image on stderr; and as `pull_progress` events.
+/// Image names are masked: a reference may be built from a secret.
 pub struct Reporter {
     pub quiet: bool,
     pub events: Option<Arc<EventWriter>>,
     pub forward: Option<Arc<dyn Progress>>,
+    masker: Masker,
     layers: Mutex<HashMap<Digest, LayerSeen>>,
 }
 
@@ -224,11 +226,13 @@ impl Reporter {
         quiet: bool,
         events: Option<Arc<EventWriter>>,
         forward: Option<Arc<dyn Progress>>,
+        masker: Masker,
     ) -> Self {
         Reporter {
             quiet,
             events,
             forward,
+            masker,
             layers: Mutex::new(HashMap::new()),
         }
     }
@@ -263,17 +267,18 @@ impl Reporter {
 
 impl Progress for Reporter {
     fn image_started(&self, image: &str) {
+        let shown = self.masker.mask(image);
         if let Some(f) = &self.forward {
-            f.image_started(image);
+            f.image_started(&shown);
         } else if self.lines() {
-            eprintln!("pulling {image}");
+            eprintln!("pulling {shown}");
         }
         self.emit(image, PullPhase::Resolving, None, 0, None);
     }
 
     fn layer_started(&self, image: &str, layer: &Digest, size: u64) {
         if let Some(f) = &self.forward {
-            f.layer_started(image, layer, size);
+            f.layer_started(&self.masker.mask(image), layer, size);
         }
         self.layers().insert(
             layer.clone(),
@@ -318,7 +323,7 @@ impl Progress for Reporter {
 
     fn layer_cached(&self, image: &str, layer: &Digest) {
         if let Some(f) = &self.forward {
-            f.layer_cached(image, layer);
+            f.layer_cached(&self.masker.mask(image), layer);
         }
         self.layers().insert(
             layer.clone(),
@@ -349,12 +354,16 @@ impl Progress for Reporter {
     }
 
     fn image_done(&self, summary: &PullSummary) {
+        let shown = PullSummary {
+            image: self.masker.mask(&summary.image).into_owned(),
+            ..summary.clone()
+        };
         if let Some(f) = &self.forward {
-            f.image_done(summary);
+            f.image_done(&shown);
         } else if self.lines() {
             eprintln!(
                 "pulled {} ({} layers, {} downloaded, {:.1}s)",
-                summary.image,
+                shown.image,
                 summary.layers,
                 summary.layers_downloaded,
                 summary.elapsed.as_secs_f64()

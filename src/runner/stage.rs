@@ -158,7 +158,7 @@ impl StageRun<'_> {
             .run
             .settings
             .pull(
-                &self.sc.run().secrets().clone(),
+                self.sc.run().secrets(),
                 &wanted,
                 self.run.events.clone(),
                 &stop,
@@ -214,6 +214,13 @@ pub(crate) fn skipped(stage_id: &str, error: Option<String>) -> StageResult {
         error,
         timed_out: false,
     }
+}
+
+/// A stage not started because `deadline` had passed.
+pub(crate) fn not_reached(run: &RunShared<'_>, stage_id: &str, deadline: &Deadline) -> StageResult {
+    let message = format!("not started: {} was reached", deadline.what);
+    run.note(stage_id, &message);
+    skipped(stage_id, Some(message))
 }
 
 /// A stage that could not start (or stopped before its first step):

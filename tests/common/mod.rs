@@ -143,3 +143,22 @@ pub fn single_id_mapping(store: &std::path::Path) -> bool {
         .unwrap()
         .starts_with("single")
 }
+
+/// A pty pair: (master, slave).
+pub fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: out-pointers to two ints; no name, termios or winsize.
+    let ret = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: two fresh fds we own.
+    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
+}

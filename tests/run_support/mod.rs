@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 
 use crate::common;
 
@@ -228,4 +228,21 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     f()
+}
+
+/// Sends signal `sig` to `child`.
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// Sends `sig` to `child` and waits up to 30 s for it to exit, killing it
+/// if it does not: whether it stopped by itself.
+pub fn signal_and_wait(child: &mut Child, sig: i32) -> bool {
+    signal(child, sig);
+    let stopped = eventually(30, || child.try_wait().unwrap().is_some());
+    if !stopped {
+        let _ = child.kill();
+    }
+    stopped
 }
