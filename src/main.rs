@@ -102,7 +102,7 @@ fn init_tracing(cli: &Cli) {
         ColorChoice::Auto => std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let fmt = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(cmd::logmask::MaskedStderr::new)
         .with_ansi(ansi)
         .with_target(false)
         .without_time();

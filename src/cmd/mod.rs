@@ -4,6 +4,7 @@
 pub mod exec;
 pub mod image;
 pub mod info;
+pub mod logmask;
 pub mod run;
 pub mod run_exec;
 pub mod validate;

@@ -51,6 +51,8 @@ pub fn prepare(
             }
         };
     let masker = secrets.masker();
+    // Every log line from here on, library warnings included.
+    super::logmask::mask_logs_with(&masker);
     let vars = match RunOptions::parse_vars(&args.vars) {
         Ok(v) => v,
         Err(e) => {

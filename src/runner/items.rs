@@ -147,13 +147,8 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         Ok(image) => image,
         Err(message) => return not_started(st, &resolved.id, kind, &message),
     };
-    let spec = match step::sandbox_spec(
-        &resolved,
-        image.as_ref(),
-        &st.mounts,
-        st.sandbox.mapping(),
-        &st.run.masker,
-    ) {
+    let spec = match step::sandbox_spec(&resolved, image.as_ref(), &st.mounts, st.sandbox.mapping())
+    {
         Ok(spec) => spec,
         Err(message) => return not_started(st, &resolved.id, kind, &message),
     };

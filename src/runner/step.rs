@@ -15,7 +15,6 @@ use super::logs::{LineSink, LogLine, StepLog, Stream};
 use super::resolve::{ResolvedStep, WORKSPACE};
 use super::supervise::{self, Exit, StepOutcome, Supervised};
 use crate::image::Image;
-use crate::pipeline::secret::Masker;
 use crate::sandbox::{
     self, BindMount, IdMapping, Limits, Rootfs, SandboxSpec, StepExit, StepStdio,
 };
@@ -66,7 +65,6 @@ pub fn sandbox_spec(
     image: Option<&Image>,
     mounts: &StepMounts,
     mapping: IdMapping,
-    masker: &Masker,
 ) -> Result<SandboxSpec, String> {
     let rootfs = match image {
         Some(image) => Rootfs::Image {
@@ -102,7 +100,7 @@ pub fn sandbox_spec(
             set("PATH", &path);
         }
     }
-    let user = step_user(step, image, &spec.rootfs, mapping, masker)?;
+    let user = step_user(step, image, &spec.rootfs, mapping)?;
     let home = user.as_ref().and_then(|u| u.home.as_deref());
     set("HOME", home.unwrap_or("/root"));
     if let Some(image) = image {
@@ -144,14 +142,12 @@ pub fn sandbox_spec(
 /// `runAsUser`, else the image's `User` (see [`sandbox::user::choose`]);
 /// `None` runs as root of the stage's user namespace (the workspace owner).
 /// A `runAsUser` the stage's ID mapping cannot hold fails the step before
-/// it starts, saying why. The warning is masked (it names the image, whose
-/// reference may hold a secret); the error is masked where it is printed.
+/// it starts, saying why.
 fn step_user(
     step: &ResolvedStep,
     image: Option<&Image>,
     rootfs: &Rootfs,
     mapping: IdMapping,
-    masker: &Masker,
 ) -> Result<Option<sandbox::user::ExecUser>, String> {
     let requested = step.run_as_user.map(|uid| uid.to_string());
     let image_user = image.and_then(|i| i.config.user.as_deref());
@@ -168,8 +164,7 @@ fn step_user(
     )
     .map_err(|e| format!("step {}: {}", step.id, error_chain(&e)))?;
     if let Some(warning) = warning {
-        let warning = format!("step {}: {warning}", step.id);
-        tracing::warn!("{}", masker.mask(&warning));
+        tracing::warn!("step {}: {warning}", step.id);
     }
     Ok(found)
 }
