@@ -11,31 +11,13 @@ mod util;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use util::busybox_rootfs;
-
-/// A pty pair: (master, slave).
-fn openpty() -> (OwnedFd, OwnedFd) {
-    let (mut master, mut slave) = (0, 0);
-    // SAFETY: out-pointers to two ints; no name, termios or winsize.
-    let ret = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: two fresh fds we own.
-    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
-}
 
 #[test]
 fn ctrl_c_on_the_terminal_reaches_the_command_once() {
@@ -44,7 +26,7 @@ fn ctrl_c_on_the_terminal_reaches_the_command_once() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = busybox_rootfs(tmp.path());
-    let (master, slave) = openpty();
+    let (master, slave) = common::openpty();
     let slave_fd = slave.as_raw_fd();
     // Every SIGINT the shell gets bumps n; the background sleep keeps the
     // shell in `wait` until the first one arrives.
