@@ -103,6 +103,7 @@ pub(super) fn prepare(
         tracing::info!("--network host: portBindings are the host's ports already");
         ports.clear();
     }
+    check_inside(&ports).map_err(NotStarted::Failed)?;
     check_ports(&ports).map_err(NotStarted::Failed)?;
     let mut shared = Vec::new();
     for (n, path) in stage.spec.shared_paths.iter().enumerate() {
@@ -195,6 +196,26 @@ fn check_ports(ports: &[Published]) -> Result<(), String> {
             return Err(format!(
                 "step {}: portBindings at {} publish host port {port} (to container port {}), {why}",
                 p.step, p.at, p.forward.container_port
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Inside the stage a host port that differs from its container port is
+/// held by the forwarder (on loopback, for steps on the host's root), so
+/// no binding may use it as its container port: that service could not
+/// listen. Found here rather than as EADDRINUSE in a service's log.
+fn check_inside(ports: &[Published]) -> Result<(), String> {
+    for held in ports
+        .iter()
+        .filter(|p| p.forward.host_port != p.forward.container_port)
+    {
+        let port = held.forward.host_port;
+        if let Some(user) = ports.iter().find(|p| p.forward.container_port == port) {
+            return Err(format!(
+                "step {}: portBindings at {} map host port {} to container port {port}, but inside the stage port {port} is taken: step {} publishes host port {port} (at {}) and corral forwards 127.0.0.1:{port} to container port {} there, for steps that run on the host; change one of the ports",
+                user.step, user.at, user.forward.host_port, held.step, held.at, held.forward.container_port
             ));
         }
     }

@@ -3,9 +3,14 @@
 //! Protocol (lines; control on stdin, replies on stdout):
 //! launcher → `HolderRequest` JSON; holder binds the host ports, unshares
 //! USER|NET → `unshared`; launcher writes the ID maps → `mapped`; holder
-//! brings `lo` up and starts the forwarders → `ready`. Then `rm PATH` →
-//! `ok` / `error MSG` (removal happens here because files created inside
-//! belong to IDs only the namespace's root may delete). EOF → exit.
+//! brings `lo` up, binds the inside listeners of host ports that differ
+//! from their container ports and starts the forwarders → `ready`. Then
+//! `rm PATH` → `ok` / `error MSG` (removal happens here because files
+//! created inside belong to IDs only the namespace's root may delete).
+//! EOF → exit, and every forwarder (a thread of ours) goes with us.
+//!
+//! The holder owns the forwarders because it is single-threaded until
+//! `ready` and already sits in the namespace: no fork, no extra process.
 
 use std::io::{BufRead, Write};
 
@@ -37,7 +42,7 @@ pub fn holder_main() -> i32 {
             return 125;
         }
     }
-    let listeners = match net::bind_listeners(&req.ports) {
+    let mut listeners = match net::bind_listeners(&req.ports) {
         Ok(l) => l,
         Err(err) => {
             reply(&format!("error {}", super::error_chain(&err)));
@@ -64,9 +69,14 @@ pub fn holder_main() -> i32 {
         _ => return 125,
     }
     if req.network != NetworkMode::Host {
-        if let Err(err) = net::loopback_up() {
-            reply(&format!("error {}", super::error_chain(&err)));
-            return 125;
+        // With the host's netns the host listeners serve `localhost` already.
+        let inside = net::loopback_up().and_then(|()| net::bind_inside_listeners(&req.ports));
+        match inside {
+            Ok(inside) => listeners.extend(inside),
+            Err(err) => {
+                reply(&format!("error {}", super::error_chain(&err)));
+                return 125;
+            }
         }
     }
     net::spawn_forwarders(listeners);

@@ -5,9 +5,14 @@
 //! opened before `unshare(CLONE_NEWNET)` keep accepting host connections,
 //! and connections made afterwards reach `127.0.0.1` inside. That is a
 //! rootless port forwarder without a helper binary.
+//!
+//! A published port whose host port differs from its container port is
+//! also forwarded inside the namespace (loopback HOST -> CTR): steps that
+//! run on the host's root stand for processes on a Harness Cloud VM, which
+//! reach a service at `localhost:HOST`.
 
 use std::io;
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 
 use super::spec::PortForward;
@@ -24,6 +29,13 @@ pub enum NetError {
     },
     #[error("failed to bring up the loopback interface")]
     LoopbackUp(#[source] io::Error),
+    #[error("failed to listen on {addr} inside the stage's network namespace (forwarding host port {port})")]
+    ListenInside {
+        addr: SocketAddr,
+        port: u16,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Opens the host-side listeners (call before unsharing the netns).
@@ -46,8 +58,46 @@ pub fn bind_listeners(ports: &[PortForward]) -> Result<Vec<(TcpListener, PortFor
         .collect()
 }
 
-/// Forwards every accepted host connection to `127.0.0.1:container_port` of
-/// the current (new) netns, one thread per direction.
+/// Opens loopback listeners on each host port that differs from its
+/// container port, inside the current (new) netns: `127.0.0.1:HOST`, and
+/// `[::1]:HOST` when the namespace has IPv6. Equal ports need none (the
+/// service itself listens there).
+pub fn bind_inside_listeners(
+    ports: &[PortForward],
+) -> Result<Vec<(TcpListener, PortForward)>, NetError> {
+    let mut out = Vec::new();
+    for fwd in ports.iter().filter(|f| f.host_port != f.container_port) {
+        let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, fwd.host_port));
+        let listener = TcpListener::bind(v4).map_err(|source| NetError::ListenInside {
+            addr: v4,
+            port: fwd.host_port,
+            source,
+        })?;
+        out.push((listener, *fwd));
+        let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, fwd.host_port));
+        match TcpListener::bind(v6) {
+            Ok(listener) => out.push((listener, *fwd)),
+            // No IPv6 in this kernel or namespace: 127.0.0.1 is enough.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
+                ) => {}
+            Err(source) => {
+                return Err(NetError::ListenInside {
+                    addr: v6,
+                    port: fwd.host_port,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Forwards every accepted connection (from the host, or from inside for
+/// [`bind_inside_listeners`]) to `127.0.0.1:container_port` of the current
+/// (new) netns, one thread per direction.
 pub fn spawn_forwarders(listeners: Vec<(TcpListener, PortForward)>) {
     for (listener, fwd) in listeners {
         std::thread::spawn(move || {
