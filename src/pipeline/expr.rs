@@ -10,7 +10,8 @@
 //! - `parse_condition` / `eval_condition` for `when.condition`.
 //!
 //! Supported inside `<+...>`: dotted paths (`pipeline.variables.x`,
-//! `steps.S.output.outputVariables.V`, ...; the `Scope` resolves them),
+//! `steps.S.output.outputVariables.V`, `pipeline.stages.S.status`, ...; the
+//! `Scope` resolves them),
 //! `secrets.getValue('id')` with `account.`/`org.` prefixes, `<+input>` with
 //! its `.default()`/`.allowedValues()`/`.executionInput()` modifiers, string
 //! and number literals, the string methods of `ast::Method`, `[i]` on lists,
@@ -108,6 +109,12 @@ pub trait Scope {
     fn is_secret(&self, _path: &[String]) -> bool {
         false
     }
+    /// Why a path `lookup` does not know has no value yet (a status of a
+    /// stage or step that has not started), so the error says so instead
+    /// of "unknown reference".
+    fn not_yet(&self, _path: &[String]) -> Option<String> {
+        None
+    }
 }
 
 /// Every variant carries the byte offset (in the parsed text) of the
@@ -121,6 +128,12 @@ pub enum ExprError {
     Eval { offset: usize, reason: String },
     #[error("unknown reference `{path}`")]
     UnknownReference { path: String, offset: usize },
+    #[error("`{path}` has no value yet: {reason}")]
+    NotYet {
+        path: String,
+        reason: String,
+        offset: usize,
+    },
     #[error("secret `{id}` was not given (pass it with --secret {id}=env:VAR or --secrets-file)")]
     MissingSecret { id: String, offset: usize },
     #[error("runtime input `<+input>` needs a value (give it with --var)")]
@@ -143,6 +156,7 @@ impl ExprError {
             ExprError::Parse { offset, .. }
             | ExprError::Eval { offset, .. }
             | ExprError::UnknownReference { offset, .. }
+            | ExprError::NotYet { offset, .. }
             | ExprError::MissingSecret { offset, .. }
             | ExprError::Input { offset } => *offset,
             ExprError::ResolveValue { source, .. } => source.offset(),

@@ -445,6 +445,27 @@ const REFERENCE_CASES: &[(&str, Option<&str>)] = &[
         Some("unknown stage `other`"),
     ),
     (
+        "{command: 'echo <+steps.out.status> <+steps.out.retryCount>'}",
+        None,
+    ),
+    ("{command: 'echo <+execution.steps.out.status>'}", None),
+    (
+        "{command: 'echo <+pipeline.stages.s.spec.execution.steps.out.status>'}",
+        None,
+    ),
+    (
+        "{command: 'echo <+stages.s.spec.execution.steps.out.status>'}",
+        None,
+    ),
+    (
+        "{command: 'echo <+pipeline.stages.s.spec.execution.steps.nope.status>'}",
+        Some("unknown step `nope` of stage `s`"),
+    ),
+    (
+        "{command: 'echo <+steps.out.steps.nope.status>'}",
+        Some("unknown step `nope` of stage `s`"),
+    ),
+    (
         "{command: 'echo <+matrix.os>'}",
         Some("outside a matrix strategy"),
     ),
@@ -478,6 +499,32 @@ fn unknown_references_are_errors() {
             ", strategy: {repeat: {items: [a]}}",
             None,
         ),
+        // `when.condition` is checked as string fields are.
+        (
+            "{command: x}",
+            ", when: {stageStatus: All, condition: '<+steps.out.status> == \"IGNORE_FAILED\"'}",
+            None,
+        ),
+        (
+            "{command: x}",
+            ", when: {stageStatus: All, condition: '<+pipeline.stages.s.status> == \"SUCCEEDED\"'}",
+            None,
+        ),
+        (
+            "{command: x}",
+            ", when: {stageStatus: All, condition: '<+pipeline.stages.nope.status> == \"SUCCEEDED\"'}",
+            Some("unknown stage `nope`"),
+        ),
+        (
+            "{command: x}",
+            ", when: {stageStatus: All, condition: '<+steps.nope.status> == \"FAILED\"'}",
+            Some("unknown step `nope`"),
+        ),
+        (
+            "{command: x}",
+            ", when: {stageStatus: All, condition: '<+pipeline.stages.s.spec.execution.steps.none.status> != \"FAILED\"'}",
+            Some("unknown step `none` of stage `s`"),
+        ),
     ];
     let plain = REFERENCE_CASES
         .iter()
@@ -495,6 +542,22 @@ fn unknown_references_are_errors() {
             }
         }
     }
+}
+
+#[test]
+fn an_unknown_reference_in_a_condition_is_located() {
+    let text = reference_pipeline(
+        "{command: x}",
+        ", when: {stageStatus: All, condition: '<+pipeline.stages.nope.status> == \"SUCCEEDED\"'}",
+    );
+    let diags = load(&text).unwrap_err();
+    let shown: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert!(
+        shown
+            .iter()
+            .any(|d| d.contains(":15:") && d.contains("steps[1].step.when.condition")),
+        "{shown:#?}"
+    );
 }
 
 #[test]

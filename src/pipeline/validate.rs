@@ -178,9 +178,8 @@ impl RefScope<'_> {
                 for r in t.references() {
                     if let Reference::Path(segs) = &r {
                         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-                        self.reference(d, s, path, &segs);
+                        self.references(d, s, path, &segs);
                         loop_reference(d, s, path, &segs, loops);
-                        self.output_reference(d, s, path, &segs);
                     }
                 }
             }
@@ -200,9 +199,24 @@ impl RefScope<'_> {
     }
 
     fn condition(&self, d: &mut Diagnostics, s: &Str, path: &DocPath) {
-        if let Err(e) = expr::parse_condition(&s.value) {
-            d.error(s.loc, path, format!("condition: {e}"));
+        match expr::parse_condition(&s.value) {
+            Ok(c) => {
+                for r in c.references() {
+                    if let Reference::Path(segs) = &r {
+                        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+                        self.references(d, s, path, &segs);
+                    }
+                }
+            }
+            Err(e) => d.error(s.loc, path, format!("condition: {e}")),
         }
+    }
+
+    /// Every check of a dotted path against what the pipeline declares.
+    fn references(&self, d: &mut Diagnostics, s: &Str, path: &DocPath, segs: &[&str]) {
+        self.reference(d, s, path, segs);
+        self.nested_step_reference(d, s, path, segs);
+        self.output_reference(d, s, path, segs);
     }
 
     /// Variables, steps and stages named in a reference must exist.
@@ -248,6 +262,59 @@ impl RefScope<'_> {
             format!("`{}` refers to an unknown {what} `{name}`", segs.join(".")),
             hint,
         );
+    }
+
+    /// The steps and groups named after the first one of this stage
+    /// (`steps.G.steps.S`), and all of them in another stage
+    /// (`pipeline.stages.X.spec.execution.steps.S.status`), must exist.
+    fn nested_step_reference(&self, d: &mut Diagnostics, s: &Str, path: &DocPath, segs: &[&str]) {
+        let (stage, rest, skip) = match segs {
+            ["steps", rest @ ..] | ["execution", "steps", rest @ ..] => (self.stage, rest, 1),
+            ["pipeline", "stages", id, "spec", "execution", "steps", rest @ ..]
+            | ["stages", id, "spec", "execution", "steps", rest @ ..] => {
+                // An unknown stage is reported by `reference`.
+                match self
+                    .pipeline
+                    .stages
+                    .iter()
+                    .find(|st| is_known(id, &[st.id.as_str()]))
+                {
+                    Some(stage) => (stage, rest, 0),
+                    None => return,
+                }
+            }
+            _ => return,
+        };
+        let mut names = Vec::new();
+        let mut more = rest;
+        while let [name, tail @ ..] = more {
+            names.push(*name);
+            match tail {
+                ["steps", inner @ ..] => more = inner,
+                _ => break,
+            }
+        }
+        let mut ids = Vec::new();
+        collect_ids(&stage.execution, &DocPath::root(), &mut ids);
+        let known: Vec<&str> = ids.iter().map(|(id, _)| id.as_str()).collect();
+        for name in names.into_iter().skip(skip) {
+            if !fields::is_identifier(name) || is_known(name, &known) {
+                continue;
+            }
+            let hint = suggest(name, known.iter().copied())
+                .unwrap_or_else(|| "declare the step or fix the name".to_string());
+            d.error_hint(
+                s.loc,
+                path,
+                format!(
+                    "`{}` refers to an unknown step `{name}` of stage `{}`",
+                    segs.join("."),
+                    stage.id.value
+                ),
+                hint,
+            );
+            return;
+        }
     }
 
     /// `steps.ID.output.outputVariables.V` must name a declared output.

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use super::report::StageResult;
 use super::resolve;
 use super::stage::{self, RunShared};
 use super::step::error_chain;
@@ -20,20 +19,23 @@ pub(super) fn run_batch(
     batch: &[crate::pipeline::model::Stage],
     failed: bool,
     aborted: bool,
-) -> Vec<(StageResult, resolve::StepOutputs)> {
+) -> Vec<stage::StageOutcome> {
     let run_one = |i: usize| {
         // A copy that waited for its turn past the pipeline's timeout.
         if let Some(deadline) = shared.deadline.as_ref().filter(|d| d.passed()) {
-            let result = stage::not_reached(shared, &batch[i].id.value, deadline);
-            return (result, resolve::StepOutputs::new());
+            return stage::alone(stage::not_reached(shared, &batch[i].id.value, deadline));
         }
         match &contexts[i] {
             Ok(sc) => stage::run_stage(shared, sc, failed, aborted),
             Err(err) => {
                 let message = format!("failed to resolve its steps: {}", error_chain(err));
-                let result =
-                    stage::failed(shared, &batch[i].id.value, Instant::now(), message, false);
-                (result, resolve::StepOutputs::new())
+                stage::alone(stage::failed(
+                    shared,
+                    &batch[i].id.value,
+                    Instant::now(),
+                    message,
+                    false,
+                ))
             }
         }
     };

@@ -14,6 +14,7 @@ use super::pull::{self, PullError, Reporter, Stop, Wanted};
 use super::report::{self, StageResult, StageStatus};
 use super::resolve::{self, RunContext, OUTPUT_DIR, WORKSPACE};
 use super::stage::{self, RunShared};
+use super::status::HarnessStatus;
 use super::step::error_chain;
 use crate::config::Config;
 use crate::image::{Image, Progress, RegistryOptions, Store};
@@ -379,8 +380,11 @@ pub fn execute(
         let aborted = results.iter().any(|r| r.status == StageStatus::Aborted);
         let contexts: Vec<_> = batch.iter().map(|stage| ctx.stage(stage)).collect();
         let outcomes = super::batch::run_batch(&shared, &contexts, batch, failed, aborted);
-        for (stage, (result, outputs)) in batch.iter().zip(outcomes) {
+        for (stage, (result, outputs, statuses)) in batch.iter().zip(outcomes) {
+            let steps: Vec<HarnessStatus> = statuses.values().map(|s| s.status).collect();
+            let status = HarnessStatus::of_stage(&result, &steps);
             ctx.record_outputs(&stage.id.value, outputs);
+            ctx.record_statuses(&stage.id.value, status, statuses);
             results.push(result);
         }
     }

@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use super::events::Event;
 use super::report::{StepKind, StepResult, StepStatus};
-use super::resolve::{ResolvedStep, WORKSPACE};
+use super::resolve::{step_key, ResolvedStep, WORKSPACE};
 use super::stage::{not_run, StageRun};
+use super::status::HarnessStatus;
 use super::step::{self, TailSink};
 use super::supervise::{self, Decision, Gate, StepOutcome};
 use crate::pipeline::model::{self, ExecutionItem, Step, StepGroup};
@@ -47,7 +48,10 @@ fn run_item(st: &StageRun<'_>, item: &ExecutionItem, groups: &[&StepGroup]) {
 }
 
 fn run_group(st: &StageRun<'_>, group: &StepGroup, outer: &[&StepGroup]) {
-    let gate = match st.sc.group_when(group, outer, &st.outputs()) {
+    let gate = match st
+        .sc
+        .group_when(group, outer, &st.outputs(), &st.statuses())
+    {
         Ok(when) => supervise::gate(
             when.as_ref(),
             st.failed.load(Ordering::SeqCst),
@@ -79,7 +83,7 @@ fn run_group(st: &StageRun<'_>, group: &StepGroup, outer: &[&StepGroup]) {
 fn skip_all(st: &StageRun<'_>, items: &[ExecutionItem], groups: &[&StepGroup], why: &str) {
     for item in items {
         match item {
-            ExecutionItem::Step(s) => skip(st, &step_label(s, groups), kind_of(s), why),
+            ExecutionItem::Step(s) => skip(st, s, groups, why),
             ExecutionItem::Parallel(p) => skip_all(st, &p.items, groups, why),
             ExecutionItem::Group(g) => {
                 let mut inner = groups.to_vec();
@@ -90,7 +94,9 @@ fn skip_all(st: &StageRun<'_>, items: &[ExecutionItem], groups: &[&StepGroup], w
     }
 }
 
-fn skip(st: &StageRun<'_>, id: &str, kind: StepKind, why: &str) {
+fn skip(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup], why: &str) {
+    let (id, kind) = (&step_label(s, groups), kind_of(s));
+    st.set_status(&step_key(s, groups), HarnessStatus::Skipped, 0);
     let slot = st.reserve();
     st.run.emit(Event::StepSkipped {
         stage: st.stage_id().to_string(),
@@ -117,19 +123,21 @@ fn kind_of(s: &Step) -> StepKind {
 
 fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
     let label = step_label(s, groups);
+    let key = step_key(s, groups);
     let kind = kind_of(s);
     if st.run.cancel.signal().is_some() {
-        return skip(st, &label, kind, "the run was interrupted");
+        return skip(st, s, groups, "the run was interrupted");
     }
     if let Some(deadline) = st.deadline.as_ref().filter(|d| d.passed()) {
         st.timed_out.store(true, Ordering::SeqCst);
         let why = format!("{} was reached", deadline.what);
-        return skip(st, &label, kind, &why);
+        return skip(st, s, groups, &why);
     }
     let outputs = st.outputs();
-    let when = match st.sc.step_when(s, groups, &outputs) {
+    let statuses = st.statuses();
+    let when = match st.sc.step_when(s, groups, &outputs, &statuses) {
         Ok(when) => when,
-        Err(err) => return not_started(st, &label, kind, &step::error_chain(&err)),
+        Err(err) => return not_started(st, &label, &key, kind, &step::error_chain(&err)),
     };
     let gate = supervise::gate(
         when.as_ref(),
@@ -137,25 +145,25 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         st.aborted.load(Ordering::SeqCst),
     );
     if let Gate::Skip(reason) = gate {
-        return skip(st, &label, kind, reason.describe());
+        return skip(st, s, groups, reason.describe());
     }
-    let resolved = match st.sc.resolve_step(s, groups, &outputs) {
+    let resolved = match st.sc.resolve_step(s, groups, &outputs, &statuses) {
         Ok(r) => r,
-        Err(err) => return not_started(st, &label, kind, &step::error_chain(&err)),
+        Err(err) => return not_started(st, &label, &key, kind, &step::error_chain(&err)),
     };
     let image = match st.image_for(&resolved) {
         Ok(image) => image,
-        Err(message) => return not_started(st, &resolved.id, kind, &message),
+        Err(message) => return not_started(st, &resolved.id, &key, kind, &message),
     };
     let spec = match step::sandbox_spec(&resolved, image.as_ref(), &st.mounts, st.sandbox.mapping())
     {
         Ok(spec) => spec,
-        Err(message) => return not_started(st, &resolved.id, kind, &message),
+        Err(message) => return not_started(st, &resolved.id, &key, kind, &message),
     };
     let tail = Arc::new(TailSink::new(TAIL_LINES));
     let log = match st.step_log(&resolved, tail.clone()) {
         Ok(log) => log,
-        Err(err) => return not_started(st, &resolved.id, kind, &step::error_chain(&err)),
+        Err(err) => return not_started(st, &resolved.id, &key, kind, &step::error_chain(&err)),
     };
     let started = |attempt| {
         st.run.emit(Event::StepStarted {
@@ -171,9 +179,12 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         let slot = st.reserve();
         match step::spawn(st.sandbox, &spec, &log) {
             Ok((child, pumps)) => {
+                // Harness detaches a Background step: it has succeeded.
+                st.set_status(&key, HarnessStatus::Succeeded, 0);
                 super::service::start_service(st, slot, &resolved, child, pumps, tail)
             }
             Err(message) => {
+                st.set_status(&key, HarnessStatus::Failed, 0);
                 st.run
                     .note(&resolved.id, &format!("failed to start: {message}"));
                 st.record(slot, not_run(&resolved.id, kind, StepStatus::Failed));
@@ -181,6 +192,7 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         }
         return;
     }
+    st.set_status(&key, HarnessStatus::Running, 0);
     let slot = st.reserve();
     let levels = st.levels(s, groups);
     let level_refs: Vec<&[supervise::FailureStrategy]> = levels.iter().map(Vec::as_slice).collect();
@@ -220,11 +232,13 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
                     .map_or(delay, |d| delay.min(d.remaining()));
                 st.run.cancel.sleep(wait);
                 attempt = next;
+                st.set_status(&key, HarnessStatus::Running, attempt - 1);
             }
             decision => break (outcome, Some(decision)),
         }
     };
     let (status, effect) = supervise::resolve(&outcome, decision);
+    st.set_status(&key, HarnessStatus::of_step(status, kind), attempt - 1);
     if matches!(outcome, StepOutcome::Exited(0)) {
         read_outputs(st, &resolved);
     }
@@ -381,7 +395,8 @@ fn read_outputs(st: &StageRun<'_>, resolved: &ResolvedStep) {
         .insert(resolved.output_key.clone(), values);
 }
 
-fn not_started(st: &StageRun<'_>, id: &str, kind: StepKind, message: &str) {
+fn not_started(st: &StageRun<'_>, id: &str, key: &str, kind: StepKind, message: &str) {
+    st.set_status(key, HarnessStatus::Failed, 0);
     let slot = st.reserve();
     st.run.note(id, &format!("failed: {message}"));
     if kind == StepKind::Run {

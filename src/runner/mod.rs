@@ -6,6 +6,7 @@
 //! - `report`: step and stage results, the summary table, the exit code
 //! - `supervise`: timeouts, failure strategies and `when` gating
 //! - `resolve`: model step + run state -> a concrete step to launch
+//! - `status`: Harness's status strings for `<+...status>` expressions
 //! - `executor`: a whole run ([`run_pipeline`], [`execute`]); `batch`:
 //!   stages at once; `stage`, `prepare`, `items`, `step`, `pull`: one
 //!   stage, its start, its items, one sandbox, its images
@@ -25,6 +26,7 @@ pub mod report;
 pub mod resolve;
 mod service;
 mod stage;
+pub mod status;
 pub mod step;
 pub mod supervise;
 

@@ -38,15 +38,38 @@ pub use error::{MissingSecret, ResolveError};
 pub use script::parse_output_file;
 pub use stage::{for_each_step, Condition, StageContext};
 
+use super::status::HarnessStatus;
 use crate::config::{Config, ConnectorConfig};
 use crate::pipeline::expr::parse_template;
-use crate::pipeline::model::{Pipeline, PullPolicy, Stage, StepKind, Str};
+use crate::pipeline::model::{Pipeline, PullPolicy, Stage, StepGroup, StepKind, Str};
 use crate::pipeline::secret::{Masker, SecretStore};
 use crate::pipeline::strategy::{self, Inputs};
 
 /// Output variables of the steps that have finished, by step identifier
 /// (and `group.step` for steps inside groups; `outer.inner.step` nested).
 pub type StepOutputs = BTreeMap<String, BTreeMap<String, String>>;
+
+/// Statuses of the steps that have started, keyed as [`StepOutputs`], for
+/// `<+steps.ID.status>` and `<+steps.ID.retryCount>`.
+pub type StepStatuses = BTreeMap<String, StepState>;
+
+/// Where a step is: its Harness status and how often it was retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepState {
+    pub status: HarnessStatus,
+    pub retry_count: u32,
+}
+
+/// The key of a step in [`StepOutputs`] and [`StepStatuses`]: its groups
+/// and its id, joined by dots.
+pub fn step_key(step: &crate::pipeline::model::Step, groups: &[&StepGroup]) -> String {
+    groups
+        .iter()
+        .map(|g| g.id.as_str())
+        .chain([step.id.as_str()])
+        .collect::<Vec<_>>()
+        .join(".")
+}
 
 /// The workspace inside every sandbox.
 pub const WORKSPACE: &str = "/harness";
@@ -165,6 +188,8 @@ pub struct RunContext {
     options: RunOptions,
     /// Outputs of finished stages, by stage id.
     stage_outputs: BTreeMap<String, StepOutputs>,
+    /// Statuses of finished stages and of their steps, by stage id.
+    stage_statuses: BTreeMap<String, (HarnessStatus, StepStatuses)>,
 }
 
 impl RunContext {
@@ -202,6 +227,7 @@ impl RunContext {
             given,
             options,
             stage_outputs: BTreeMap::new(),
+            stage_statuses: BTreeMap::new(),
         };
         ctx.expand(pipeline, &selected_raw)?;
         Ok(ctx)
@@ -282,6 +308,29 @@ impl RunContext {
     /// `<+pipeline.stages.S.spec.execution.steps.X.output.outputVariables.V>`.
     pub fn record_outputs(&mut self, stage_id: &str, outputs: StepOutputs) {
         self.stage_outputs.insert(stage_id.to_string(), outputs);
+    }
+
+    /// Records the status of a finished stage and of its steps, for
+    /// `<+pipeline.stages.S.status>` and
+    /// `<+pipeline.stages.S.spec.execution.steps.X.status>`. A step of the
+    /// stage that never started counts as SKIPPED.
+    pub fn record_statuses(
+        &mut self,
+        stage_id: &str,
+        status: HarnessStatus,
+        mut steps: StepStatuses,
+    ) {
+        if let Some(stage) = self.pipeline.stages.iter().find(|s| s.id.value == stage_id) {
+            let _ = stage::for_each_step(&stage.execution, &[], &mut |step, groups| {
+                steps.entry(step_key(step, groups)).or_insert(StepState {
+                    status: HarnessStatus::Skipped,
+                    retry_count: 0,
+                });
+                Ok::<(), ()>(())
+            });
+        }
+        self.stage_statuses
+            .insert(stage_id.to_string(), (status, steps));
     }
 
     /// Resolves every step of the selected stages as `--dry-run` does, so

@@ -12,7 +12,8 @@ use super::events::{Event, EventWriter};
 use super::logs::{LineSink, StepLog, TerminalSink};
 use super::pull::{Stop, Wanted};
 use super::report::{self, StageResult, StageStatus, StepResult, StepStatus};
-use super::resolve::{ResolvedStep, StageContext, StepOutputs};
+use super::resolve::{ResolvedStep, StageContext, StepOutputs, StepState, StepStatuses};
+use super::status::HarnessStatus;
 use super::step::{self, StepMounts};
 use super::supervise::{self, FailureStrategy, Gate};
 use super::{Cancel, RunError, Settings};
@@ -60,6 +61,8 @@ pub(crate) struct StageRun<'a> {
     pub(super) log_dir: PathBuf,
     pub(super) masker: Mutex<Masker>,
     pub(super) outputs: Mutex<StepOutputs>,
+    /// Statuses of the steps that started (RUNNING until they end).
+    pub(super) statuses: Mutex<StepStatuses>,
     /// Results in start order; Background steps fill theirs at teardown.
     pub(super) results: Mutex<Vec<Option<StepResult>>>,
     pub(super) failed: AtomicBool,
@@ -95,6 +98,27 @@ impl StageRun<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    pub fn statuses(&self) -> StepStatuses {
+        self.statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records where the step `key` (see `resolve::step_key`) is now.
+    pub fn set_status(&self, key: &str, status: HarnessStatus, retry_count: u32) {
+        self.statuses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                key.to_string(),
+                StepState {
+                    status,
+                    retry_count,
+                },
+            );
     }
 
     /// The step's log: terminal and events (masked), its file, its tail.
@@ -252,6 +276,14 @@ pub(crate) fn failed(
     }
 }
 
+/// What a stage leaves for the stages after it.
+pub(crate) type StageOutcome = (StageResult, StepOutputs, StepStatuses);
+
+/// The outcome of a stage none of whose steps started.
+pub(crate) fn alone(result: StageResult) -> StageOutcome {
+    (result, StepOutputs::new(), StepStatuses::new())
+}
+
 /// Runs one stage to its end; `pipeline_failed` is whether an earlier
 /// stage failed (for the stage's `when`). Never an error: a stage that
 /// cannot start is a failed stage with its reason.
@@ -260,7 +292,7 @@ pub(crate) fn run_stage(
     sc: &StageContext<'_>,
     pipeline_failed: bool,
     aborted: bool,
-) -> (StageResult, StepOutputs) {
+) -> StageOutcome {
     let stage = sc.stage();
     let stage_id = stage.id.value.clone();
     let started = Instant::now();
@@ -271,15 +303,12 @@ pub(crate) fn run_stage(
                 "its `when` cannot be evaluated: {}",
                 step::error_chain(&err)
             );
-            return (
-                failed(run, &stage_id, started, message, false),
-                StepOutputs::new(),
-            );
+            return alone(failed(run, &stage_id, started, message, false));
         }
     };
     if let Gate::Skip(reason) = supervise::gate(when.as_ref(), pipeline_failed, aborted) {
         run.note(&stage_id, &format!("stage skipped: {}", reason.describe()));
-        return (skipped(&stage_id, None), StepOutputs::new());
+        return alone(skipped(&stage_id, None));
     }
     run.emit(Event::StageStarted {
         stage: stage_id.clone(),
@@ -291,16 +320,10 @@ pub(crate) fn run_stage(
     let prepared = match super::prepare::prepare(run, sc, deadline.as_ref()) {
         Ok(prepared) => prepared,
         Err(super::prepare::NotStarted::Failed(message)) => {
-            return (
-                failed(run, &stage_id, started, message, false),
-                StepOutputs::new(),
-            )
+            return alone(failed(run, &stage_id, started, message, false))
         }
         Err(super::prepare::NotStarted::TimedOut(message)) => {
-            return (
-                failed(run, &stage_id, started, message, true),
-                StepOutputs::new(),
-            )
+            return alone(failed(run, &stage_id, started, message, true))
         }
         Err(super::prepare::NotStarted::Interrupted(message)) => {
             run.note(&stage_id, &message);
@@ -312,7 +335,7 @@ pub(crate) fn run_stage(
             });
             let mut result = skipped(&stage_id, Some(message));
             result.duration = started.elapsed();
-            return (result, StepOutputs::new());
+            return alone(result);
         }
     };
     let super::prepare::Prepared {
@@ -323,7 +346,7 @@ pub(crate) fn run_stage(
     } = prepared;
     let log_dir = run.run_dir.join("logs").join(&stage_id);
     let deadline_what = deadline.as_ref().map(|d| d.what.clone());
-    let (results, outputs, aborted, failed, timed_out) = {
+    let (results, outputs, statuses, aborted, failed, timed_out) = {
         let state = StageRun {
             run,
             sc,
@@ -337,6 +360,7 @@ pub(crate) fn run_stage(
             log_dir,
             masker: Mutex::new(run.masker.clone()),
             outputs: Mutex::new(StepOutputs::new()),
+            statuses: Mutex::new(StepStatuses::new()),
             results: Mutex::new(Vec::new()),
             failed: AtomicBool::new(false),
             aborted: AtomicBool::new(aborted),
@@ -368,6 +392,7 @@ pub(crate) fn run_stage(
             state.record(slot, result);
         }
         let outputs = state.outputs();
+        let statuses = state.statuses();
         let results: Vec<StepResult> = state
             .results
             .into_inner()
@@ -378,7 +403,7 @@ pub(crate) fn run_stage(
         let aborted = state.aborted.load(Ordering::SeqCst);
         let failed = state.failed.load(Ordering::SeqCst);
         let timed_out = state.timed_out.load(Ordering::SeqCst);
-        (results, outputs, aborted, failed, timed_out)
+        (results, outputs, statuses, aborted, failed, timed_out)
     };
     if let Err(err) = sandbox.shutdown(run.settings.grace) {
         tracing::warn!("stage {stage_id}: {}", step::error_chain(&err));
@@ -408,7 +433,7 @@ pub(crate) fn run_stage(
         error,
         timed_out,
     };
-    (result, outputs)
+    (result, outputs, statuses)
 }
 
 /// A step that never started: its result.

@@ -181,10 +181,17 @@ impl<'a> Evaluator<'a> {
                 secret: secret || self.scope.is_secret(&names),
                 value,
             }),
-            None => Err(ExprError::UnknownReference {
-                path: shown.join("."),
-                offset: at,
-            }),
+            None => match self.scope.not_yet(&names) {
+                Some(reason) => Err(ExprError::NotYet {
+                    path: shown.join("."),
+                    reason,
+                    offset: at,
+                }),
+                None => Err(ExprError::UnknownReference {
+                    path: shown.join("."),
+                    offset: at,
+                }),
+            },
         }
     }
 

@@ -1,6 +1,8 @@
 //! `MapScope`: a ready `Scope` over a map of values and a `SecretStore`.
-//! Step outputs are stored once per (stage, step) and found through any of
-//! their spellings (see `known`).
+//! Step outputs and step fields (`status`, `retryCount`) are stored once
+//! per (stage, step) and found through any of their spellings (see
+//! `known`); so are stage fields (`pipeline.stages.S.status`,
+//! `stages.S.status`, `stage.status`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,6 +17,8 @@ pub struct MapScope<'a> {
     outputs: BTreeMap<(String, String, String), Value>,
     secret_paths: BTreeSet<String>,
     secret_outputs: BTreeSet<(String, String, String)>,
+    /// (stage, step, field) -> value, for `steps.S.status|retryCount`.
+    step_fields: BTreeMap<(String, String, String), Value>,
     current_stage: Option<String>,
     secrets: Option<&'a SecretStore>,
 }
@@ -75,6 +79,25 @@ impl<'a> MapScope<'a> {
         let key = (stage.to_string(), step.to_string(), variable.to_string());
         self.secret_outputs.insert(key.clone());
         self.outputs.insert(key, value.into());
+    }
+
+    /// A field of a step: `status` or `retryCount`.
+    pub fn set_step_field(
+        &mut self,
+        stage: &str,
+        step: &str,
+        field: &str,
+        value: impl Into<Value>,
+    ) {
+        self.step_fields.insert(
+            (stage.to_string(), step.to_string(), field.to_string()),
+            value.into(),
+        );
+    }
+
+    /// A field of a stage (`status`), found by every spelling.
+    pub fn set_stage_field(&mut self, stage: &str, field: &str, value: impl Into<Value>) {
+        self.set(&format!("pipeline.stages.{stage}.{field}"), value);
     }
 
     fn output_key(&self, path: &[String]) -> Option<(String, String, String)> {
@@ -171,6 +194,9 @@ impl Scope for Pending<'_, '_> {
     fn is_secret(&self, path: &[String]) -> bool {
         self.inner.is_secret(path)
     }
+    fn not_yet(&self, path: &[String]) -> Option<String> {
+        self.inner.not_yet(path)
+    }
 }
 
 impl Scope for MapScope<'_> {
@@ -195,9 +221,42 @@ impl Scope for MapScope<'_> {
             } if self.current_stage.as_ref() == Some(&stage) => {
                 self.values.get(&format!("stage.variables.{name}")).cloned()
             }
+            Known::StageField { stage, field } => {
+                let stage = stage.or_else(|| self.current_stage.clone())?;
+                self.values
+                    .get(&format!("pipeline.stages.{stage}.{field}"))
+                    .cloned()
+            }
+            Known::StepField {
+                stage, step, field, ..
+            } => {
+                let stage = stage.or_else(|| self.current_stage.clone())?;
+                self.step_fields.get(&(stage, step, field)).cloned()
+            }
             // A local run has no trigger and no webhook payload: Harness
             // shows such values as null in manual runs.
             Known::Trigger(_) | Known::EventPayload(_) => Some(Value::Null),
+            _ => None,
+        }
+    }
+
+    fn not_yet(&self, path: &[String]) -> Option<String> {
+        const EARLIER: &str =
+            "a status can only be read of a stage or step that started before this point";
+        let current = self.current_stage.as_deref().unwrap_or("the current stage");
+        match classify(path)? {
+            Known::StageField { stage, field } if field == "status" => {
+                let stage = stage.as_deref().unwrap_or(current);
+                Some(format!("stage `{stage}` has not run yet ({EARLIER})"))
+            }
+            Known::StepField {
+                stage, step, field, ..
+            } if field == "status" || field == "retryCount" => {
+                let stage = stage.as_deref().unwrap_or(current);
+                Some(format!(
+                    "step `{step}` of stage `{stage}` has not started yet ({EARLIER})"
+                ))
+            }
             _ => None,
         }
     }

@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use super::*;
 
 mod conditions;
+mod statuses;
 
 pub(super) struct TestScope {
     values: BTreeMap<String, Value>,

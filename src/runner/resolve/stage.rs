@@ -5,10 +5,13 @@ use std::net::Ipv4Addr;
 use super::error::ResolveError;
 use super::render::{self, Lenient};
 use super::vars::{self, Origins};
-use super::{codebase, step, ResolvedStep, RunContext, StepOutputs};
+use super::{codebase, step, ResolvedStep, RunContext, StepOutputs, StepStatuses};
 use crate::pipeline::expr::{MapScope, Scope, Value};
-use crate::pipeline::model::{ExecutionItem, OutputType, Stage, Status, Step, StepGroup, When};
+use crate::pipeline::model::{
+    ExecutionItem, OutputType, Stage, Status, Step, StepGroup, Str, When,
+};
 use crate::pipeline::strategy::Iteration;
+use crate::runner::status::HarnessStatus;
 use crate::runner::supervise::{self, StageStatusCondition};
 
 /// Calls `f` on every step group below `items`, outer groups first.
@@ -107,6 +110,13 @@ impl<'r> StageScope<'r> {
                 }
             }
         }
+        for (stage_id, (status, steps)) in &run.stage_statuses {
+            scope.set_stage_field(stage_id, "status", status.as_str());
+            for (key, state) in steps {
+                let step = key.rsplit('.').next().unwrap_or(key);
+                set_state(&mut scope, stage_id, step, state);
+            }
+        }
         vars::set_variables(
             &mut scope,
             &mut origins,
@@ -133,6 +143,11 @@ impl<'r> StageScope<'r> {
         )?;
         Ok(StageScope { scope, origins })
     }
+}
+
+fn set_state(scope: &mut MapScope<'_>, stage: &str, step: &str, state: &super::StepState) {
+    scope.set_step_field(stage, step, "status", state.status.as_str());
+    scope.set_step_field(stage, step, "retryCount", i64::from(state.retry_count));
 }
 
 /// A `when.condition` as far as it is known.
@@ -169,26 +184,40 @@ impl<'r> StageContext<'r> {
     }
 
     /// The scope of a step (or of a group's `when`, with `step` None):
-    /// group variables, iterations (innermost wins) and the outputs so far.
+    /// group variables, iterations (innermost wins), the outputs and the
+    /// statuses so far; the stage itself is RUNNING.
     fn scope(
         &self,
         groups: &[&StepGroup],
         step: Option<&Step>,
         outputs: &StepOutputs,
+        statuses: &StepStatuses,
     ) -> Result<StageScope<'r>, ResolveError> {
         let mut s = self.base.clone();
         let file = &self.run.pipeline.file;
         let stage_id = &self.stage.id.value;
-        let mut in_groups: Vec<(&String, &std::collections::BTreeMap<String, String>)> = Vec::new();
+        s.scope
+            .set_stage_field(stage_id, "status", HarnessStatus::Running.as_str());
         let group_path: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+        let mut in_groups = Vec::new();
+        for (key, state) in statuses {
+            let (step_id, prefix) = split_key(key);
+            // As for outputs: the current group copy's steps win.
+            if !prefix.is_empty() && group_path.starts_with(&prefix) {
+                in_groups.push((step_id, state));
+            } else {
+                set_state(&mut s.scope, stage_id, step_id, state);
+            }
+        }
+        for (step_id, state) in in_groups {
+            set_state(&mut s.scope, stage_id, step_id, state);
+        }
+        let mut in_groups: Vec<(&String, &std::collections::BTreeMap<String, String>)> = Vec::new();
         for (key, vars) in outputs {
-            let parts: Vec<&str> = key.split('.').collect();
-            let (step_id, prefix) = parts
-                .split_last()
-                .map_or((key.as_str(), &[][..]), |(l, p)| (*l, p));
+            let (step_id, prefix) = split_key(key);
             // Steps of the current group copy win over same-named steps
             // of other copies: set them last.
-            if !prefix.is_empty() && group_path.starts_with(prefix) {
+            if !prefix.is_empty() && group_path.starts_with(&prefix) {
                 in_groups.push((key, vars));
                 continue;
             }
@@ -257,8 +286,9 @@ impl<'r> StageContext<'r> {
         step: &Step,
         groups: &[&StepGroup],
         outputs: &StepOutputs,
+        statuses: &StepStatuses,
     ) -> Result<ResolvedStep, ResolveError> {
-        let s = self.scope(groups, Some(step), outputs)?;
+        let s = self.scope(groups, Some(step), outputs, statuses)?;
         step::resolve(
             self.run, self.stage, &s.scope, &s.scope, step, groups, false,
         )
@@ -271,7 +301,12 @@ impl<'r> StageContext<'r> {
         step: &Step,
         groups: &[&StepGroup],
     ) -> Result<ResolvedStep, ResolveError> {
-        let s = self.scope(groups, Some(step), &StepOutputs::new())?;
+        let s = self.scope(
+            groups,
+            Some(step),
+            &StepOutputs::new(),
+            &StepStatuses::new(),
+        )?;
         let lenient = Lenient::new(&s.scope);
         step::resolve(self.run, self.stage, &s.scope, &lenient, step, groups, true)
     }
@@ -304,8 +339,9 @@ impl<'r> StageContext<'r> {
 
     /// The stage's `when` condition as `--dry-run` sees it.
     pub fn stage_when_preview(&self) -> Result<Option<Condition>, ResolveError> {
-        match &self.stage.when {
-            Some(w) => self.preview_condition(w, &[], None),
+        match self.stage.when.as_ref().and_then(|w| w.condition.as_ref()) {
+            // The stage's own scope: it is not running yet.
+            Some(c) => self.preview(c, &self.base.scope).map(Some),
             None => Ok(None),
         }
     }
@@ -316,8 +352,9 @@ impl<'r> StageContext<'r> {
         group: &StepGroup,
         outer: &[&StepGroup],
         outputs: &StepOutputs,
+        statuses: &StepStatuses,
     ) -> Result<Option<supervise::When>, ResolveError> {
-        let s = self.scope(outer, None, outputs)?;
+        let s = self.scope(outer, None, outputs, statuses)?;
         self.gate_when(
             group.when.as_ref(),
             &s.scope,
@@ -330,8 +367,9 @@ impl<'r> StageContext<'r> {
         step: &Step,
         groups: &[&StepGroup],
         outputs: &StepOutputs,
+        statuses: &StepStatuses,
     ) -> Result<Option<supervise::When>, ResolveError> {
-        let s = self.scope(groups, Some(step), outputs)?;
+        let s = self.scope(groups, Some(step), outputs, statuses)?;
         self.gate_when(step.when.as_ref(), &s.scope, "a step's when.condition")
     }
 
@@ -346,14 +384,18 @@ impl<'r> StageContext<'r> {
         let Some(c) = &when.condition else {
             return Ok(None);
         };
-        let s = self.scope(groups, step, &StepOutputs::new())?;
-        let lenient = Lenient::new(&s.scope);
+        let s = self.scope(groups, step, &StepOutputs::new(), &StepStatuses::new())?;
+        self.preview(c, &s.scope).map(Some)
+    }
+
+    fn preview(&self, c: &Str, scope: &dyn Scope) -> Result<Condition, ResolveError> {
+        let lenient = Lenient::new(scope);
         let value = render::condition(&self.run.pipeline.file, c, "when.condition", &lenient)?;
-        Ok(Some(if lenient.deferred.get() {
+        Ok(if lenient.deferred.get() {
             Condition::AtRunTime
         } else {
             Condition::Value(value)
-        }))
+        })
     }
 
     /// `/etc/hosts` names of the stage: each step id, and `group_step`
@@ -368,6 +410,13 @@ impl<'r> StageContext<'r> {
             .map(|n| (n, Ipv4Addr::LOCALHOST))
             .collect()
     }
+}
+
+/// `outer.inner.step` -> (`step`, [`outer`, `inner`]).
+fn split_key(key: &str) -> (&str, Vec<&str>) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let step = parts.pop().unwrap_or(key);
+    (step, parts)
 }
 
 fn host_names(items: &[ExecutionItem], groups: &[&str], out: &mut Vec<String>) {

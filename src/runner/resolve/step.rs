@@ -50,12 +50,7 @@ pub fn resolve(
         .chain([sid.as_str()])
         .collect::<Vec<_>>()
         .join("_");
-    let output_key = groups
-        .iter()
-        .map(|g| g.id.as_str())
-        .chain([sid.as_str()])
-        .collect::<Vec<_>>()
-        .join(".");
+    let output_key = super::step_key(step, groups);
     let mut env = Env::default();
     let field = |s: &Str, what: &str, env: &mut Env| -> Result<String, ResolveError> {
         let r = render(file, s, &format!("{what} of step `{sid}`"), scope)?;

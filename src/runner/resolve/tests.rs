@@ -4,6 +4,7 @@ use std::path::Path;
 use super::*;
 use crate::pipeline::model::{ExecutionItem, Step, StepGroup};
 use crate::pipeline::secret::Secret;
+use crate::runner::status::HarnessStatus;
 use crate::runner::supervise::{self, Gate, StageStatusCondition};
 
 const SECRET: &str = "s3cr3t-Value-42";
@@ -71,7 +72,7 @@ fn resolve(
     let stage = run.stages()[0];
     let sc = run.stage(stage)?;
     let (step, groups) = find(&stage.execution, id).expect("step");
-    sc.resolve_step(step, &groups, outputs)
+    sc.resolve_step(step, &groups, outputs, &StepStatuses::new())
 }
 
 fn env<'a>(s: &'a ResolvedStep, name: &str) -> Option<&'a str> {
@@ -203,7 +204,7 @@ fn when_conditions() {
     let sc = run.stage(stage).unwrap();
     let (b, groups) = find(&stage.execution, "b").unwrap();
     let when = sc
-        .step_when(b, &groups, &StepOutputs::new())
+        .step_when(b, &groups, &StepOutputs::new(), &StepStatuses::new())
         .unwrap()
         .unwrap();
     assert_eq!(when.stage_status, StageStatusCondition::All);
@@ -217,7 +218,10 @@ fn when_conditions() {
         "a".to_string(),
         BTreeMap::from([("V".to_string(), "1".to_string())]),
     )]);
-    let when = sc.step_when(c, &groups, &outputs).unwrap().unwrap();
+    let when = sc
+        .step_when(c, &groups, &outputs, &StepStatuses::new())
+        .unwrap()
+        .unwrap();
     assert_eq!(when.condition, Some(true));
     assert_eq!(supervise::gate(Some(&when), true, false), Gate::Run);
     assert_eq!(
@@ -364,7 +368,7 @@ fn stage_selection_and_outputs_across_stages_and_group_copies() {
         let mut seen = Vec::new();
         for_each_step(&one.execution, &[], &mut |step, groups| {
             if step.id.value == "r" {
-                let r = sc.resolve_step(step, groups, &outputs)?;
+                let r = sc.resolve_step(step, groups, &outputs, &StepStatuses::new())?;
                 seen.push((r.id, r.argv.unwrap()[2].clone()));
             }
             Ok::<(), ResolveError>(())
@@ -389,7 +393,8 @@ fn stage_selection_and_outputs_across_stages_and_group_copies() {
         let two = run.stages()[1];
         let sc = run.stage(two).unwrap();
         let (step, groups) = find(&two.execution, "x").unwrap();
-        sc.resolve_step(step, &groups, &StepOutputs::new()).unwrap()
+        sc.resolve_step(step, &groups, &StepOutputs::new(), &StepStatuses::new())
+            .unwrap()
     };
     assert_eq!(x.image.as_deref(), Some("docker.io/library/alpine:3.20"));
 }
@@ -420,4 +425,52 @@ fn values_built_from_secrets_are_secret_too() {
         "{text}"
     );
     assert!(text.contains("UPPER=**************"), "{text}");
+}
+
+#[test]
+fn statuses_of_group_copies_and_earlier_stages() {
+    let yaml = "pipeline:\n  name: p\n  identifier: p\n  stages:\n    - stage:\n        name: one\n        identifier: one\n        type: CI\n        spec:\n          execution:\n            steps:\n              - stepGroup:\n                  name: g\n                  identifier: g\n                  strategy:\n                    repeat:\n                      items: [a, b]\n                  steps:\n                    - step:\n                        type: Run\n                        name: w\n                        identifier: w\n                        spec:\n                          command: echo\n                    - step:\n                        type: Run\n                        name: r\n                        identifier: r\n                        spec:\n                          command: echo <+steps.w.status>/<+steps.w.retryCount> <+stage.status>\n    - stage:\n        name: two\n        identifier: two\n        type: CI\n        spec:\n          execution:\n            steps:\n              - step:\n                  type: Run\n                  name: x\n                  identifier: x\n                  spec:\n                    command: echo <+pipeline.stages.one.status> <+pipeline.stages.one.spec.execution.steps.w.status> <+stages.one.spec.execution.steps.g_1.steps.r.status>\n";
+    let mut run = ctx(yaml);
+    let state = |status, retry_count| StepState {
+        status,
+        retry_count,
+    };
+    // Inside copy g_1, `steps.w` is that copy's step.
+    let statuses = StepStatuses::from([
+        ("g_0.w".to_string(), state(HarnessStatus::Succeeded, 0)),
+        ("g_1.w".to_string(), state(HarnessStatus::IgnoreFailed, 2)),
+    ]);
+    {
+        let one = run.stages()[0];
+        let sc = run.stage(one).unwrap();
+        let mut seen = Vec::new();
+        for_each_step(&one.execution, &[], &mut |step, groups| {
+            if step.id.value == "r" {
+                let r = sc.resolve_step(step, groups, &StepOutputs::new(), &statuses)?;
+                seen.push(r.argv.unwrap()[2].clone());
+            }
+            Ok::<(), ResolveError>(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [
+                "set -e; echo SUCCEEDED/0 RUNNING",
+                "set -e; echo IGNORE_FAILED/2 RUNNING"
+            ]
+        );
+    }
+    // Stage one ended with only g_1.w recorded: the rest never started.
+    let steps = StepStatuses::from([("g_1.w".to_string(), state(HarnessStatus::IgnoreFailed, 0))]);
+    run.record_statuses("one", HarnessStatus::IgnoreFailed, steps);
+    let two = run.stages()[1];
+    let sc = run.stage(two).unwrap();
+    let (x, groups) = find(&two.execution, "x").unwrap();
+    let r = sc
+        .resolve_step(x, &groups, &StepOutputs::new(), &StepStatuses::new())
+        .unwrap();
+    assert_eq!(
+        r.argv.unwrap()[2],
+        "set -e; echo IGNORE_FAILED IGNORE_FAILED SKIPPED"
+    );
 }
