@@ -16,6 +16,8 @@ pub struct MapScope<'a> {
     /// (stage, step, variable) -> value
     outputs: BTreeMap<(String, String, String), Value>,
     secret_paths: BTreeSet<String>,
+    /// Paths set with `set_template` that `resolve_nested` has yet to render.
+    templates: BTreeSet<String>,
     secret_outputs: BTreeSet<(String, String, String)>,
     /// (stage, step, field) -> value, for `steps.S.status|retryCount`.
     step_fields: BTreeMap<(String, String, String), Value>,
@@ -33,9 +35,18 @@ impl<'a> MapScope<'a> {
         self
     }
 
-    /// Sets a dotted path such as `pipeline.variables.x` or `matrix.os`.
+    /// Sets a dotted path such as `pipeline.variables.x` or `matrix.os` to
+    /// a value taken as it is (a commit message holding `<+` stays text).
     pub fn set(&mut self, path: &str, value: impl Into<Value>) {
+        self.templates.remove(path);
         self.values.insert(path.to_string(), value.into());
+    }
+
+    /// Sets a path to a value written in the pipeline (a variable's), whose
+    /// expressions `resolve_nested` renders.
+    pub fn set_template(&mut self, path: &str, value: impl Into<Value>) {
+        self.set(path, value);
+        self.templates.insert(path.to_string());
     }
 
     /// Sets a path whose value is secret (a pipeline or stage variable of
@@ -47,6 +58,7 @@ impl<'a> MapScope<'a> {
 
     pub fn remove(&mut self, path: &str) {
         self.secret_paths.remove(path);
+        self.templates.remove(path);
         self.values.remove(path);
     }
 
@@ -118,15 +130,15 @@ impl<'a> MapScope<'a> {
 }
 
 impl MapScope<'_> {
-    /// Renders the values set with `set`/`set_secret` that contain
+    /// Renders the values set with `set_template` that contain
     /// expressions (`value: <+pipeline.variables.base>-x`), in dependency
-    /// order, as Harness resolves variables before a stage runs. A value
-    /// built from a secret becomes secret. Values of `<+input>` must have
-    /// been replaced by the caller first.
+    /// order, as Harness resolves variables before a stage runs; each is
+    /// rendered once. A value built from a secret becomes secret. Values of
+    /// `<+input>` must have been replaced by the caller first.
     pub fn resolve_nested(&mut self) -> Result<(), ExprError> {
         let mut pending: BTreeMap<String, Template> = BTreeMap::new();
-        for (path, value) in &self.values {
-            if let Value::Str(text) = value {
+        for path in std::mem::take(&mut self.templates) {
+            if let Some(Value::Str(text)) = self.values.get(&path) {
                 if text.contains("<+") {
                     let template = parse_template(text).map_err(|e| ExprError::ResolveValue {
                         path: path.clone(),
@@ -386,15 +398,15 @@ mod resolve_tests {
         let mut store = SecretStore::new();
         store.insert("pw", Secret::new("hunter22"));
         let mut scope = MapScope::new().with_secrets(&store);
-        scope.set("pipeline.variables.c", "<+pipeline.variables.b>/c");
-        scope.set("pipeline.variables.b", "<+pipeline.variables.a>/b");
+        scope.set_template("pipeline.variables.c", "<+pipeline.variables.b>/c");
+        scope.set_template("pipeline.variables.b", "<+pipeline.variables.a>/b");
         scope.set("pipeline.variables.a", "root");
-        scope.set(
+        scope.set_template(
             "stage.variables.url",
             "https://<+pipeline.variables.a>.test/<+pipeline.sequenceId>",
         );
         scope.set("pipeline.sequenceId", 3i64);
-        scope.set("pipeline.variables.auth", "user:<+secrets.getValue('pw')>");
+        scope.set_template("pipeline.variables.auth", "user:<+secrets.getValue('pw')>");
         scope.resolve_nested().unwrap();
         let get = |p: &str| scope.lookup(&p.split('.').map(String::from).collect::<Vec<_>>());
         assert_eq!(get("pipeline.variables.c"), Some(Value::from("root/b/c")));
@@ -417,10 +429,33 @@ mod resolve_tests {
     }
 
     #[test]
+    fn only_templates_are_resolved_and_only_once() {
+        let mut store = SecretStore::new();
+        store.insert("odd", Secret::new("pa<+ss"));
+        let mut scope = MapScope::new().with_secrets(&store);
+        // A commit message is text, whatever it holds.
+        scope.set("codebase.commitMessage", "use <+pipeline.stages.S.status>");
+        scope.set_secret("pipeline.variables.pw", "x<+y");
+        scope.set_template("pipeline.variables.v", "<+secrets.getValue('odd')>");
+        scope.resolve_nested().unwrap();
+        // A second round (the stage's variables) leaves rendered values alone.
+        scope.set_template("stage.variables.s", "<+pipeline.variables.v>!");
+        scope.resolve_nested().unwrap();
+        let get = |p: &str| scope.lookup(&p.split('.').map(String::from).collect::<Vec<_>>());
+        assert_eq!(
+            get("codebase.commitMessage"),
+            Some(Value::from("use <+pipeline.stages.S.status>"))
+        );
+        assert_eq!(get("pipeline.variables.pw"), Some(Value::from("x<+y")));
+        assert_eq!(get("pipeline.variables.v"), Some(Value::from("pa<+ss")));
+        assert_eq!(get("stage.variables.s"), Some(Value::from("pa<+ss!")));
+    }
+
+    #[test]
     fn reports_cycles_and_bad_values() {
         let mut scope = MapScope::new();
-        scope.set("pipeline.variables.a", "<+pipeline.variables.b>");
-        scope.set("pipeline.variables.b", "x<+pipeline.variables.a>");
+        scope.set_template("pipeline.variables.a", "<+pipeline.variables.b>");
+        scope.set_template("pipeline.variables.b", "x<+pipeline.variables.a>");
         scope.set("pipeline.variables.ok", "fine");
         let err = scope.resolve_nested().unwrap_err();
         assert_eq!(
@@ -428,7 +463,7 @@ mod resolve_tests {
             "values refer to each other in a cycle: pipeline.variables.a, pipeline.variables.b"
         );
         let mut scope = MapScope::new();
-        scope.set("pipeline.variables.a", "<+pipeline.variables.nope>");
+        scope.set_template("pipeline.variables.a", "<+pipeline.variables.nope>");
         let err = scope.resolve_nested().unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -438,7 +473,7 @@ mod resolve_tests {
         assert_eq!(source, "unknown reference `pipeline.variables.nope`");
         assert_eq!(err.offset(), 2);
         let mut scope = MapScope::new();
-        scope.set("pipeline.variables.a", "<+pipeline.variables.x");
+        scope.set_template("pipeline.variables.a", "<+pipeline.variables.x");
         let err = scope.resolve_nested().unwrap_err();
         assert!(matches!(err, ExprError::ResolveValue { .. }), "{err:?}");
     }

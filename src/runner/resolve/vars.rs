@@ -133,9 +133,9 @@ pub fn set_variables(
             }
             VariableType::Number => match text.trim().parse::<f64>() {
                 Ok(n) => scope.set(&path, n),
-                Err(_) => scope.set(&path, text),
+                Err(_) => scope.set_template(&path, text),
             },
-            VariableType::String => scope.set(&path, text),
+            VariableType::String => scope.set_template(&path, text),
         }
         origins.insert(path, origin);
     }
