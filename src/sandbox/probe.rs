@@ -196,7 +196,7 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
     };
     // The launcher does not place sandboxes in cgroups (yet), delegated or not.
     let limits = format!(
-        "rlimits only (--memory as {}; --cpus not enforced, warned)",
+        "rlimits only: --memory as {}; --cpus not enforced, warned",
         super::rlimits::MEMORY_AS
     );
     Report {

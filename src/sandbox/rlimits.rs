@@ -39,7 +39,7 @@ pub fn warnings(limits: &Limits, cgroup_v2_delegated: bool) -> Vec<String> {
     let mut out = Vec::new();
     if limits.memory_bytes.is_some() {
         out.push(format!(
-            "no cgroup limits here: the memory limit (--memory, resources.limits.memory) is enforced as {MEMORY_AS} per process, not for the sandbox as a whole"
+            "no cgroup limits here: the memory limit (--memory, resources.limits.memory) is enforced as {MEMORY_AS}, not for the sandbox as a whole"
         ));
     }
     if limits.cpus.is_some() {
