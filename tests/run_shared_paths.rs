@@ -88,4 +88,17 @@ fn a_shared_path_that_cannot_be_mounted_names_the_path_and_why() {
         text.contains("r | failed to start: sandbox setup failed: cannot mount at /etc/passwd/x in the sandbox: a part of the path is a file"),
         "{text}"
     );
+    let file = env.write(
+        "proc.yaml",
+        &with_shared_paths(&["/proc/corral-x"], &step("Run", "r", None, "echo ran")),
+    );
+    let out = env.run(&file, &[]);
+    let text = stdout(&out);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text.contains(
+            "cannot mount at /proc/corral-x in the sandbox: its directory takes no new entries"
+        ),
+        "{text}"
+    );
 }

@@ -247,6 +247,9 @@ fn mount_point_hint(err: &io::Error) -> &'static str {
         Some(libc::EACCES) | Some(libc::EPERM) => {
             "a directory on the way may not be written; use a path under /tmp, /run or /harness"
         }
+        Some(libc::ENOENT) => {
+            "its directory takes no new entries (as in /proc); use a path under /tmp, /run or /harness"
+        }
         _ => "the mount point cannot be created",
     }
 }
