@@ -66,7 +66,8 @@ fn seed_cloud_plan() {
         "ports: 8032->8032",
         "2. Run Wait_for_SC \"Wait for SC\"",
         "image: host",
-        "argv: bash -c \"set -e; until [ \\\"$(curl -s -o /dev/null -w ''%{http_code}'' localhost:8032/readiness)\\\" == \\\"200\\\" ]\\ndo\\n  sleep 2\\ndone\\necho \\\"SC ready\\\"\"",
+        "argv: bash -c \"set -e; . /run/corral/step.sh\"",
+        "script /run/corral/step.sh: \"until [ \\\"$(curl -s -o /dev/null -w ''%{http_code}'' localhost:8032/readiness)\\\" == \\\"200\\\" ]\\ndo\\n  sleep 2\\ndone\\necho \\\"SC ready\\\"\"",
         "timeout: 2h",
         "hosts: Sauce_Connect, Wait_for_SC -> 127.0.0.1",
         "HARNESS_WORKSPACE=/harness",
@@ -87,7 +88,8 @@ fn seed_k8s_plan() {
         "SAUCE_USERNAME=YOUR_SAUCE_LABS_USERNAME",
         "SAUCE_ACCESS_KEY=**************",
         "image: docker.io/curlimages/curl:7.83.1 (pull: IfNotPresent)",
-        "argv: sh -c \"set -e; until [",
+        "argv: sh -c \"set -e; . /run/corral/step.sh\"",
+        "script /run/corral/step.sh: \"until [",
         "infrastructure: KubernetesDirect",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
@@ -154,14 +156,14 @@ fn groups_parallel_matrix_outputs_and_inputs() {
         "2.1.1. Run test_0 \"test\"",
         "iteration: 2 of 2 (matrix os=mac, py=3.11)",
         "image: docker.io/library/python:3.11",
-        "argv: python3 -c \"print(\\\"mac\\\")\"",
+        "script /run/corral/step.py: \"print(\\\"mac\\\")\"",
         "2.2. Background db \"db\"",
         "argv: docker-entrypoint.sh -p 5433",
         "POSTGRES_PASSWORD=**************",
         "3. group deploy \"deploy group\"",
         "3.1. Run deploy_ship \"ship\"",
         // An output of an earlier step stays visible until the step ran.
-        "argv: bash -c \"set -e; echo ship <+steps.produce.output.outputVariables.VERSION> to $target\"",
+        "script /run/corral/step.sh: \"echo ship <+steps.produce.output.outputVariables.VERSION> to $target\"",
         "VERSION=\"<+execution.steps.produce.output.outputVariables.VERSION>\"",
         // Stage variable over pipeline variable; group variable from it.
         "region=stage-eu-west",

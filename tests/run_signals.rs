@@ -106,3 +106,52 @@ fn sigkill_to_corral_leaves_no_sandbox_behind() {
     assert!(out.status.success());
     assert_nothing_left(&env);
 }
+
+/// A terminal's ^C goes to corral's whole process group: the sandboxes, the
+/// stage holder and the egress helper are not in it, so the service gets
+/// only corral's orderly SIGTERM, never the SIGINT itself.
+#[test]
+fn sigint_to_corrals_process_group_reaches_only_corral() {
+    use std::os::unix::process::CommandExt;
+    let Some(env) = setup("sigint_process_group", true) else {
+        return;
+    };
+    let file = env.write(
+        "p.yaml",
+        &pipeline(
+            &(step(
+                "Background",
+                "svc",
+                Some("busybox"),
+                "trap 'echo svc got INT; exit 9' INT; trap 'echo svc got TERM; exit 0' TERM; while true; do sleep 1; done",
+            ) + &run_step("forever", "touch /harness/started; sleep 1000")),
+        ),
+    );
+    // As a shell starts a foreground job: corral leads a group of its own.
+    let child = env
+        .command(&file)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(60, || env.ws("started").exists()),
+        "the Run step started"
+    );
+    // SAFETY: kill(2) on the process group our child leads.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(130));
+    assert!(
+        text.contains("svc     | svc got TERM"),
+        "the service got SIGTERM"
+    );
+    assert!(
+        !text.contains("svc got INT"),
+        "the service got the ^C itself"
+    );
+    assert_nothing_left(&env);
+}

@@ -341,3 +341,75 @@ fn offline_uses_stored_images_and_names_a_missing_one() {
         .unwrap();
     assert!(stdout(&again).contains("hi | offline works"));
 }
+
+/// Every host user can read any process's argv (`ps`): a secret in a
+/// step's command must not be in one, nor in any file left on disk.
+#[test]
+fn a_secret_in_a_command_is_in_no_process_argv() {
+    let Some(env) = setup("secret_not_in_argv", false) else {
+        return;
+    };
+    let secret = "s3cret-in-argv-4711";
+    let file = env.write(
+        "p.yaml",
+        &pipeline(&step(
+            "Run",
+            "uses_secret",
+            None,
+            "X=\"<+secrets.getValue(\"tok\")>\"\ntouch /harness/started\nfor i in $(seq 600); do [ -e /harness/scanned ] && break; sleep 0.1; done\necho \"length ${#X}\"",
+        )),
+    );
+    let child = env
+        .command(&file)
+        .args(["--secret", "tok=env:TEST_TOK"])
+        .env("TEST_TOK", secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        run_support::eventually(60, || env.ws("started").exists()),
+        "the step started"
+    );
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(secret) {
+            seen.push(String::from_utf8_lossy(&cmdline).replace('\0', " "));
+        }
+    }
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    std::fs::write(env.ws("scanned"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = stdout(&out);
+    eprintln!("{text}");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text.contains(&format!("uses_secret | length {}", secret.len())));
+    assert!(seen.is_empty(), "the secret is in argv: {seen:?}");
+    assert!(ps.status.success());
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains(secret));
+    // Nor in a file of the run (logs are masked; the script lived in memory).
+    let mut stack = vec![env.dir.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => {
+                    let data = std::fs::read(&path).unwrap_or_default();
+                    assert!(
+                        !String::from_utf8_lossy(&data).contains(secret),
+                        "{} holds the secret",
+                        path.display()
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -411,15 +411,60 @@ fn memory_limit_without_cgroups_is_an_rlimit_and_warned() {
     let env = Env::new();
     let out = env.run(
         &["--memory", "256m", "--cpus", "1", "--network", "none"],
-        "ulimit -v",
+        "ulimit -d; ulimit -v",
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), (256 * 1024).to_string());
+    // The data limit, not the address space (see memory_limit_allows_...).
+    assert_eq!(stdout(&out), format!("{}\nunlimited\n", 256 * 1024));
     let err = stderr(&out);
     assert!(
-        err.contains("--memory") && err.contains("--cpus"),
+        err.contains("--memory") && err.contains("--cpus") && err.contains("RLIMIT_DATA"),
         "limits must never be ignored silently: {err}"
     );
+}
+
+/// Runtimes that reserve gigabytes of address space up front (Node, the
+/// JVM, Go) still start under a memory limit; memory really written fails.
+#[test]
+fn memory_limit_allows_reservations_but_not_allocations() {
+    let test = "memory_limit_allows_reservations_but_not_allocations";
+    if !common::require_namespaces(test) {
+        return;
+    }
+    let python = Path::new("/usr/bin/python3");
+    if !python.exists() {
+        common::skip(test, "no /usr/bin/python3 on this host");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let script = "import mmap, sys\n\
+        m = mmap.mmap(-1, 4 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=0)\n\
+        print('reserved', len(m) >> 30, flush=True)\n\
+        if sys.argv[1] == 'touch':\n    \
+            b = bytearray(512 << 20)\n    \
+            print('allocated', len(b) >> 20)\n";
+    let run = |what: &str| {
+        common::corral(&store)
+            .args([
+                "exec",
+                "--host-root",
+                "--network",
+                "none",
+                "--memory",
+                "256m",
+            ])
+            .args(["--", "/usr/bin/python3", "-c", script, what])
+            .output()
+            .unwrap()
+    };
+    let out = run("reserve");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "reserved 4\n");
+    let out = run("touch");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "reserved 4\n");
+    assert!(stderr(&out).contains("MemoryError"), "{}", stderr(&out));
 }
 
 #[test]

@@ -159,6 +159,10 @@ impl Printer<'_, '_> {
                 let _ = writeln!(out, "{d}argv: (the image's entrypoint and cmd)");
             }
         }
+        if let Some(script) = &s.script {
+            // Written into the sandbox's memory, never argv (see resolve::script).
+            let _ = writeln!(out, "{d}script {}: {}", script.path, quote(&script.text));
+        }
         if !s.ports.is_empty() {
             let ports: Vec<String> = s.ports.iter().map(|(h, c)| format!("{h}->{c}")).collect();
             let _ = writeln!(out, "{d}ports: {}", ports.join(", "));

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 pub use codebase::Codebase;
 pub use error::{MissingSecret, ResolveError};
-pub use script::parse_output_file;
+pub use script::{parse_output_file, Script};
 pub use stage::{for_each_step, Condition, StageContext};
 
 use super::status::HarnessStatus;
@@ -99,6 +99,9 @@ pub struct ResolvedStep {
     pub connector_ref: Option<String>,
     /// Exec argv; `None` means the image's Entrypoint + Cmd.
     pub argv: Option<Vec<String>>,
+    /// The `command` (with corral's lines) that `argv` runs from a file, so
+    /// that it never shows in argv; written into the sandbox's memory.
+    pub script: Option<Script>,
     /// Merged env: pipeline vars < stage vars < group vars < step env, plus
     /// HARNESS_*, DRONE_*, CI=true and the output-file variables. Image Env
     /// goes under these (the executor adds it once the image is known).

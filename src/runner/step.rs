@@ -16,7 +16,7 @@ use super::resolve::{ResolvedStep, WORKSPACE};
 use super::supervise::{self, Exit, StepOutcome, Supervised};
 use crate::image::Image;
 use crate::sandbox::{
-    self, BindMount, IdMapping, Limits, Rootfs, SandboxSpec, StepExit, StepStdio,
+    self, BindMount, IdMapping, InlineFile, Limits, Rootfs, SandboxSpec, StepExit, StepStdio,
 };
 
 impl Supervised for sandbox::Step {
@@ -131,11 +131,20 @@ pub fn sandbox_spec(
             read_only: false,
         });
     }
+    if let Some(script) = &step.script {
+        spec.files.push(InlineFile {
+            path: script.path.clone(),
+            contents: script.text.clone(),
+        });
+    }
     spec.privileged = step.privileged;
     spec.limits = Limits {
         memory_bytes: step.memory_bytes,
         cpus: step.cpu_millis.map(|m| m as f64 / 1000.0),
     };
+    for warning in sandbox::rlimits::warnings(&spec.limits, false) {
+        tracing::warn!("step {}: {warning}", step.id);
+    }
     Ok(spec)
 }
 

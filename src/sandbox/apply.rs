@@ -28,6 +28,22 @@ pub enum ApplyError {
     },
     #[error("bind mount source {path} does not exist")]
     MissingBindSource { path: PathBuf },
+    #[error("cannot mount at {target} in the sandbox: {why}")]
+    MountPoint {
+        target: String,
+        why: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("failed to mount {host} at {target} in the sandbox")]
+    Volume {
+        host: PathBuf,
+        target: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("refusing to write {path} in the sandbox: {dir} is not a tmpfs (a volume mounted there?), and its contents must not reach a disk")]
+    InlineNotInMemory { path: String, dir: PathBuf },
     #[error("the image's /etc ({path}) is not a directory: corral writes hosts, hostname and resolv.conf there")]
     EtcNotADirectory { path: PathBuf },
 }
@@ -92,16 +108,36 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
                     path: source.clone(),
                 });
             }
+            let inside = target;
             let target = &resolve_in_root(root, target, |p| std::fs::read_link(p).ok());
-            if source.is_dir() {
+            let made = if source.is_dir() {
                 sys.mkdir_all(target, 0o755)
-                    .map_err(at("create mount point", target))?;
             } else {
                 sys.touch(target)
-                    .map_err(at("create mount point", target))?;
-            }
-            bind(sys, source, target, true, *read_only)
+            };
+            made.map_err(|err| ApplyError::MountPoint {
+                target: inside.clone(),
+                why: mount_point_hint(&err).to_string(),
+                source: err,
+            })?;
+            bind(sys, source, target, true, *read_only).map_err(|err| ApplyError::Volume {
+                host: source.clone(),
+                target: inside.clone(),
+                source: err.into_io(),
+            })
         }
+        SetupOp::Shadow {
+            source,
+            target,
+            list,
+            mount,
+        } => shadow(sys, source, target, *list, mount),
+        SetupOp::WriteInline {
+            root,
+            path,
+            contents,
+            owner,
+        } => write_inline(sys, root, path, contents, *owner),
         SetupOp::WriteFile { path, contents } => {
             sys.write_file(path, contents).map_err(at("write", path))
         }
@@ -174,9 +210,10 @@ impl ApplyError {
     fn into_io(self) -> io::Error {
         match self {
             ApplyError::Op { source, .. } | ApplyError::MountRootfs { source, .. } => source,
-            ApplyError::MissingBindSource { .. } | ApplyError::EtcNotADirectory { .. } => {
-                io::Error::from_raw_os_error(libc::ENOENT)
-            }
+            ApplyError::MountPoint { source, .. } | ApplyError::Volume { source, .. } => source,
+            ApplyError::MissingBindSource { .. }
+            | ApplyError::EtcNotADirectory { .. }
+            | ApplyError::InlineNotInMemory { .. } => io::Error::from_raw_os_error(libc::ENOENT),
         }
     }
 }
@@ -194,6 +231,101 @@ fn bind(
     if read_only {
         sys.make_read_only(target, recursive)
             .map_err(at("make read-only", target))?;
+    }
+    Ok(())
+}
+
+/// Why a mount point could not be made, and what to do.
+fn mount_point_hint(err: &io::Error) -> &'static str {
+    match err.raw_os_error() {
+        Some(libc::EROFS) => {
+            "its directory is read-only here; use a path under /tmp, /run or /harness, or one that exists"
+        }
+        Some(libc::ENOTDIR) | Some(libc::EEXIST) => {
+            "a part of the path is a file; use a path whose parents are directories"
+        }
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            "a directory on the way may not be written; use a path under /tmp, /run or /harness"
+        }
+        Some(libc::ENOENT) => {
+            "its directory takes no new entries (as in /proc); use a path under /tmp, /run or /harness"
+        }
+        _ => "the mount point cannot be created",
+    }
+}
+
+/// See [`SetupOp::Shadow`].
+fn shadow(
+    sys: &mut dyn Sys,
+    source: &Path,
+    target: &Path,
+    list: bool,
+    mount: &str,
+) -> Result<(), ApplyError> {
+    let entries = if list {
+        sys.list_dir(source).map_err(|err| ApplyError::MountPoint {
+            target: mount.to_string(),
+            why: format!(
+                "{} is read-only here and cannot be listed to rebuild it around the mount point; \
+                     use a path under /tmp, /run or /harness, or one that exists",
+                source.display()
+            ),
+            source: err,
+        })?
+    } else {
+        Vec::new()
+    };
+    let stat = sys.stat(source, true);
+    let mode = stat.map_or(0o755, |s| s.mode);
+    sys.mount(
+        "tmpfs",
+        target,
+        "tmpfs",
+        NOSUID | NODEV,
+        &format!("mode={mode:o}"),
+    )
+    .map_err(at("mount tmpfs at", target))?;
+    if let Some(st) = stat {
+        // Refused for an owner this user namespace does not map (the host's
+        // root seen from a rootless sandbox): the tmpfs then stays ours.
+        let _ = sys.set_attrs(target, mode, Some((st.uid, st.gid)));
+    }
+    for entry in &entries {
+        for op in super::hostroot::entry_ops(source, target, entry) {
+            apply_one(sys, &op)?;
+        }
+    }
+    Ok(())
+}
+
+/// See [`SetupOp::WriteInline`].
+fn write_inline(
+    sys: &mut dyn Sys,
+    root: &Path,
+    inside: &str,
+    contents: &str,
+    owner: Option<(u32, u32)>,
+) -> Result<(), ApplyError> {
+    let path = resolve_in_root(root, inside, |p| std::fs::read_link(p).ok());
+    let dir = path.parent().unwrap_or(root);
+    sys.mkdir_all(dir, 0o755)
+        .map_err(at("create directory", dir))?;
+    if !sys
+        .in_memory(dir)
+        .map_err(at("check the filesystem of", dir))?
+    {
+        return Err(ApplyError::InlineNotInMemory {
+            path: inside.to_string(),
+            dir: dir.to_path_buf(),
+        });
+    }
+    sys.write_file(&path, contents)
+        .map_err(at("write", &path))?;
+    // An owner the user namespace lacks fails the command's user switch
+    // anyway, with its own error; the file is then left root's.
+    if sys.set_attrs(&path, 0o400, owner).is_err() {
+        sys.set_attrs(&path, 0o400, None)
+            .map_err(at("set the mode of", &path))?;
     }
     Ok(())
 }
@@ -269,96 +401,4 @@ pub fn resolve_in_root(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sandbox::sys::{Call, RecordingSys};
-
-    #[test]
-    fn proc_falls_back_to_rbind_and_read_only_binds_use_mount_setattr() {
-        let mut sys = RecordingSys {
-            fail_fstypes: vec!["proc".into()],
-            ..Default::default()
-        };
-        apply(
-            &mut sys,
-            &[
-                SetupOp::MountProc {
-                    target: "/r/proc".into(),
-                },
-                SetupOp::ReadOnly {
-                    path: "/r/proc/sys".into(),
-                },
-            ],
-        )
-        .unwrap();
-        assert_eq!(
-            sys.calls[1..],
-            [
-                Call::bind("/proc", "/r/proc", BIND | REC),
-                Call::bind("/r/proc/sys", "/r/proc/sys", BIND | REC),
-                Call::MakeReadOnly {
-                    target: "/r/proc/sys".into(),
-                    recursive: true
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn mask_uses_tmpfs_for_dirs_and_dev_null_for_files() {
-        let mut sys = RecordingSys {
-            dirs: vec!["/r/proc/acpi".into()],
-            files: vec!["/r/proc/kcore".into()],
-            ..Default::default()
-        };
-        apply(
-            &mut sys,
-            &[
-                SetupOp::Mask {
-                    path: "/r/proc/acpi".into(),
-                },
-                SetupOp::Mask {
-                    path: "/r/proc/kcore".into(),
-                },
-                SetupOp::Mask {
-                    path: "/r/proc/scsi".into(),
-                },
-            ],
-        )
-        .unwrap();
-        assert!(matches!(&sys.calls[0], Call::Mount { fstype, .. } if fstype == "tmpfs"));
-        assert!(
-            matches!(&sys.calls[1], Call::Mount { source, flags, .. } if source == "/dev/null" && *flags == BIND)
-        );
-        // Nothing to hide, nothing mounted.
-        assert_eq!(sys.calls.len(), 2);
-    }
-
-    #[test]
-    fn bind_targets_resolve_symlinks_inside_the_root() {
-        let links = |p: &Path| -> Option<PathBuf> {
-            match p.to_str()? {
-                "/r/work" => Some("/srv/data".into()),
-                "/r/srv/data/up" => Some("../../../../etc".into()),
-                "/r/loop" => Some("loop".into()),
-                _ => None,
-            }
-        };
-        assert_eq!(
-            resolve_in_root(Path::new("/r"), "/work/x", links),
-            Path::new("/r/srv/data/x")
-        );
-        assert_eq!(
-            resolve_in_root(Path::new("/r"), "/work/up/passwd", links),
-            Path::new("/r/etc/passwd")
-        );
-        assert_eq!(
-            resolve_in_root(Path::new("/r"), "/../../a", links),
-            Path::new("/r/a")
-        );
-        assert_eq!(
-            resolve_in_root(Path::new("/r"), "/loop", links),
-            Path::new("/r/loop")
-        );
-    }
-}
+mod tests;

@@ -89,6 +89,8 @@ impl Holder {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
+                // A terminal's ^C is corral's to handle (orderly teardown).
+                .process_group(0)
                 .spawn()
         })
         .and_then(|r| r)
@@ -386,7 +388,13 @@ fn spawn_step(
         early = Some(File::from(early_r));
         child
     } else {
-        reexec_step(exe, stdio, spec_r, status_w).map_err(spawn_err)?
+        // A stage's steps leave corral's process group: a terminal's ^C
+        // reaches corral alone, which stops services in order (SIGTERM,
+        // grace). A one-off sandbox with the caller's stdio stays in it:
+        // its command is the terminal's foreground job (reads the tty, gets
+        // ^C as `docker run` does).
+        let own_group = req.holder_pid != 0 || stdio == StepStdio::Piped;
+        reexec_step(exe, stdio, spec_r, status_w, own_group).map_err(spawn_err)?
     };
     let pidfd = match pidfd_open(child.id()) {
         Ok(fd) => fd,
@@ -459,18 +467,23 @@ fn kill_and_reap(child: &mut StepProcess) {
     let _ = child.wait();
 }
 
-/// `corral __sandbox step` with the spec and status pipes on fds 3 and 4.
+/// `corral __sandbox step` with the spec and status pipes on fds 3 and 4,
+/// in a process group of its own when `own_group`.
 fn reexec_step(
     exe: &Path,
     stdio: StepStdio,
     spec_r: OwnedFd,
     status_w: OwnedFd,
+    own_group: bool,
 ) -> std::io::Result<StepProcess> {
     let exe_owned = exe.to_path_buf();
     let (child_r, child_w) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
     let spawned = on_spawner(move || {
         let mut cmd = Command::new(&exe_owned);
         cmd.args(["__sandbox", "step"]);
+        if own_group {
+            cmd.process_group(0);
+        }
         match stdio {
             StepStdio::Inherit => cmd
                 .stdin(Stdio::inherit())

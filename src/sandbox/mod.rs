@@ -13,6 +13,9 @@
 //! Steps join the holder with `setns` from their own re-executed process
 //! rather than being forked by the holder: the holder then may use threads
 //! (port forwarders) and needs no fd-passing protocol for stdio.
+//! The holder, a stage's step processes and the egress helpers (pasta,
+//! slirp4netns) each lead a process group of their own: a terminal's ^C
+//! reaches corral alone, whose teardown stops services in order.
 //! [`run_once`] (used by `corral exec`) skips the holder: the step process
 //! makes its own user and network namespaces. From a single-threaded
 //! launcher it skips the re-execution too, and without published ports the
@@ -57,6 +60,7 @@ pub mod caps;
 mod command;
 mod etc;
 mod holder;
+mod hostroot;
 pub mod idmap;
 mod init;
 mod launch;
@@ -77,8 +81,8 @@ use std::path::PathBuf;
 
 pub use launch::{run_once, Stage, Step, StepExit, StepStdio};
 pub use spec::{
-    default_exe, BindMount, IdMapping, Limits, NetworkMode, PortForward, Rootfs, SandboxSpec,
-    StageSpec, User,
+    default_exe, BindMount, IdMapping, InlineFile, Limits, NetworkMode, PortForward, Rootfs,
+    SandboxSpec, StageSpec, User,
 };
 pub use state::{new_run_dir, remove_stale};
 

@@ -230,7 +230,10 @@ fn start_pasta(pid: i32) -> Result<EgressGuard, String> {
     cmd.arg(pid.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::null())
+        // Out of a terminal's ^C: the stage's route out must outlive its
+        // orderly teardown.
+        .process_group(0);
     // SAFETY: prctl is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -293,7 +296,9 @@ fn start_slirp4netns(pid: i32) -> Result<EgressGuard, String> {
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     // Nobody would drain a pipe for the helper's whole life.
-    .stderr(Stdio::null());
+    .stderr(Stdio::null())
+    // Out of a terminal's ^C, as pasta.
+    .process_group(0);
     // SAFETY: only dup2 (async-signal-safe) between fork and exec; the
     // sources are close-on-exec fds above 4 or moved out of the way first.
     unsafe {

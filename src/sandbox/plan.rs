@@ -79,6 +79,25 @@ pub enum SetupOp {
         target: String,
         read_only: bool,
     },
+    /// A read-only host directory rebuilt so that a mount point can be made
+    /// in it: a tmpfs over `target` with `source`'s mode and owner, holding
+    /// read-only binds of `source`'s entries (symlinks copied). Without
+    /// `list` (we may not search `source`, so nothing in it is reachable
+    /// anyway) the tmpfs stays empty. `mount` is the sandbox path it is for.
+    Shadow {
+        source: PathBuf,
+        target: PathBuf,
+        list: bool,
+        mount: String,
+    },
+    /// A spec's [`super::spec::InlineFile`]: `path` resolved under `root`
+    /// like a bind target, owned by `owner` (default root), mode 0400.
+    WriteInline {
+        root: PathBuf,
+        path: String,
+        contents: String,
+        owner: Option<(u32, u32)>,
+    },
     Mkdir {
         path: PathBuf,
         mode: u32,
@@ -116,7 +135,8 @@ pub enum SetupOp {
     ReadOnly {
         path: PathBuf,
     },
-    /// The root mount itself read-only (after all mounts below it).
+    /// A mount itself read-only, not the mounts below it (the root, or a
+    /// shadow, after all mounts below it).
     RootReadOnly {
         root: PathBuf,
     },
@@ -220,7 +240,7 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
                     contents,
                 });
             }
-            ops.extend(host_root_ops(root, Path::new("/")));
+            ops.extend(super::hostroot::ops(root, Path::new("/"), &spec.mounts));
             for dir in MOUNT_POINTS.iter().chain(&["etc"]) {
                 ops.push(SetupOp::Mkdir {
                     path: root.join(dir),
@@ -273,6 +293,28 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
             read_only: mount.read_only,
         });
     }
+    // Shadows hold their mount points now: read-only like the host dirs
+    // they stand for (the mounts on them keep their own flags).
+    let shadows: Vec<PathBuf> = ops
+        .iter()
+        .filter_map(|op| match op {
+            SetupOp::Shadow { target, .. } => Some(target.clone()),
+            _ => None,
+        })
+        .collect();
+    ops.extend(
+        shadows
+            .into_iter()
+            .map(|root| SetupOp::RootReadOnly { root }),
+    );
+    for file in &spec.files {
+        ops.push(SetupOp::WriteInline {
+            root: root.clone(),
+            path: file.path.clone(),
+            contents: file.contents.clone(),
+            owner: spec.user.as_ref().map(|u| (u.uid, u.gid)),
+        });
+    }
     ops.extend(
         MASKED_PATHS
             .iter()
@@ -292,62 +334,6 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
     ops.push(SetupOp::SetHostname {
         name: spec.hostname.clone(),
     });
-    ops
-}
-
-/// The host's root as a tmpfs holding read-only binds of its top-level
-/// entries (symlinks copied): the host stays read-only, and mount points
-/// the host lacks (the workspace at `/harness`) can still be created.
-fn host_root_ops(root: &Path, host: &Path) -> Vec<SetupOp> {
-    let mut ops = vec![SetupOp::MountTmpfs {
-        target: root.to_path_buf(),
-        mode: 0o755,
-        flags: NOSUID | NODEV,
-    }];
-    let mut entries: Vec<_> = std::fs::read_dir(host)
-        .map(|dir| dir.flatten().collect())
-        .unwrap_or_default();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name();
-        // Made fresh for every sandbox below.
-        if ["proc", "dev", "sys", "tmp", "run"]
-            .iter()
-            .any(|n| name == *n)
-        {
-            continue;
-        }
-        let source = entry.path();
-        let target = root.join(&name);
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_symlink() {
-            if let Ok(link) = std::fs::read_link(&source) {
-                ops.push(SetupOp::Symlink {
-                    target: link.to_string_lossy().into_owned(),
-                    link: target,
-                });
-            }
-            continue;
-        }
-        ops.push(if kind.is_dir() {
-            SetupOp::Mkdir {
-                path: target.clone(),
-                mode: 0o755,
-            }
-        } else {
-            SetupOp::Touch {
-                path: target.clone(),
-            }
-        });
-        ops.push(SetupOp::Bind {
-            source,
-            target,
-            recursive: kind.is_dir(),
-            read_only: true,
-        });
-    }
     ops
 }
 
@@ -403,183 +389,4 @@ fn dev_ops(dev: &Path) -> Vec<SetupOp> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sandbox::spec::BindMount;
-
-    fn dirs() -> StepDirs {
-        StepDirs::under(Path::new("/run/s1"))
-    }
-
-    fn plan(spec: &SandboxSpec, dirs: &StepDirs) -> Vec<SetupOp> {
-        super::plan(spec, dirs, "nameserver 192.0.2.1\n")
-    }
-
-    #[test]
-    fn image_rootfs_starts_with_scratch_then_overlay_and_ends_with_pivot() {
-        let spec = SandboxSpec::new(
-            Rootfs::Image {
-                lower: "/store/img".into(),
-            },
-            vec!["true".into()],
-        );
-        let ops = plan(&spec, &dirs());
-        let mkdir = |path: &str| SetupOp::Mkdir {
-            path: path.into(),
-            mode: 0o755,
-        };
-        assert_eq!(
-            ops[..8],
-            [
-                SetupOp::MakeMountsPrivate,
-                SetupOp::MountTmpfs {
-                    target: "/run/s1".into(),
-                    mode: 0o700,
-                    flags: NOSUID | NODEV
-                },
-                mkdir("/run/s1/root"),
-                mkdir("/run/s1/upper"),
-                mkdir("/run/s1/work"),
-                SetupOp::SeedUpper {
-                    lower: "/store/img".into(),
-                    upper: "/run/s1/upper".into(),
-                    dirs: MOUNT_POINTS.iter().map(|d| d.to_string()).collect(),
-                    etc: vec![
-                        (
-                            "hosts".into(),
-                            "127.0.0.1\tlocalhost corral\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                .into()
-                        ),
-                        ("hostname".into(), "corral\n".into()),
-                        ("resolv.conf".into(), "nameserver 192.0.2.1\n".into()),
-                    ]
-                },
-                SetupOp::MountOverlay {
-                    lower: "/store/img".into(),
-                    upper: "/run/s1/upper".into(),
-                    work: "/run/s1/work".into(),
-                    target: "/run/s1/root".into(),
-                },
-                SetupOp::MountProc {
-                    target: "/run/s1/root/proc".into(),
-                },
-            ]
-        );
-        // Nothing is created or bound through the overlay (/dev is a tmpfs).
-        assert!(!ops.iter().any(|op| match op {
-            SetupOp::Mkdir { path, .. } | SetupOp::Touch { path } =>
-                path.starts_with("/run/s1/root")
-                    && path != Path::new("/run/s1/root")
-                    && !path.starts_with("/run/s1/root/dev"),
-            SetupOp::Bind { target, .. } => target.starts_with("/run/s1/root/etc"),
-            _ => false,
-        }));
-        assert_eq!(
-            ops[ops.len() - 2..],
-            [
-                SetupOp::PivotRoot {
-                    new_root: "/run/s1/root".into()
-                },
-                SetupOp::SetHostname {
-                    name: "corral".into()
-                },
-            ]
-        );
-        assert!(!ops
-            .iter()
-            .any(|op| matches!(op, SetupOp::RootReadOnly { .. })));
-    }
-
-    #[test]
-    fn dev_is_minimal_with_shm_1777_and_private_devpts() {
-        let ops = dev_ops(Path::new("/r/dev"));
-        assert_eq!(ops.len(), 1 + 2 * DEVICES.len() + 5 + 4);
-        assert!(ops.contains(&SetupOp::MountTmpfs {
-            target: "/r/dev/shm".into(),
-            mode: 0o1777,
-            flags: NOSUID | NODEV
-        }));
-        assert!(ops.contains(&SetupOp::MountDevpts {
-            target: "/r/dev/pts".into()
-        }));
-        assert!(ops.contains(&SetupOp::Bind {
-            source: "/dev/urandom".into(),
-            target: "/r/dev/urandom".into(),
-            recursive: false,
-            read_only: false
-        }));
-    }
-
-    #[test]
-    fn user_mounts_masks_and_read_only_root_come_before_pivot() {
-        let mut spec = SandboxSpec::new(Rootfs::Dir("/d".into()), vec!["sh".into()]);
-        spec.read_only = true;
-        spec.hostname = "box".into();
-        spec.mounts.push(BindMount {
-            source: "/src".into(),
-            target: "/work/src".into(),
-            read_only: true,
-        });
-        let ops = plan(&spec, &dirs());
-        // A read-only rootfs keeps the generated files writable.
-        assert!(ops.contains(&SetupOp::Bind {
-            source: "/run/s1/upper/etc/resolv.conf".into(),
-            target: "/run/s1/root/etc/resolv.conf".into(),
-            recursive: false,
-            read_only: false
-        }));
-        let tail: Vec<_> = ops
-            .iter()
-            .rev()
-            .take(3 + READ_ONLY_PATHS.len() + MASKED_PATHS.len() + 1)
-            .rev()
-            .cloned()
-            .collect();
-        let mut want = vec![SetupOp::BindUser {
-            source: "/src".into(),
-            root: "/run/s1/root".into(),
-            target: "/work/src".into(),
-            read_only: true,
-        }];
-        want.extend(MASKED_PATHS.iter().map(|p| SetupOp::Mask {
-            path: Path::new("/run/s1/root").join(p),
-        }));
-        want.extend(READ_ONLY_PATHS.iter().map(|p| SetupOp::ReadOnly {
-            path: Path::new("/run/s1/root").join(p),
-        }));
-        want.push(SetupOp::RootReadOnly {
-            root: "/run/s1/root".into(),
-        });
-        want.push(SetupOp::PivotRoot {
-            new_root: "/run/s1/root".into(),
-        });
-        want.push(SetupOp::SetHostname { name: "box".into() });
-        assert_eq!(tail, want);
-    }
-
-    #[test]
-    fn host_root_is_a_read_only_rbind_with_private_tmp() {
-        let spec = SandboxSpec::new(Rootfs::HostRoot, vec!["sh".into()]);
-        let ops = plan(&spec, &dirs());
-        assert!(ops.contains(&SetupOp::Bind {
-            source: "/usr".into(),
-            target: "/run/s1/root/usr".into(),
-            recursive: true,
-            read_only: true
-        }));
-        assert!(!ops
-            .iter()
-            .any(|op| matches!(op, SetupOp::Bind { source, .. } if source == Path::new("/"))));
-        assert!(ops.contains(&SetupOp::MountTmpfs {
-            target: "/run/s1/root/tmp".into(),
-            mode: 0o1777,
-            flags: NOSUID | NODEV
-        }));
-        assert!(ops.contains(&SetupOp::Bind {
-            source: "/run/s1/etc/hosts".into(),
-            target: "/run/s1/root/etc/hosts".into(),
-            recursive: false,
-            read_only: false
-        }));
-    }
-}
+mod tests;

@@ -194,18 +194,18 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
         _ => "private netns per stage, loopback only (no usable egress helper), -p through corral's forwarder"
             .to_string(),
     };
-    let limits = if cgroup.is_ok() {
-        "cgroup v2"
-    } else {
-        "rlimits only (--memory as RLIMIT_AS; --cpus not enforced, warned)"
-    };
+    // The launcher does not place sandboxes in cgroups (yet), delegated or not.
+    let limits = format!(
+        "rlimits only: --memory as {}; --cpus not enforced, warned",
+        super::rlimits::MEMORY_AS
+    );
     Report {
         checks,
         modes: Modes {
             id_mapping: mapping,
             rootfs,
             network,
-            limits: limits.into(),
+            limits,
         },
     }
 }

@@ -1,5 +1,11 @@
-//! Limits without a delegated cgroup v2: memory becomes `RLIMIT_AS`; CPU
+//! Limits without a delegated cgroup v2: memory becomes `RLIMIT_DATA`; CPU
 //! shares have no rlimit equivalent (the caller warns, see `corral info`).
+//!
+//! `RLIMIT_DATA` rather than `RLIMIT_AS`: since Linux 4.7 it counts every
+//! private writable mapping (heap, anonymous mmap), which is what a memory
+//! limit means, while reservations without access (`PROT_NONE`, as Node,
+//! the JVM and Go make gigabytes of) and file mappings do not count. Under
+//! `RLIMIT_AS` those runtimes fail at start.
 
 use std::io;
 
@@ -13,28 +19,33 @@ pub fn apply(limits: &Limits) -> io::Result<()> {
             rlim_max: bytes,
         };
         // SAFETY: valid rlimit pointer.
-        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) } < 0 {
+        if unsafe { libc::setrlimit(libc::RLIMIT_DATA, &lim) } < 0 {
             return Err(io::Error::last_os_error());
         }
     }
     Ok(())
 }
 
-/// One warning per limit that will not be enforced as asked, or empty.
+/// How `corral info` and the warnings describe the memory limit.
+pub const MEMORY_AS: &str =
+    "RLIMIT_DATA (private writable memory per process; address space reservations are free)";
+
+/// One warning per limit that will not be enforced as asked, or empty
+/// (corral places sandboxes in no cgroup yet: callers pass `false`).
 pub fn warnings(limits: &Limits, cgroup_v2_delegated: bool) -> Vec<String> {
     if cgroup_v2_delegated {
         return Vec::new();
     }
     let mut out = Vec::new();
     if limits.memory_bytes.is_some() {
-        out.push(
-            "no delegated cgroup v2 here: --memory is enforced as RLIMIT_AS (address space) per process, not as a cgroup limit"
-                .to_string(),
-        );
+        out.push(format!(
+            "no cgroup limits here: the memory limit (--memory, resources.limits.memory) is enforced as {MEMORY_AS}, not for the sandbox as a whole"
+        ));
     }
     if limits.cpus.is_some() {
         out.push(
-            "no delegated cgroup v2 here: --cpus cannot be enforced and is not applied".to_string(),
+            "no cgroup limits here: the cpu limit (--cpus, resources.limits.cpu) cannot be enforced and is not applied"
+                .to_string(),
         );
     }
     out

@@ -61,6 +61,18 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
+/// A file written into the sandbox just before its command starts, after
+/// every mount. Its directory (created when missing) must be on a tmpfs
+/// (`/run`, `/tmp`), so the contents never reach a disk: a script holding
+/// secrets, which in argv every host user could read through `ps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineFile {
+    /// Absolute path inside the sandbox.
+    pub path: String,
+    /// Owned by the command's user, mode 0400.
+    pub contents: String,
+}
+
 /// IDs the command runs as, inside the sandbox's user namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -92,6 +104,7 @@ pub struct SandboxSpec {
     /// Extra `/etc/hosts` entries: (name, address).
     pub extra_hosts: Vec<(String, String)>,
     pub mounts: Vec<BindMount>,
+    pub files: Vec<InlineFile>,
     /// Mount the rootfs read-only.
     pub read_only: bool,
     /// Keep every capability of the stage's user namespace and skip seccomp.
@@ -111,6 +124,7 @@ impl SandboxSpec {
             hostname: "corral".to_string(),
             extra_hosts: Vec::new(),
             mounts: Vec::new(),
+            files: Vec::new(),
             read_only: false,
             privileged: false,
             limits: Limits::default(),

@@ -41,6 +41,10 @@ pub trait Sys {
     fn stat(&mut self, path: &Path, follow: bool) -> Option<Stat>;
     /// Sets the permission bits, and the owner when given.
     fn set_attrs(&mut self, path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<()>;
+    /// The entries of a directory (see [`read_entries`]).
+    fn list_dir(&mut self, path: &Path) -> io::Result<Vec<DirEntry>>;
+    /// Whether `path` lies on a tmpfs or ramfs (memory, never a disk).
+    fn in_memory(&mut self, path: &Path) -> io::Result<bool>;
     /// `pivot_root(new_root, new_root)`, then detaches the old root.
     fn pivot_root(&mut self, new_root: &Path) -> io::Result<()>;
     fn set_hostname(&mut self, name: &str) -> io::Result<()>;
@@ -58,6 +62,50 @@ pub struct Stat {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
+}
+
+/// One entry of a directory, for rebuilding it out of bind mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: std::ffi::OsString,
+    pub kind: EntryKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    /// Anything bind-mountable that is not a directory (files, sockets,
+    /// devices, fifos).
+    File,
+    Symlink(PathBuf),
+}
+
+/// The entries of `path` in name order; one whose type cannot be read is
+/// left out (it cannot be bound either).
+pub fn read_entries(path: &Path) -> io::Result<Vec<DirEntry>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let kind = if kind.is_symlink() {
+            match std::fs::read_link(entry.path()) {
+                Ok(link) => EntryKind::Symlink(link),
+                Err(_) => continue,
+            }
+        } else if kind.is_dir() {
+            EntryKind::Dir
+        } else {
+            EntryKind::File
+        };
+        out.push(DirEntry {
+            name: entry.file_name(),
+            kind,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 pub(crate) fn cstr(path: &Path) -> io::Result<CString> {
@@ -267,6 +315,17 @@ impl Sys for LinuxSys {
         Ok(())
     }
 
+    fn list_dir(&mut self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        read_entries(path)
+    }
+
+    fn in_memory(&mut self, path: &Path) -> io::Result<bool> {
+        const TMPFS_MAGIC: u64 = 0x0102_1994;
+        const RAMFS_MAGIC: u64 = 0x8584_58f6;
+        let st = rustix::fs::statfs(path)?;
+        Ok([TMPFS_MAGIC, RAMFS_MAGIC].contains(&(st.f_type as u64)))
+    }
+
     fn pivot_root(&mut self, new_root: &Path) -> io::Result<()> {
         let root = cstr(new_root)?;
         let dot = c".";
@@ -315,189 +374,5 @@ fn run_to_end(program: &str, command: &mut std::process::Command) -> io::Result<
     }
 }
 
-/// One recorded call of [`RecordingSys`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Call {
-    Mount {
-        source: String,
-        target: PathBuf,
-        fstype: String,
-        flags: u64,
-        data: String,
-    },
-    MakeReadOnly {
-        target: PathBuf,
-        recursive: bool,
-    },
-    MkdirAll {
-        path: PathBuf,
-        mode: u32,
-    },
-    Touch {
-        path: PathBuf,
-    },
-    WriteFile {
-        path: PathBuf,
-        contents: String,
-    },
-    Symlink {
-        target: String,
-        link: PathBuf,
-    },
-    SetAttrs {
-        path: PathBuf,
-        mode: u32,
-        owner: Option<(u32, u32)>,
-    },
-    PivotRoot {
-        new_root: PathBuf,
-    },
-    SetHostname {
-        name: String,
-    },
-    Run {
-        program: String,
-        args: Vec<String>,
-    },
-    RunIn {
-        root: PathBuf,
-        program: String,
-        args: Vec<String>,
-    },
-}
-
-#[cfg(test)]
-impl Call {
-    /// The call of a bind mount (`flags` holds BIND, maybe REC).
-    pub(crate) fn bind(source: &str, target: &str, flags: u64) -> Call {
-        Call::Mount {
-            source: source.into(),
-            target: target.into(),
-            fstype: "".into(),
-            flags,
-            data: "".into(),
-        }
-    }
-}
-
-/// Records calls; mounts of a type in `fail_fstypes` and runs of a program
-/// in `fail_programs` fail with EPERM, so tests can drive the fallbacks.
-/// `stat` finds `dirs` (0755) and `files` (0644), owned by 0.
-#[derive(Debug, Default)]
-pub struct RecordingSys {
-    pub calls: Vec<Call>,
-    pub fail_fstypes: Vec<String>,
-    pub fail_programs: Vec<String>,
-    pub dirs: Vec<PathBuf>,
-    pub files: Vec<PathBuf>,
-}
-
-impl RecordingSys {
-    fn run_result(&self, program: &str) -> io::Result<()> {
-        if self.fail_programs.iter().any(|p| p == program) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-        Ok(())
-    }
-}
-
-impl Sys for RecordingSys {
-    fn mount(
-        &mut self,
-        source: &str,
-        target: &Path,
-        fstype: &str,
-        flags: u64,
-        data: &str,
-    ) -> io::Result<()> {
-        self.calls.push(Call::Mount {
-            source: source.to_string(),
-            target: target.to_path_buf(),
-            fstype: fstype.to_string(),
-            flags,
-            data: data.to_string(),
-        });
-        if self.fail_fstypes.iter().any(|f| f == fstype) {
-            return Err(io::Error::from_raw_os_error(libc::EPERM));
-        }
-        Ok(())
-    }
-    fn make_read_only(&mut self, target: &Path, recursive: bool) -> io::Result<()> {
-        self.calls.push(Call::MakeReadOnly {
-            target: target.to_path_buf(),
-            recursive,
-        });
-        Ok(())
-    }
-    fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()> {
-        self.calls.push(Call::MkdirAll {
-            path: path.to_path_buf(),
-            mode,
-        });
-        Ok(())
-    }
-    fn write_file(&mut self, path: &Path, contents: &str) -> io::Result<()> {
-        self.calls.push(Call::WriteFile {
-            path: path.to_path_buf(),
-            contents: contents.to_string(),
-        });
-        Ok(())
-    }
-    fn touch(&mut self, path: &Path) -> io::Result<()> {
-        self.calls.push(Call::Touch {
-            path: path.to_path_buf(),
-        });
-        Ok(())
-    }
-    fn symlink(&mut self, target: &str, link: &Path) -> io::Result<()> {
-        self.calls.push(Call::Symlink {
-            target: target.to_string(),
-            link: link.to_path_buf(),
-        });
-        Ok(())
-    }
-    fn stat(&mut self, path: &Path, _follow: bool) -> Option<Stat> {
-        let is_dir = self.dirs.iter().any(|d| d == path);
-        (is_dir || self.files.iter().any(|f| f == path)).then_some(Stat {
-            is_dir,
-            mode: if is_dir { 0o755 } else { 0o644 },
-            uid: 0,
-            gid: 0,
-        })
-    }
-    fn set_attrs(&mut self, path: &Path, mode: u32, owner: Option<(u32, u32)>) -> io::Result<()> {
-        self.calls.push(Call::SetAttrs {
-            path: path.to_path_buf(),
-            mode,
-            owner,
-        });
-        Ok(())
-    }
-    fn pivot_root(&mut self, new_root: &Path) -> io::Result<()> {
-        self.calls.push(Call::PivotRoot {
-            new_root: new_root.to_path_buf(),
-        });
-        Ok(())
-    }
-    fn set_hostname(&mut self, name: &str) -> io::Result<()> {
-        self.calls.push(Call::SetHostname {
-            name: name.to_string(),
-        });
-        Ok(())
-    }
-    fn run(&mut self, program: &str, args: &[String]) -> io::Result<()> {
-        self.calls.push(Call::Run {
-            program: program.to_string(),
-            args: args.to_vec(),
-        });
-        self.run_result(program)
-    }
-    fn run_in(&mut self, root: &Path, program: &str, args: &[String]) -> io::Result<()> {
-        self.calls.push(Call::RunIn {
-            root: root.to_path_buf(),
-            program: program.to_string(),
-            args: args.to_vec(),
-        });
-        self.run_result(program)
-    }
-}
+mod recording;
+pub use recording::{Call, RecordingSys};

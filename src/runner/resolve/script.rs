@@ -24,42 +24,85 @@ pub struct OutputSpec {
     pub source: String,
 }
 
-/// `[shell, flag, prefix + command + output lines]` per Harness's
-/// `SerializerUtils`.
-pub fn shell_argv(shell: Shell, command: &str, outputs: &[OutputSpec]) -> Vec<String> {
-    let script = |prefix: &str, lines: String| format!("{prefix}{command}{lines}");
-    match shell {
-        Shell::Sh => vec![
-            "sh".into(),
-            "-c".into(),
-            script("set -e; ", posix_lines(outputs)),
-        ],
-        Shell::Bash => vec![
-            "bash".into(),
-            "-c".into(),
-            script("set -e; ", posix_lines(outputs)),
-        ],
-        Shell::Python => vec![
-            "python3".into(),
-            "-c".into(),
-            script("", python_lines(outputs)),
-        ],
-        Shell::Pwsh => vec![
-            "pwsh".into(),
-            "-Command".into(),
-            script(
-                "$ErrorActionPreference = 'Stop'; ",
-                powershell_lines(outputs),
-            ),
-        ],
-        Shell::Powershell => vec![
-            "powershell".into(),
-            "-Command".into(),
-            script(
-                "$ErrorActionPreference = 'Stop'; ",
-                powershell_lines(outputs),
-            ),
-        ],
+/// Where a step's script is written in its sandbox: a tmpfs (`/run`), so
+/// that neither a process's argv (world-readable through `ps`) nor a disk
+/// ever holds a command, which may carry secrets.
+pub const SCRIPT_DIR: &str = "/run/corral";
+
+/// A step's `command` with the lines corral appends, as a file the argv
+/// of [`shell_command`] runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// Absolute path inside the sandbox.
+    pub path: String,
+    pub text: String,
+}
+
+/// Harness's wrapper per shell (`SerializerUtils`), with the script read
+/// from a file in `dir` instead of being argv: Sh/Bash `sh -c "set -e; .
+/// FILE"` (the same `$0`, stdin, `set -e` and exit codes as `sh -c "set -e;
+/// CMD"`), Python `python3 -c` running the file's code as `-c` would (the
+/// same `sys.argv`, `sys.path` and `<string>` in tracebacks), Pwsh and
+/// Powershell `-Command` dot-sourcing the file after setting
+/// `$ErrorActionPreference`.
+pub fn shell_command(
+    shell: Shell,
+    command: &str,
+    outputs: &[OutputSpec],
+    dir: &str,
+) -> (Vec<String>, Script) {
+    let file = |ext: &str| format!("{}/step.{ext}", dir.trim_end_matches('/'));
+    let (argv, path, lines) = match shell {
+        Shell::Sh | Shell::Bash => {
+            let path = file("sh");
+            let program = if shell == Shell::Sh { "sh" } else { "bash" };
+            let argv = vec![
+                program.to_string(),
+                "-c".to_string(),
+                format!("set -e; . {}", sh_quote(&path)),
+            ];
+            (argv, path, posix_lines(outputs))
+        }
+        Shell::Python => {
+            let path = file("py");
+            let code = format!(
+                "exec(compile(open({path:?}, encoding='utf-8').read(), '<string>', 'exec'))"
+            );
+            (
+                vec!["python3".into(), "-c".into(), code],
+                path,
+                python_lines(outputs),
+            )
+        }
+        Shell::Pwsh | Shell::Powershell => {
+            let path = file("ps1");
+            let program = if shell == Shell::Pwsh {
+                "pwsh"
+            } else {
+                "powershell"
+            };
+            let argv = vec![
+                program.to_string(),
+                "-Command".to_string(),
+                format!(
+                    "$ErrorActionPreference = 'Stop'; . '{}'",
+                    path.replace('\'', "''")
+                ),
+            ];
+            (argv, path, powershell_lines(outputs))
+        }
+    };
+    let text = format!("{command}{lines}");
+    (argv, Script { path, text })
+}
+
+/// `s` for a POSIX shell: as is when it needs no quoting, else in `'…'`.
+fn sh_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 
@@ -162,30 +205,96 @@ mod tests {
     }
 
     #[test]
-    fn argv_per_shell() {
+    fn argv_per_shell_names_the_script_file_only() {
         let cases = [
-            (Shell::Sh, ["sh", "-c", "set -e; echo hi"]),
-            (Shell::Bash, ["bash", "-c", "set -e; echo hi"]),
-            (Shell::Python, ["python3", "-c", "echo hi"]),
+            (Shell::Sh, "sh", "set -e; . /run/corral/step.sh", "sh"),
+            (Shell::Bash, "bash", "set -e; . /run/corral/step.sh", "sh"),
+            (
+                Shell::Python,
+                "python3",
+                "exec(compile(open(\"/run/corral/step.py\", encoding='utf-8').read(), '<string>', 'exec'))",
+                "py",
+            ),
             (
                 Shell::Pwsh,
-                [
-                    "pwsh",
-                    "-Command",
-                    "$ErrorActionPreference = 'Stop'; echo hi",
-                ],
+                "pwsh",
+                "$ErrorActionPreference = 'Stop'; . '/run/corral/step.ps1'",
+                "ps1",
             ),
             (
                 Shell::Powershell,
-                [
-                    "powershell",
-                    "-Command",
-                    "$ErrorActionPreference = 'Stop'; echo hi",
-                ],
+                "powershell",
+                "$ErrorActionPreference = 'Stop'; . '/run/corral/step.ps1'",
+                "ps1",
             ),
         ];
-        for (shell, want) in cases {
-            assert_eq!(shell_argv(shell, "echo hi", &[]), want, "{shell:?}");
+        for (shell, program, arg, ext) in cases {
+            let (argv, script) = shell_command(shell, "echo hi", &[], SCRIPT_DIR);
+            let flag = if program.starts_with('p') && program != "python3" {
+                "-Command"
+            } else {
+                "-c"
+            };
+            assert_eq!(argv, [program, flag, arg], "{shell:?}");
+            assert_eq!(script.path, format!("/run/corral/step.{ext}"));
+            assert_eq!(script.text, "echo hi");
+        }
+    }
+
+    /// Runs `argv` (a script written to its file) with `stdin`; the file
+    /// lives in `dir`.
+    fn run_script(
+        argv: &[String],
+        script: &Script,
+        stdin: &str,
+        env: &[(&str, &std::path::Path)],
+    ) -> std::process::Output {
+        use std::io::Write;
+        std::fs::write(&script.path, &script.text).unwrap();
+        let mut child = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A script that exits without reading its stdin closes the pipe.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+
+    /// The script file behaves as the command in argv did: `$0`, stdin,
+    /// `set -e` and exit codes are the same, for sh and bash.
+    #[test]
+    fn a_sourced_script_behaves_like_the_inline_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_s = dir.path().to_str().unwrap();
+        let commands = [
+            "echo \"0=$0 #=$#\"; read line; echo \"got $line\"; false; echo not reached",
+            "echo a\nexit 7\necho b",
+            "if false; then :; fi; f() { return 3; }; f || echo caught; (exit 4)",
+            "cat; echo done",
+        ];
+        for shell in [Shell::Sh, Shell::Bash] {
+            let program = if shell == Shell::Sh { "sh" } else { "bash" };
+            for command in commands {
+                let (argv, script) = shell_command(shell, command, &[], dir_s);
+                let got = run_script(&argv, &script, "one\ntwo\n", &[]);
+                let want = run_script(
+                    &[program.into(), "-c".into(), format!("set -e; {command}")],
+                    &script,
+                    "one\ntwo\n",
+                    &[],
+                );
+                assert_eq!(
+                    got.status.code(),
+                    want.status.code(),
+                    "{program}: {command}"
+                );
+                assert_eq!(got.stdout, want.stdout, "{program}: {command}");
+                assert!(!argv.iter().any(|a| a.contains(command)));
+            }
         }
     }
 
@@ -203,16 +312,13 @@ mod tests {
             },
             out("UNSET"),
         ];
-        let argv = shell_argv(
+        let (argv, script) = shell_command(
             Shell::Sh,
             "PLAIN='a b \"c\" $x'\ninner=\"line1\nline2\"",
             &specs,
+            dir.path().to_str().unwrap(),
         );
-        let status = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .env("HARNESS_OUTPUT_FILE", &file)
-            .status()
-            .unwrap();
+        let status = run_script(&argv, &script, "", &[("HARNESS_OUTPUT_FILE", &file)]).status;
         assert!(status.success());
         let text = std::fs::read_to_string(&file).unwrap();
         let declared: Vec<String> = ["PLAIN", "RENAMED", "UNSET"].map(String::from).to_vec();
@@ -223,7 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn python_outputs_read_the_environment() {
+    fn python_outputs_read_the_environment_and_argv_is_as_with_c() {
         if std::process::Command::new("python3")
             .arg("-c")
             .arg("pass")
@@ -235,17 +341,19 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("out.env");
-        let argv = shell_argv(
+        let (argv, script) = shell_command(
             Shell::Python,
-            "import os\nos.environ['V'] = 'x y=z'",
+            "import os, sys\nprint(sys.argv, repr(sys.path[0]))\nos.environ['V'] = 'x y=z'",
             &[out("V")],
+            dir.path().to_str().unwrap(),
         );
-        let status = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .env("HARNESS_OUTPUT_FILE", &file)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let got = run_script(&argv, &script, "", &[("HARNESS_OUTPUT_FILE", &file)]);
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&got.stdout), "['-c'] ''\n");
         let got = parse_output_file(&std::fs::read_to_string(&file).unwrap(), &[]);
         assert_eq!(got["V"], "x y=z");
     }

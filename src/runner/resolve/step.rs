@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::error::ResolveError;
 use super::render::render;
-use super::script::{shell_argv, OutputSpec};
+use super::script::{shell_command, OutputSpec, SCRIPT_DIR};
 use super::vars::variable_env;
 use super::{ResolvedStep, RunContext, OUTPUT_DIR, WORKSPACE};
 use crate::image::reference::Reference;
@@ -177,6 +177,7 @@ pub fn resolve(
                 .map_or(o.name.value.clone(), |v| v.value.clone()),
         })
         .collect();
+    let mut script = None;
     let argv = if !spec.entrypoint.is_empty() {
         let mut argv = Vec::new();
         for (i, e) in spec.entrypoint.iter().enumerate() {
@@ -185,7 +186,9 @@ pub fn resolve(
         Some(argv)
     } else if let Some(cmd) = &spec.command {
         let text = field(cmd, "command", &mut env)?;
-        Some(shell_argv(spec.shell, &text, &outputs))
+        let (argv, file) = shell_command(spec.shell, &text, &outputs, SCRIPT_DIR);
+        script = Some(file);
+        Some(argv)
     } else {
         None
     };
@@ -306,6 +309,7 @@ pub fn resolve(
         connector,
         connector_ref,
         argv,
+        script,
         env: env.vars.into_iter().collect(),
         ports,
         privileged,

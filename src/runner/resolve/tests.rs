@@ -106,8 +106,9 @@ fn argv_per_kind_and_shell() {
     let a = resolve(&run, "a", &none).unwrap();
     assert_eq!(
         a.argv.as_deref().unwrap(),
-        ["bash", "-c", "set -e; echo from-pipeline"].map(String::from)
+        ["bash", "-c", "set -e; . /run/corral/step.sh"].map(String::from)
     );
+    assert_eq!(a.script.unwrap().text, "echo from-pipeline");
     assert_eq!(a.image, None);
     let b = resolve(&run, "b", &none).unwrap();
     assert_eq!(
@@ -173,7 +174,12 @@ fn output_variables_in_every_spelling() {
     let run = ctx(&yaml);
     let a = resolve(&run, "a", &StepOutputs::new()).unwrap();
     assert_eq!(a.output_variables, ["V"]);
-    assert!(a.argv.as_ref().unwrap()[2].contains("__corral_output 'V'"));
+    assert!(a
+        .script
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("__corral_output 'V'"));
     let mut outputs = StepOutputs::new();
     outputs.insert("a".into(), BTreeMap::from([("V".into(), "one".into())]));
     outputs.insert(
@@ -181,7 +187,7 @@ fn output_variables_in_every_spelling() {
         BTreeMap::from([("W".into(), "two words".into())]),
     );
     let c = resolve(&run, "c", &outputs).unwrap();
-    assert_eq!(c.argv.unwrap()[2], "set -e; echo one one two words one");
+    assert_eq!(c.script.unwrap().text, "echo one one two words one");
     // Before `a` ran, a real run cannot render `c`; the dry run shows the text.
     let err = resolve(&run, "c", &StepOutputs::new()).unwrap_err();
     assert!(err.to_string().contains("p.yaml:"), "{err}");
@@ -189,7 +195,11 @@ fn output_variables_in_every_spelling() {
     let sc = run.stage(stage).unwrap();
     let (step, groups) = find(&stage.execution, "c").unwrap();
     let preview = sc.preview_step(step, &groups).unwrap();
-    assert!(preview.argv.unwrap()[2].contains("<+steps.a.output.outputVariables.V>"));
+    assert!(preview
+        .script
+        .unwrap()
+        .text
+        .contains("<+steps.a.output.outputVariables.V>"));
 }
 
 #[test]
@@ -281,7 +291,7 @@ fn runtime_inputs_from_vars_defaults_or_errors() {
     );
     let run = ctx_with(&yaml, &[("R", "eu")]).unwrap();
     let a = resolve(&run, "a", &StepOutputs::new()).unwrap();
-    assert_eq!(a.argv.unwrap()[2], "set -e; echo eu dflt field-default");
+    assert_eq!(a.script.unwrap().text, "echo eu dflt field-default");
     let err = ctx_with(&yaml, &[("R", "mars")]).unwrap_err();
     assert!(
         err.to_string().contains("not one of the allowed values"),
@@ -315,9 +325,10 @@ fn matrix_ports_limits_and_pull_policy() {
     let t1 = resolve(&run, "t_1", &none).unwrap();
     assert_eq!(t1.image.as_deref(), Some("docker.io/library/python:3.12"));
     assert_eq!(
-        t1.argv.clone().unwrap(),
-        ["python3", "-c", "print(1)"].map(String::from)
+        t1.argv.clone().unwrap()[..2],
+        ["python3", "-c"].map(String::from)
     );
+    assert_eq!(t1.script.clone().unwrap().text, "print(1)");
     assert_eq!(t1.memory_bytes, Some(1 << 30));
     assert_eq!(t1.cpu_millis, Some(500));
     assert_eq!(env(&t1, "HARNESS_NODE_INDEX"), Some("1"));
@@ -369,7 +380,7 @@ fn stage_selection_and_outputs_across_stages_and_group_copies() {
         for_each_step(&one.execution, &[], &mut |step, groups| {
             if step.id.value == "r" {
                 let r = sc.resolve_step(step, groups, &outputs, &StepStatuses::new())?;
-                seen.push((r.id, r.argv.unwrap()[2].clone()));
+                seen.push((r.id, r.script.unwrap().text));
             }
             Ok::<(), ResolveError>(())
         })
@@ -377,8 +388,8 @@ fn stage_selection_and_outputs_across_stages_and_group_copies() {
         assert_eq!(
             seen,
             [
-                ("g_0_r".to_string(), "set -e; echo a".to_string()),
-                ("g_1_r".to_string(), "set -e; echo b".to_string())
+                ("g_0_r".to_string(), "echo a".to_string()),
+                ("g_1_r".to_string(), "echo b".to_string())
             ]
         );
     }
@@ -447,17 +458,14 @@ fn statuses_of_group_copies_and_earlier_stages() {
         for_each_step(&one.execution, &[], &mut |step, groups| {
             if step.id.value == "r" {
                 let r = sc.resolve_step(step, groups, &StepOutputs::new(), &statuses)?;
-                seen.push(r.argv.unwrap()[2].clone());
+                seen.push(r.script.unwrap().text);
             }
             Ok::<(), ResolveError>(())
         })
         .unwrap();
         assert_eq!(
             seen,
-            [
-                "set -e; echo SUCCEEDED/0 RUNNING",
-                "set -e; echo IGNORE_FAILED/2 RUNNING"
-            ]
+            ["echo SUCCEEDED/0 RUNNING", "echo IGNORE_FAILED/2 RUNNING"]
         );
     }
     // Stage one ended with only g_1.w recorded: the rest never started.
@@ -470,7 +478,7 @@ fn statuses_of_group_copies_and_earlier_stages() {
         .resolve_step(x, &groups, &StepOutputs::new(), &StepStatuses::new())
         .unwrap();
     assert_eq!(
-        r.argv.unwrap()[2],
-        "set -e; echo IGNORE_FAILED IGNORE_FAILED SKIPPED"
+        r.script.unwrap().text,
+        "echo IGNORE_FAILED IGNORE_FAILED SKIPPED"
     );
 }
