@@ -77,6 +77,12 @@ pub(super) fn prepare(
             }
         }
     }
+    // Checked before the pulls too: a busy port should not cost a download.
+    // The check after them stays, as the port may be taken in between.
+    if run.settings.network != NetworkMode::Host {
+        check_inside(&ports).map_err(NotStarted::Failed)?;
+        check_ports(&ports).map_err(NotStarted::Failed)?;
+    }
     let stop = Stop {
         cancel: &run.cancel,
         deadline,
