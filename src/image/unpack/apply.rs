@@ -28,6 +28,10 @@ pub(super) const OVERRIDE_STAT: &[u8] = b"user.containers.override_stat";
 pub(super) struct Deferred {
     pub mode: Option<u32>,
     pub mtime: Option<(i64, u32)>,
+    /// Recorded for a directory reached by resolving the path in-root (it
+    /// may go through a symlink such as `lib64 -> usr/lib64`), not for a
+    /// directory entry of the layer: reopen it following links, in-root.
+    pub follow: bool,
 }
 
 #[derive(Debug, Default)]
@@ -239,6 +243,7 @@ impl<'a> Applier<'a> {
         let mut parent = self
             .parent_dir(parent_rel)
             .map_err(fail("create the parent directory of", name))?;
+        self.keep_mtime(parent.as_fd(), parent_rel);
         let (mut removed, mut granted) = (false, false);
         loop {
             let errno = match op(parent.as_fd(), base) {
@@ -338,6 +343,7 @@ impl<'a> Applier<'a> {
             Deferred {
                 mode: (now != meta.mode).then_some(meta.mode),
                 mtime: Some((meta.mtime, meta.mtime_nsec)),
+                follow: false,
             },
         );
         Ok(())

@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::apply::{fail, Applier, Deferred};
@@ -93,6 +93,7 @@ impl Applier<'_> {
         prefix: &[u8],
         parent_len: usize,
     ) -> Result<(), Errno> {
+        self.keep_mtime(dir, &prefix[..parent_len]);
         let mode = Mode::from_raw_mode(0o755);
         let res = match rfs::mkdirat(dir, comp, mode) {
             Err(Errno::ACCESS) => {
@@ -120,12 +121,33 @@ impl Applier<'_> {
         prefix: &[u8],
         parent_len: usize,
     ) -> Result<(), Errno> {
+        self.keep_mtime(dir, &prefix[..parent_len]);
         match remove_any(dir, comp) {
             Err(Errno::ACCESS | Errno::PERM) => {
                 self.grant_fd(dir, &prefix[..parent_len])?;
                 remove_any(dir, comp)
             }
             other => other,
+        }
+    }
+
+    /// Before this layer adds or removes an entry of directory `rel`: its
+    /// current mtime is restored at the end unless the layer sets one, so a
+    /// lower directory keeps the time its own header gave (as umoci does)
+    /// instead of the time of the unpack.
+    pub(super) fn keep_mtime(&mut self, fd: BorrowedFd, rel: &[u8]) {
+        if self.deferred.get(rel).is_some_and(|d| d.mtime.is_some()) {
+            return;
+        }
+        if let Ok(st) = rfs::fstat(fd) {
+            let deferred = self
+                .deferred
+                .entry(rel.to_vec())
+                .or_insert_with(|| Deferred {
+                    follow: true,
+                    ..Deferred::default()
+                });
+            deferred.mtime = Some((st.st_mtime, st.st_mtime_nsec as u32));
         }
     }
 
@@ -155,7 +177,10 @@ impl Applier<'_> {
         chmod_fd(fd, mode | 0o700)?;
         self.deferred
             .entry(rel.to_vec())
-            .or_default()
+            .or_insert_with(|| Deferred {
+                follow: true,
+                ..Deferred::default()
+            })
             .mode
             .get_or_insert(mode);
         Ok(())
@@ -169,7 +194,12 @@ impl Applier<'_> {
             Reverse(rel.iter().filter(|b| **b == b'/').count() + usize::from(!rel.is_empty()))
         });
         for (rel, deferred) in dirs {
-            let fd = match open_in_root(self.root.as_fd(), &rel, DIR_READ) {
+            let flags = if deferred.follow {
+                DIR_READ.difference(OFlags::NOFOLLOW)
+            } else {
+                DIR_READ
+            };
+            let fd = match open_in_root(self.root.as_fd(), &rel, flags) {
                 Ok(fd) => fd,
                 // Replaced or removed later in the layer.
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
