@@ -311,6 +311,19 @@ fn open_up(dir: &Path) {
         .status();
 }
 
+/// Empties a store through corral: with a subuid range its layer dirs
+/// belong to subordinate ids only corral's helper can remove.
+fn clear_store(store: &Path) {
+    let out = corral(store, &["images", "--json"]);
+    let images: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for image in images.as_array().unwrap() {
+        let name = image["reference"].as_str().unwrap();
+        corral(store, &["rmi", name]);
+    }
+    corral(store, &["prune"]);
+    std::fs::remove_dir_all(store).unwrap();
+}
+
 fn tools_present(test: &str) -> bool {
     for tool in ["umoci", "skopeo", "python3", "zstd"] {
         let found = Command::new("sh")
@@ -336,7 +349,8 @@ fn odd_images_unpack_like_umoci() {
     }
     let work = tempfile::tempdir().unwrap();
     let layouts = generate(work.path());
-    let store = work.path().join("store");
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = store_dir.path();
     let since = now_secs();
     let mut failures = Vec::new();
     for name in SAME {
@@ -356,6 +370,7 @@ fn odd_images_unpack_like_umoci() {
         }
         check_deviations(name, &ours);
     }
+    clear_store(store);
     open_up(work.path());
     assert!(
         failures.is_empty(),
@@ -410,6 +425,7 @@ fn sparse_layers_are_refused_by_both() {
         !String::from_utf8_lossy(&images.stdout).contains("sparse"),
         "nothing committed"
     );
+    clear_store(&store);
     let umoci = image_support::umoci_unpack(&layout, "v1", &work.path().join("umoci"));
     assert!(
         !umoci.status.success(),
@@ -433,6 +449,9 @@ fn odd_images_same_from_registry_layout_and_docker_save() {
     let work = tempfile::tempdir().unwrap();
     let layouts = generate(work.path());
     let tag = std::process::id();
+    // No credentials: not the user's, nor a missing $XDG_RUNTIME_DIR's.
+    let auth = work.path().join("auth.json");
+    std::fs::write(&auth, r#"{"auths":{}}"#).unwrap();
     let since = now_secs();
     for name in SAME {
         let layout = layouts.join(name);
@@ -440,14 +459,17 @@ fn odd_images_same_from_registry_layout_and_docker_save() {
         skopeo_copy(&[
             "--preserve-digests",
             "--dest-tls-verify=false",
+            "--authfile",
+            auth.to_str().unwrap(),
             &format!("oci:{}:v1", layout.display()),
             &format!("docker://{remote}"),
         ]);
-        let s1 = work.path().join(format!("{name}-s1"));
+        let stores = tempfile::tempdir().unwrap();
+        let s1 = stores.path().join("s1");
         corral(&s1, &["-q", "pull", &remote]);
         let pulled = corral_unpack(&s1, &remote, &work.path().join(format!("{name}-pulled")));
 
-        let s2 = work.path().join(format!("{name}-s2"));
+        let s2 = stores.path().join("s2");
         let local = format!("local/{name}:v1");
         corral(
             &s2,
@@ -469,7 +491,7 @@ fn odd_images_same_from_registry_layout_and_docker_save() {
             &format!("oci:{}:v1", gzipped.display()),
             &format!("docker-archive:{}:corral-test/{name}:saved", tar.display()),
         ]);
-        let s3 = work.path().join(format!("{name}-s3"));
+        let s3 = stores.path().join("s3");
         corral(&s3, &["-q", "import", tar.to_str().unwrap()]);
         let saved = corral_unpack(
             &s3,
@@ -500,6 +522,9 @@ fn odd_images_same_from_registry_layout_and_docker_save() {
                 Vec::<String>::new(),
                 "{name}: chain dir vs layout"
             );
+        }
+        for store in [&s1, &s2, &s3] {
+            clear_store(store);
         }
     }
     open_up(work.path());
