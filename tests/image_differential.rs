@@ -242,7 +242,7 @@ fn differences(
         .chain(theirs.keys().filter(|p| !ours.contains_key(*p)))
     {
         if !common::is_root() && DEVICES.contains(&path.as_str()) {
-            let placeholder = theirs.get(path).is_none_or(|n| n.kind == "file");
+            let placeholder = theirs.get(path).map_or(true, |n| n.kind == "file");
             if ours.get(path).is_none() && placeholder {
                 continue;
             }
@@ -369,10 +369,10 @@ fn odd_images_unpack_like_umoci() {
         let layout = layouts.join(name);
         let image = format!("local/{name}:v1");
         corral(
-            &store,
+            store,
             &["-q", "import", layout.to_str().unwrap(), "--name", &image],
         );
-        let ours = corral_unpack(&store, &image, &work.path().join(format!("{name}-corral")));
+        let ours = corral_unpack(store, &image, &work.path().join(format!("{name}-corral")));
         let bundle = work.path().join(format!("{name}-umoci"));
         umoci_rootfs(&layout, "v1", &bundle);
         let theirs = snapshot(&bundle.join("rootfs"));
