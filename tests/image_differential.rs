@@ -381,6 +381,7 @@ fn odd_images_unpack_like_umoci() {
             failures.push(format!("{name}: {diff}"));
         }
         check_deviations(name, &ours);
+        check_known(name, &ours);
     }
     clear_store(store);
     open_up(work.path());
@@ -389,6 +390,41 @@ fn odd_images_unpack_like_umoci() {
         "corral (left) and umoci (right) differ:\n{}",
         failures.join("\n")
     );
+}
+
+/// A few facts of corral's tree, so that two trees agreeing on nothing
+/// (no owners recorded, no hard links made) cannot pass unnoticed.
+fn check_known(image: &str, ours: &BTreeMap<String, Node>) {
+    let groups = link_groups(ours);
+    if image == "odd-names" {
+        assert_eq!(ours["owners/big"].owner, (70000, 80000));
+        assert_eq!(ours["owners/dir"].owner, (1234, 5678));
+        assert_eq!(ours["perm/suid"].mode, 0o4755);
+        assert_eq!(
+            ours["xattr/f"].xattrs,
+            vec![("user.foo".to_string(), b"bar".to_vec())]
+        );
+        assert_eq!(groups.len(), 2, "{groups:?}");
+    } else {
+        assert!(groups.contains(&vec!["hl/second".to_string(), "hl/target".to_string()]));
+        let sha = |data: &[u8]| Digest::sha256_of(data).to_string();
+        for (path, data) in [
+            ("repl-link", &b"R1"[..]),
+            ("repl", b"R2"),
+            ("bin/sh", b"BB"),
+            ("bin/box", b"BB2"),
+            ("sl2", b"old"),
+            ("sl", b"new"),
+            ("wlink", b"W"),
+            ("usr/share/doc", b"through a relative symlink"),
+        ] {
+            assert_eq!(ours[path].data, sha(data), "{path}");
+        }
+        assert_eq!(ours["f2d"].kind, "symlink");
+        assert_eq!(ours["d2s"].kind, "dir");
+        // Written through `lib64 -> /usr/lib64`, whited out by its real path.
+        assert!(!ours.contains_key("usr/lib64/ld.so") && ours.contains_key("usr/lib64"));
+    }
 }
 
 /// What corral writes where it deliberately differs from umoci.
