@@ -405,6 +405,20 @@ fn check_known(image: &str, ours: &BTreeMap<String, Node>) {
             vec![("user.foo".to_string(), b"bar".to_vec())]
         );
         assert_eq!(groups.len(), 2, "{groups:?}");
+        let names: Vec<&str> = ours["xattr/cap"]
+            .xattrs
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let want: &[&str] = if common::is_root() {
+            &["security.capability"]
+        } else {
+            &[]
+        };
+        assert_eq!(
+            names, want,
+            "capabilities as root only, never SELinux labels"
+        );
     } else {
         assert!(groups.contains(&vec!["hl/second".to_string(), "hl/target".to_string()]));
         let sha = |data: &[u8]| Digest::sha256_of(data).to_string();
