@@ -81,3 +81,20 @@ fn lower_directories_keep_their_mtime_when_a_layer_changes_them() {
     assert!(!s.path("b/gone").exists() && !s.path("c/x").exists());
     s.check_host();
 }
+
+#[test]
+fn a_kept_time_or_mode_never_lands_on_another_directory() {
+    // `a` is changed (and, rootless, made writable), then replaced by a
+    // symlink to `b` in the same layer: what was kept for `a` is dropped.
+    let s = Scene::new();
+    let l1 = Layer::new()
+        .dir_mtime("a", 0o555, 1000)
+        .file("a/old", 0o644, b"o")
+        .dir_mtime("b", 0o755, 2000);
+    s.apply(&l1.tar()).unwrap();
+    let l2 = Layer::new().file("a/new", 0o644, b"n").symlink("a", "b");
+    s.apply(&l2.tar()).unwrap();
+    assert_eq!(mtime(&s.path("b")), 2000);
+    assert_eq!(mode(&s.path("b")), 0o755);
+    assert_eq!(std::fs::read_link(s.path("a")).unwrap(), Path::new("b"));
+}

@@ -28,10 +28,11 @@ pub(super) const OVERRIDE_STAT: &[u8] = b"user.containers.override_stat";
 pub(super) struct Deferred {
     pub mode: Option<u32>,
     pub mtime: Option<(i64, u32)>,
-    /// Recorded for a directory reached by resolving the path in-root (it
-    /// may go through a symlink such as `lib64 -> usr/lib64`), not for a
-    /// directory entry of the layer: reopen it following links, in-root.
-    pub follow: bool,
+    /// Set (dev, ino) when recorded for a directory reached by resolving the
+    /// path in-root (maybe through a symlink such as `lib64 -> usr/lib64`)
+    /// rather than for the layer's own entry: it is reopened following
+    /// links, in-root, and only touched if it is still that directory.
+    pub inode: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -343,7 +344,7 @@ impl<'a> Applier<'a> {
             Deferred {
                 mode: (now != meta.mode).then_some(meta.mode),
                 mtime: Some((meta.mtime, meta.mtime_nsec)),
-                follow: false,
+                inode: None,
             },
         );
         Ok(())

@@ -144,7 +144,7 @@ impl Applier<'_> {
                 .deferred
                 .entry(rel.to_vec())
                 .or_insert_with(|| Deferred {
-                    follow: true,
+                    inode: Some((st.st_dev, st.st_ino)),
                     ..Deferred::default()
                 });
             deferred.mtime = Some((st.st_mtime, st.st_mtime_nsec as u32));
@@ -170,7 +170,8 @@ impl Applier<'_> {
 
     /// u+rwx on one directory; its mode is restored when the layer is done.
     pub(super) fn grant_fd(&mut self, fd: BorrowedFd, rel: &[u8]) -> Result<(), Errno> {
-        let mode = rfs::fstat(fd)?.st_mode & 0o7777;
+        let st = rfs::fstat(fd)?;
+        let mode = st.st_mode & 0o7777;
         if mode & 0o700 == 0o700 {
             return Ok(());
         }
@@ -178,7 +179,7 @@ impl Applier<'_> {
         self.deferred
             .entry(rel.to_vec())
             .or_insert_with(|| Deferred {
-                follow: true,
+                inode: Some((st.st_dev, st.st_ino)),
                 ..Deferred::default()
             })
             .mode
@@ -194,7 +195,7 @@ impl Applier<'_> {
             Reverse(rel.iter().filter(|b| **b == b'/').count() + usize::from(!rel.is_empty()))
         });
         for (rel, deferred) in dirs {
-            let flags = if deferred.follow {
+            let flags = if deferred.inode.is_some() {
                 DIR_READ.difference(OFlags::NOFOLLOW)
             } else {
                 DIR_READ
@@ -203,8 +204,19 @@ impl Applier<'_> {
                 Ok(fd) => fd,
                 // Replaced or removed later in the layer.
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                // Reached through a symlink into a directory whose mode was
+                // restored first (the order is by path depth): leave it.
+                Err(Errno::ACCESS) if deferred.inode.is_some() => continue,
                 Err(e) => return Err(fail("open directory", &rel)(e)),
             };
+            if let Some(inode) = deferred.inode {
+                // The path now leads elsewhere (replaced by a symlink or a
+                // new directory later in the layer): not ours to restore.
+                match rfs::fstat(&fd) {
+                    Ok(st) if (st.st_dev, st.st_ino) == inode => {}
+                    _ => continue,
+                }
+            }
             if let Some(mode) = deferred.mode {
                 rfs::fchmod(&fd, Mode::from_raw_mode(mode))
                     .map_err(fail("set the mode of", &rel))?;
