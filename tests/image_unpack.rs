@@ -9,7 +9,7 @@ mod image_support;
 use std::path::Path;
 use std::process::Output;
 
-use image_support::{describe_tree, skopeo_copy};
+use image_support::{describe_tree, skopeo_copy, umoci_rootfs};
 
 const FIXTURES: &[(&str, &str)] = &[
     ("img-basic", "corral-test/basic:v1"),
@@ -31,36 +31,6 @@ fn corral_ok(test: &str, store: &Path, args: &[&str]) -> Option<Output> {
     }
     assert!(out.status.success(), "corral {args:?} failed:\n{stderr}");
     Some(out)
-}
-
-/// umoci's rootfs of a layout. Debian's umoci cannot read zstd layers, so
-/// the layout is first recompressed to gzip by skopeo (same diff_ids).
-fn umoci_rootfs(layout: &Path, tag: &str, dest: &Path) {
-    let gzipped = dest.with_extension("gzip-layout");
-    skopeo_copy(&[
-        "--dest-compress",
-        "--dest-compress-format",
-        "gzip",
-        &format!("oci:{}:{tag}", layout.display()),
-        &format!("oci:{}:{tag}", gzipped.display()),
-    ]);
-    let layout = gzipped.as_path();
-    let mut cmd = std::process::Command::new("umoci");
-    cmd.arg("unpack");
-    if !common::is_root() {
-        cmd.arg("--rootless");
-    }
-    let out = cmd
-        .arg("--image")
-        .arg(format!("{}:{tag}", layout.display()))
-        .arg(dest)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

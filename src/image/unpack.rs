@@ -32,8 +32,10 @@
 //! layers only; the opaque marker acts as if it came first in the layer;
 //! non-directory parents are replaced by directories; mtimes are clamped to
 //! 1970..=9999 (negative → 0, 2^40 → 9999-12-31), directory mtimes set after
-//! the layer; device nodes only with `allow_devices`, otherwise skipped with
-//! one warning; sockets and other entry types skipped; sparse files rejected.
+//! the layer; a lower directory the layer changes without an entry for it
+//! keeps its mtime; device nodes only with `allow_devices`, otherwise
+//! skipped with one warning; sockets and other entry types skipped; sparse
+//! files rejected; an empty PAX value deletes its record (POSIX, Go's tar).
 //! Owners: `Keep` chowns (before chmod, which keeps setuid); an owner outside
 //! the user namespace's map (EINVAL) and every non-root owner under
 //! `SquashToCaller` is recorded as `uid:gid:0mode` in

@@ -634,3 +634,38 @@ impl TestImage {
         std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     }
 }
+
+/// umoci's rootfs of a layout (in `dest/rootfs`); panics when umoci fails.
+pub fn umoci_rootfs(layout: &Path, tag: &str, dest: &Path) {
+    let out = umoci_unpack(layout, tag, dest);
+    assert!(
+        out.status.success(),
+        "umoci: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `umoci unpack` (`--rootless` when not root) on a layout. Debian's
+/// umoci cannot read zstd layers, so the layout is first recompressed to
+/// gzip by skopeo (same diff_ids).
+pub fn umoci_unpack(layout: &Path, tag: &str, dest: &Path) -> std::process::Output {
+    let gzipped = dest.with_extension("gzip-layout");
+    skopeo_copy(&[
+        "--dest-compress",
+        "--dest-compress-format",
+        "gzip",
+        &format!("oci:{}:{tag}", layout.display()),
+        &format!("oci:{}:{tag}", gzipped.display()),
+    ]);
+    let layout = gzipped.as_path();
+    let mut cmd = std::process::Command::new("umoci");
+    cmd.arg("unpack");
+    if !rustix::process::geteuid().is_root() {
+        cmd.arg("--rootless");
+    }
+    cmd.arg("--image")
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(dest)
+        .output()
+        .unwrap()
+}

@@ -28,6 +28,11 @@ pub(super) const OVERRIDE_STAT: &[u8] = b"user.containers.override_stat";
 pub(super) struct Deferred {
     pub mode: Option<u32>,
     pub mtime: Option<(i64, u32)>,
+    /// Set (dev, ino) when recorded for a directory reached by resolving the
+    /// path in-root (maybe through a symlink such as `lib64 -> usr/lib64`)
+    /// rather than for the layer's own entry: it is reopened following
+    /// links, in-root, and only touched if it is still that directory.
+    pub inode: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -239,6 +244,7 @@ impl<'a> Applier<'a> {
         let mut parent = self
             .parent_dir(parent_rel)
             .map_err(fail("create the parent directory of", name))?;
+        self.keep_mtime(parent.as_fd(), parent_rel);
         let (mut removed, mut granted) = (false, false);
         loop {
             let errno = match op(parent.as_fd(), base) {
@@ -338,6 +344,7 @@ impl<'a> Applier<'a> {
             Deferred {
                 mode: (now != meta.mode).then_some(meta.mode),
                 mtime: Some((meta.mtime, meta.mtime_nsec)),
+                inode: None,
             },
         );
         Ok(())

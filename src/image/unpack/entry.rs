@@ -124,6 +124,17 @@ pub(super) fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Me
         for ext in exts {
             let ext = ext?;
             let Ok(key) = ext.key() else { continue };
+            if ext.value_bytes().is_empty() {
+                // POSIX pax: an empty value deletes the keyword (Go's
+                // archive/tar, hence umoci and containerd, agree).
+                if let Some(name) = key
+                    .strip_prefix("SCHILY.xattr.")
+                    .or_else(|| key.strip_prefix("LIBARCHIVE.xattr."))
+                {
+                    meta.xattrs.retain(|(k, _)| k.as_slice() != name.as_bytes());
+                }
+                continue;
+            }
             if key == "mtime" {
                 if let Some((secs, nsec)) = ext.value().ok().and_then(parse_pax_time) {
                     mtime = secs;

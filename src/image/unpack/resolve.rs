@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::apply::{fail, Applier, Deferred};
@@ -93,6 +93,7 @@ impl Applier<'_> {
         prefix: &[u8],
         parent_len: usize,
     ) -> Result<(), Errno> {
+        self.keep_mtime(dir, &prefix[..parent_len]);
         let mode = Mode::from_raw_mode(0o755);
         let res = match rfs::mkdirat(dir, comp, mode) {
             Err(Errno::ACCESS) => {
@@ -120,12 +121,33 @@ impl Applier<'_> {
         prefix: &[u8],
         parent_len: usize,
     ) -> Result<(), Errno> {
+        self.keep_mtime(dir, &prefix[..parent_len]);
         match remove_any(dir, comp) {
             Err(Errno::ACCESS | Errno::PERM) => {
                 self.grant_fd(dir, &prefix[..parent_len])?;
                 remove_any(dir, comp)
             }
             other => other,
+        }
+    }
+
+    /// Before this layer adds or removes an entry of directory `rel`: its
+    /// current mtime is restored at the end unless the layer sets one, so a
+    /// lower directory keeps the time its own header gave (as umoci does)
+    /// instead of the time of the unpack.
+    pub(super) fn keep_mtime(&mut self, fd: BorrowedFd, rel: &[u8]) {
+        if self.deferred.get(rel).is_some_and(|d| d.mtime.is_some()) {
+            return;
+        }
+        if let Ok(st) = rfs::fstat(fd) {
+            let deferred = self
+                .deferred
+                .entry(rel.to_vec())
+                .or_insert_with(|| Deferred {
+                    inode: Some((st.st_dev, st.st_ino)),
+                    ..Deferred::default()
+                });
+            deferred.mtime = Some((st.st_mtime, st.st_mtime_nsec as u32));
         }
     }
 
@@ -148,14 +170,18 @@ impl Applier<'_> {
 
     /// u+rwx on one directory; its mode is restored when the layer is done.
     pub(super) fn grant_fd(&mut self, fd: BorrowedFd, rel: &[u8]) -> Result<(), Errno> {
-        let mode = rfs::fstat(fd)?.st_mode & 0o7777;
+        let st = rfs::fstat(fd)?;
+        let mode = st.st_mode & 0o7777;
         if mode & 0o700 == 0o700 {
             return Ok(());
         }
         chmod_fd(fd, mode | 0o700)?;
         self.deferred
             .entry(rel.to_vec())
-            .or_default()
+            .or_insert_with(|| Deferred {
+                inode: Some((st.st_dev, st.st_ino)),
+                ..Deferred::default()
+            })
             .mode
             .get_or_insert(mode);
         Ok(())
@@ -169,12 +195,28 @@ impl Applier<'_> {
             Reverse(rel.iter().filter(|b| **b == b'/').count() + usize::from(!rel.is_empty()))
         });
         for (rel, deferred) in dirs {
-            let fd = match open_in_root(self.root.as_fd(), &rel, DIR_READ) {
+            let flags = if deferred.inode.is_some() {
+                DIR_READ.difference(OFlags::NOFOLLOW)
+            } else {
+                DIR_READ
+            };
+            let fd = match open_in_root(self.root.as_fd(), &rel, flags) {
                 Ok(fd) => fd,
                 // Replaced or removed later in the layer.
                 Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => continue,
+                // Reached through a symlink into a directory whose mode was
+                // restored first (the order is by path depth): leave it.
+                Err(Errno::ACCESS) if deferred.inode.is_some() => continue,
                 Err(e) => return Err(fail("open directory", &rel)(e)),
             };
+            if let Some(inode) = deferred.inode {
+                // The path now leads elsewhere (replaced by a symlink or a
+                // new directory later in the layer): not ours to restore.
+                match rfs::fstat(&fd) {
+                    Ok(st) if (st.st_dev, st.st_ino) == inode => {}
+                    _ => continue,
+                }
+            }
             if let Some(mode) = deferred.mode {
                 rfs::fchmod(&fd, Mode::from_raw_mode(mode))
                     .map_err(fail("set the mode of", &rel))?;

@@ -43,6 +43,7 @@ impl Applier<'_> {
                 .map_err(fail("apply whiteout", &full))?,
             Err(e) => return Err(fail("apply whiteout", &full)(e)),
         };
+        self.keep_mtime(parent.as_fd(), parent_rel);
         match remove_any(parent.as_fd(), target) {
             Ok(()) => Ok(()),
             Err(Errno::ACCESS | Errno::PERM) => {
@@ -77,6 +78,7 @@ impl Applier<'_> {
     /// written directories that existed before (their lower content goes too).
     fn clear_lower(&mut self, dir: OwnedFd, rel: Vec<u8>) -> Result<(), UnpackError> {
         let children = list_dir(dir.as_fd()).map_err(fail("list directory", &rel))?;
+        self.keep_mtime(dir.as_fd(), &rel);
         let mut granted = false;
         for (name, kind) in children {
             let child = join(&rel, &name);
