@@ -22,6 +22,13 @@ fn main() -> ExitCode {
     if let Command::Sandbox(args) = &cli.command {
         return cmd::sandbox_internal(&args.args);
     }
+    if prints_a_listing(&cli.command) {
+        // `corral images | head`: end quietly at a closed pipe as `ls` does,
+        // not with println!'s panic. Only for commands that talk to no
+        // socket or child, where SIGPIPE could strike elsewhere.
+        // SAFETY: single-threaded here; restores the default disposition.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     init_tracing(&cli);
     if let Ok(exe) = std::env::current_exe() {
         corral::image::register_unpack_helper(exe);
@@ -48,6 +55,18 @@ fn main() -> ExitCode {
             ExitCode::from(cmd::RUNNER_ERROR)
         }
     }
+}
+
+/// Commands whose output is a listing someone may pipe into `head`.
+fn prints_a_listing(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Validate(_)
+            | Command::Images(_)
+            | Command::Image(ImageCommand::Inspect(_))
+            | Command::Info(_)
+            | Command::Completions(_)
+    )
 }
 
 /// `corral [GLOBAL…] exec …`, the command that runs per sandbox, parsed
