@@ -51,7 +51,10 @@ fn mirror_404_and_unreachable_upstream_name_both() {
         text.contains(&format!("mirror http://{}", mirror.addr)),
         "names the mirror: {text}"
     );
-    assert!(text.contains("not found"), "says what the mirror answered: {text}");
+    assert!(
+        text.contains("not found"),
+        "says what the mirror answered: {text}"
+    );
     assert!(
         text.contains(&format!("registry {upstream} failed too")),
         "names the registry: {text}"

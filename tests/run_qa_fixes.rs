@@ -12,8 +12,8 @@ mod run_support;
 use std::process::Stdio;
 
 use run_support::{
-    eventually, events, indent, pipeline, pipeline_of, row, run_step, setup, signal, stage,
-    stderr, stdout, step,
+    events, eventually, indent, pipeline, pipeline_of, row, run_step, setup, signal, stage, stderr,
+    stdout, step,
 };
 
 /// The step_exited events of `step`.
@@ -51,8 +51,8 @@ fn a_background_step_that_exits_early_ends_its_duration_there() {
     let Some(env) = setup("background_duration", false) else {
         return;
     };
-    let steps = step("Background", "svc", None, "echo up; exit 3")
-        + &step("Run", "work", None, "sleep 4");
+    let steps =
+        step("Background", "svc", None, "echo up; exit 3") + &step("Run", "work", None, "sleep 4");
     let file = env.write("p.yaml", &pipeline(&steps));
     let ev = env.dir.path().join("events.jsonl");
     let out = env.run(&file, &["--events", ev.to_str().unwrap()]);
@@ -110,19 +110,20 @@ fn a_stage_skipped_by_its_when_names_pipeline_status() {
     };
     let stages = stage("breaks", &step("Run", "fail", None, "exit 4"))
         + &stage("after", &step("Run", "never", None, "true"))
-        + &stage("cleanup", &step("Run", "tidy", None, "true"))
-            .replacen(
-                "    spec:\n",
-                "    when:\n      pipelineStatus: Failure\n    spec:\n",
-                1,
-            );
+        + &stage("cleanup", &step("Run", "tidy", None, "true")).replacen(
+            "    spec:\n",
+            "    when:\n      pipelineStatus: Failure\n    spec:\n",
+            1,
+        );
     let file = env.write("p.yaml", &pipeline_of(&stages));
     let ev = env.dir.path().join("events.jsonl");
     let out = env.run(&file, &["--events", ev.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(4));
     let err = stderr(&out);
     assert!(
-        err.contains("note: stage after: skipped: an earlier stage failed (when.pipelineStatus: Success"),
+        err.contains(
+            "note: stage after: skipped: an earlier stage failed (when.pipelineStatus: Success"
+        ),
         "{err}"
     );
     assert_eq!(row(&out, "-")[0], "after", "{}", stdout(&out));

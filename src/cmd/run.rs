@@ -36,7 +36,9 @@ pub fn prepare(
         // A wrong path is bad input, not a failure of corral: exit 1.
         Err(err @ LoadError::Read { .. }) => {
             super::print_error(&anyhow::Error::new(err));
-            eprintln!("  hint: check the path of the pipeline file (relative to the current directory)");
+            eprintln!(
+                "  hint: check the path of the pipeline file (relative to the current directory)"
+            );
             return Ok(None);
         }
     };

@@ -56,13 +56,12 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     for stage in &report.stages {
         if let Some(error) = &stage.error {
             // A stage its `when` skipped did not fail: it says why.
-            let label = if stage.status == report::StageStatus::Skipped
-                && error.starts_with("skipped: ")
-            {
-                "note"
-            } else {
-                "error"
-            };
+            let label =
+                if stage.status == report::StageStatus::Skipped && error.starts_with("skipped: ") {
+                    "note"
+                } else {
+                    "error"
+                };
             eprintln!("{label}: stage {}: {}", stage.stage, masker.mask(error));
         }
     }
