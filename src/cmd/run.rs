@@ -33,7 +33,14 @@ pub fn prepare(
             eprintln!("{}: invalid: {errors} error(s)", args.file.display());
             return Ok(None);
         }
-        Err(e) => return Err(e.into()),
+        // A wrong path is bad input, not a failure of corral: exit 1.
+        Err(err @ LoadError::Read { .. }) => {
+            super::print_error(&anyhow::Error::new(err));
+            eprintln!(
+                "  hint: check the path of the pipeline file (relative to the current directory)"
+            );
+            return Ok(None);
+        }
     };
     print_diagnostics(&warnings);
     let mut config = Config::load(global.config.as_deref())?;

@@ -55,16 +55,19 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     for stage in &report.stages {
         if let Some(error) = &stage.error {
-            eprintln!("error: stage {}: {}", stage.stage, masker.mask(error));
+            // A stage its `when` skipped did not fail: it says why.
+            let label =
+                if stage.status == report::StageStatus::Skipped && error.starts_with("skipped: ") {
+                    "note"
+                } else {
+                    "error"
+                };
+            eprintln!("{label}: stage {}: {}", stage.stage, masker.mask(error));
         }
     }
     eprintln!("logs:      {}", report.run_dir.join("logs").display());
     eprintln!("workspace: {}", report.workspace.display());
-    let codes = report
-        .stages
-        .iter()
-        .flat_map(|s| &s.steps)
-        .filter_map(|s| s.exit_code);
+    let codes = id_failures(&report);
     if let Some(note) = idmap::note_after_failure(codes) {
         eprintln!("note: {note}");
     }
@@ -72,4 +75,58 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("interrupted by signal {sig}");
     }
     Ok(ExitCode::from(report.exit_code))
+}
+
+/// What a program prints when it switches users or changes owners in a
+/// sandbox that maps a single ID (chown to an unmapped ID is EINVAL).
+const ID_MAPPING_SIGNS: [&str; 10] = [
+    "chown",
+    "chgrp",
+    "setgroups",
+    "setgid",
+    "setuid",
+    "seteuid",
+    "setegid",
+    "setresuid",
+    "Invalid argument",
+    "Operation not permitted",
+];
+
+/// Exit codes of the failed steps whose log shows an ID-mapping failure:
+/// the single-ID note is noise after, say, a failing test.
+fn id_failures(report: &runner::RunReport) -> Vec<i32> {
+    let logs = report.run_dir.join("logs");
+    let mut codes = Vec::new();
+    for stage in &report.stages {
+        for step in &stage.steps {
+            let Some(code) = step.exit_code.filter(|c| *c != 0) else {
+                continue;
+            };
+            let file = logs
+                .join(&stage.stage)
+                .join(format!("{}.log", step.step.replace('/', "_")));
+            let text = log_tail(&file);
+            if ID_MAPPING_SIGNS.iter().any(|sign| text.contains(sign)) {
+                codes.push(code);
+            }
+        }
+    }
+    codes
+}
+
+/// The last 256 KiB of a step log (the failure is at its end), or nothing.
+fn log_tail(file: &std::path::Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 256 * 1024;
+    let Ok(mut f) = std::fs::File::open(file) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut bytes = Vec::new();
+    if f.seek(SeekFrom::Start(len.saturating_sub(TAIL))).is_err()
+        || f.read_to_end(&mut bytes).is_err()
+    {
+        return String::new();
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -29,6 +29,9 @@ pub fn run(_global: &GlobalArgs, args: ValidateArgs) -> anyhow::Result<ExitCode>
         }
         Err(err @ LoadError::Read { .. }) => {
             super::print_error(&anyhow::Error::new(err));
+            eprintln!(
+                "  hint: check the path of the pipeline file (relative to the current directory)"
+            );
             Ok(ExitCode::from(1))
         }
     }

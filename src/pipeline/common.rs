@@ -134,15 +134,35 @@ pub fn timeout(d: &mut Diagnostics, f: &Fields<'_>) -> Option<Duration> {
     if s.value.trim().is_empty() {
         return None;
     }
-    if s.is_expression() {
-        d.warn(
-            s.loc,
-            &path,
-            "timeout expressions are not evaluated; the default applies",
-        );
-        return None;
-    }
-    match duration::parse(&s.value) {
+    let input = super::expr::parse_template(&s.value)
+        .ok()
+        .and_then(|t| t.as_input().cloned());
+    let text = match input {
+        // A runtime input has no name --var could give it: its default
+        // is the value, and without one it is an error, as for any field.
+        Some(spec) => match spec.default {
+            Some(default) => default,
+            None => {
+                d.error_hint(
+                    s.loc,
+                    &path,
+                    "`timeout` is a runtime input (`<+input>`) without a default",
+                    "write a duration such as `10m`, or `<+input>.default(10m)`",
+                );
+                return None;
+            }
+        },
+        None if s.is_expression() => {
+            d.warn(
+                s.loc,
+                &path,
+                "timeout expressions are not evaluated; the default applies",
+            );
+            return None;
+        }
+        None => s.value.clone(),
+    };
+    match duration::parse(&text) {
         Ok(t) => Some(t),
         Err(e) => {
             d.error_hint(s.loc, &path, e.to_string(), duration::HINT);

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::logs::{LineSink, LogLine, Stream};
@@ -262,11 +261,14 @@ impl LineSink for EventWriter {
 }
 
 /// RFC 3339 in UTC with millisecond precision: `2026-11-27T22:46:02.123Z`.
+/// Always three digits: the well-known RFC 3339 format drops a zero
+/// fraction and trailing zeros, so consumers could not parse it by width.
 pub fn format_ts(t: OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     let t = t.to_offset(time::UtcOffset::UTC);
-    let ms = t.millisecond();
-    let t = t.replace_millisecond(ms).unwrap_or(t);
-    t.format(&Rfc3339)
+    t.format(FORMAT)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 

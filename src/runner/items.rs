@@ -107,6 +107,21 @@ fn skip(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup], why: &str) {
     st.record(slot, not_run(id, kind, StepStatus::Skipped));
 }
 
+/// Puts a stage's results in YAML order: steps of a `parallel` block (and
+/// copies of a looped step) finish in any order, the summary must not.
+pub(super) fn yaml_order(items: &[ExecutionItem], results: &mut [StepResult]) {
+    let mut steps = Vec::new();
+    super::stage::all_steps(items, &[], &mut steps);
+    let labels: Vec<String> = steps.iter().map(|(s, g)| step_label(s, g)).collect();
+    // Stable: a label not found (none expected) keeps its place at the end.
+    results.sort_by_key(|r| {
+        labels
+            .iter()
+            .position(|l| *l == r.step)
+            .unwrap_or(usize::MAX)
+    });
+}
+
 /// The id a step has in the stage (`group_step` inside groups).
 fn step_label(s: &Step, groups: &[&StepGroup]) -> String {
     let mut parts: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
@@ -155,8 +170,8 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         Ok(image) => image,
         Err(message) => return not_started(st, &resolved.id, &key, kind, &message),
     };
-    let spec = match step::sandbox_spec(&resolved, image.as_ref(), &st.mounts, st.sandbox.mapping())
-    {
+    let mounts = st.mounts.for_groups(groups);
+    let spec = match step::sandbox_spec(&resolved, image.as_ref(), &mounts, st.sandbox.mapping()) {
         Ok(spec) => spec,
         Err(message) => return not_started(st, &resolved.id, &key, kind, &message),
     };
@@ -198,8 +213,10 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
     let level_refs: Vec<&[supervise::FailureStrategy]> = levels.iter().map(Vec::as_slice).collect();
     let begin = Instant::now();
     let mut attempt = 1;
+    let mut attempt_began: Instant;
     let (outcome, decision) = loop {
         started(attempt);
+        attempt_began = Instant::now();
         let outcome = run_attempt(st, &resolved, &spec, &log, attempt);
         let Some(failure) = outcome.failure() else {
             break (outcome, None);
@@ -212,6 +229,17 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
                 attempt: next,
                 delay,
             } => {
+                // Every attempt ends with its own step_exited; a retried
+                // one has its status before any strategy (failed, timeout).
+                st.run.emit(Event::StepExited {
+                    stage: st.stage_id().to_string(),
+                    step: resolved.id.clone(),
+                    status: outcome.status(),
+                    exit_code: outcome.exit_code(),
+                    signal: outcome.signal(),
+                    duration_ms: attempt_began.elapsed().as_millis() as u64,
+                    attempt,
+                });
                 st.run.emit(Event::StepRetrying {
                     stage: st.stage_id().to_string(),
                     step: resolved.id.clone(),
@@ -249,7 +277,7 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
         status,
         exit_code: outcome.exit_code(),
         signal: outcome.signal(),
-        duration_ms: duration.as_millis() as u64,
+        duration_ms: attempt_began.elapsed().as_millis() as u64,
         attempt,
     });
     st.run

@@ -26,6 +26,8 @@ pub(super) struct Prepared {
     pub images: BTreeMap<String, Image>,
     pub sandbox: sandbox::Stage,
     pub shared: Vec<(PathBuf, String)>,
+    /// Step groups' sharedPaths: (group key, host dir, path in the sandbox).
+    pub group_shared: Vec<(String, PathBuf, String)>,
     pub hosts: Vec<(String, String)>,
 }
 
@@ -111,29 +113,28 @@ pub(super) fn prepare(
     }
     check_inside(&ports).map_err(NotStarted::Failed)?;
     check_ports(&ports).map_err(NotStarted::Failed)?;
+    let shared_root = run.run_dir.join("shared").join(&stage_id);
     let mut shared = Vec::new();
     for (n, path) in stage.spec.shared_paths.iter().enumerate() {
-        let dir = run
-            .run_dir
-            .join("shared")
-            .join(&stage_id)
-            .join(n.to_string());
-        std::fs::create_dir_all(&dir).map_err(|err| {
-            NotStarted::Failed(format!(
-                "cannot create the directory {} for sharedPath {}: {err}",
-                dir.display(),
-                path.value
-            ))
-        })?;
-        // Inside the 0700 store: open to whatever user each step runs as.
-        if let Err(err) = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)) {
-            return Err(NotStarted::Failed(format!(
-                "cannot open up the directory {} for sharedPath {}: {err}",
-                dir.display(),
-                path.value
-            )));
+        let dir = shared_root.join(n.to_string());
+        shared.push((shared_dir(&dir, &path.value)?, path.value.clone()));
+    }
+    // A step group's sharedPaths: one directory per group (a looped
+    // group's copies are groups of their own), mounted in its steps only.
+    let mut group_shared = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, groups) in &steps {
+        for depth in 1..=groups.len() {
+            let key = super::step::group_key(&groups[..depth]);
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            for (n, path) in groups[depth - 1].shared_paths.iter().enumerate() {
+                let dir = shared_root.join(format!("group-{key}")).join(n.to_string());
+                let dir = shared_dir(&dir, &path.value)?;
+                group_shared.push((key.clone(), dir, path.value.clone()));
+            }
         }
-        shared.push((dir, path.value.clone()));
     }
     let hosts = sc
         .step_hosts()
@@ -173,8 +174,27 @@ pub(super) fn prepare(
         images,
         sandbox,
         shared,
+        group_shared,
         hosts,
     })
+}
+
+/// Creates the host directory `dir` behind the sharedPath `path`, open to
+/// whatever user each step runs as (it is inside the 0700 store).
+fn shared_dir(dir: &std::path::Path, path: &str) -> Result<PathBuf, NotStarted> {
+    std::fs::create_dir_all(dir).map_err(|err| {
+        NotStarted::Failed(format!(
+            "cannot create the directory {} for sharedPath {path}: {err}",
+            dir.display()
+        ))
+    })?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(|err| {
+        NotStarted::Failed(format!(
+            "cannot open up the directory {} for sharedPath {path}: {err}",
+            dir.display()
+        ))
+    })?;
+    Ok(dir.to_path_buf())
 }
 
 /// A host port a step publishes, and where its binding is written.

@@ -1,7 +1,7 @@
 //! Background steps: a watcher thread per service reports its exit the
 //! moment it happens and stops it at teardown.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -17,6 +17,8 @@ pub(crate) struct Service {
     slot: usize,
     id: String,
     started: Instant,
+    /// When it exited on its own: its duration ends there, not at teardown.
+    ended: Arc<Mutex<Option<Instant>>>,
     handle: JoinHandle<ServiceEnd>,
 }
 
@@ -24,6 +26,8 @@ impl Service {
     /// Waits for the watcher (it stops the service once teardown is set).
     pub fn finish(self) -> (usize, StepResult) {
         let end = self.handle.join().unwrap_or(ServiceEnd::Stopped);
+        let ended = *self.ended.lock().unwrap_or_else(PoisonError::into_inner);
+        let duration = ended.unwrap_or_else(Instant::now) - self.started;
         let (status, exit_code, signal) = match end {
             ServiceEnd::Stopped => (StepStatus::RunningAtTeardown, None, None),
             ServiceEnd::Exited(Exit::Code(0)) => (StepStatus::Success, Some(0), None),
@@ -36,7 +40,7 @@ impl Service {
             status,
             exit_code,
             signal,
-            duration: self.started.elapsed(),
+            duration,
             attempts: 1,
         };
         (self.slot, result)
@@ -61,7 +65,11 @@ pub(super) fn start_service(
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let (stage2, id2, events2) = (stage.clone(), id.clone(), events.clone());
+    let started = Instant::now();
+    let ended = Arc::new(Mutex::new(None));
+    let ended2 = ended.clone();
     let on_exit = Box::new(move |exit: Exit| {
+        *ended2.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         let (code, sig) = match exit {
             Exit::Code(c) => (Some(c), None),
             Exit::Signal(s) => (None, Some(s)),
@@ -109,7 +117,8 @@ pub(super) fn start_service(
         .push(Service {
             slot,
             id: resolved.id.clone(),
-            started: Instant::now(),
+            started,
+            ended,
             handle,
         });
 }

@@ -307,8 +307,15 @@ pub(crate) fn run_stage(
         }
     };
     if let Gate::Skip(reason) = supervise::gate(when.as_ref(), pipeline_failed, aborted) {
-        run.note(&stage_id, &format!("stage skipped: {}", reason.describe()));
-        return alone(skipped(&stage_id, None));
+        let why = reason.describe_stage();
+        run.note(&stage_id, &format!("stage skipped: {why}"));
+        run.emit(Event::StageFinished {
+            stage: stage_id.clone(),
+            status: StageStatus::Skipped,
+            duration_ms: 0,
+            error: Some(format!("skipped: {why}")),
+        });
+        return alone(skipped(&stage_id, Some(format!("skipped: {why}"))));
     }
     run.emit(Event::StageStarted {
         stage: stage_id.clone(),
@@ -342,6 +349,7 @@ pub(crate) fn run_stage(
         images,
         sandbox,
         shared,
+        group_shared,
         hosts,
     } = prepared;
     let log_dir = run.run_dir.join("logs").join(&stage_id);
@@ -356,6 +364,7 @@ pub(crate) fn run_stage(
                 workspace: run.workspace.clone(),
                 shared,
                 hosts,
+                group_shared,
             },
             log_dir,
             masker: Mutex::new(run.masker.clone()),
@@ -393,13 +402,14 @@ pub(crate) fn run_stage(
         }
         let outputs = state.outputs();
         let statuses = state.statuses();
-        let results: Vec<StepResult> = state
+        let mut results: Vec<StepResult> = state
             .results
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner)
             .into_iter()
             .flatten()
             .collect();
+        super::items::yaml_order(&stage.execution, &mut results);
         let aborted = state.aborted.load(Ordering::SeqCst);
         let failed = state.failed.load(Ordering::SeqCst);
         let timed_out = state.timed_out.load(Ordering::SeqCst);

@@ -15,6 +15,7 @@ use super::logs::{LineSink, LogLine, StepLog, Stream};
 use super::resolve::{ResolvedStep, WORKSPACE};
 use super::supervise::{self, Exit, StepOutcome, Supervised};
 use crate::image::Image;
+use crate::pipeline::model::StepGroup;
 use crate::sandbox::{
     self, BindMount, IdMapping, InlineFile, Limits, Rootfs, SandboxSpec, StepExit, StepStdio,
 };
@@ -55,6 +56,34 @@ pub struct StepMounts {
     pub shared: Vec<(PathBuf, String)>,
     /// `/etc/hosts` entries: every step id on 127.0.0.1.
     pub hosts: Vec<(String, String)>,
+    /// Step groups' `sharedPaths`: (group key, host dir, path in the
+    /// sandbox); see [`StepMounts::for_groups`].
+    pub group_shared: Vec<(String, PathBuf, String)>,
+}
+
+impl StepMounts {
+    /// The mounts of a step inside `groups` (outermost first): the stage's,
+    /// plus the sharedPaths of each group around it. A path the stage (or
+    /// an outer group) shares already keeps that directory.
+    pub fn for_groups(&self, groups: &[&StepGroup]) -> StepMounts {
+        let mut mounts = self.clone();
+        for depth in 1..=groups.len() {
+            let key = group_key(&groups[..depth]);
+            for (k, dir, target) in &self.group_shared {
+                if *k == key && !mounts.shared.iter().any(|(_, t)| t == target) {
+                    mounts.shared.push((dir.clone(), target.clone()));
+                }
+            }
+        }
+        mounts
+    }
+}
+
+/// The key of the innermost of `groups` (outermost first): their ids
+/// joined with `_`, as step labels are.
+pub fn group_key(groups: &[&StepGroup]) -> String {
+    let ids: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+    ids.join("_")
 }
 
 /// The sandbox of a resolved step: its image's rootfs (or the host's root
@@ -248,7 +277,8 @@ fn pump(
 
 /// Waits for a Run step: past `timeout` it is stopped (SIGTERM, `grace`,
 /// SIGKILL) and `TimedOut`; when the run is interrupted it is stopped the
-/// same way and reported as killed by that signal.
+/// same way and reported as it ended (the signal that killed it, or its
+/// exit code).
 pub fn wait_run(
     child: &mut sandbox::Step,
     timeout: Duration,
@@ -264,9 +294,14 @@ pub fn wait_run(
             Ok(None) => {}
             Err(err) => return Err(format!("failed to wait for the step: {err}")),
         }
-        if let Some(sig) = cancel.signal() {
-            supervise::stop(child, grace, on_signal).map_err(|e| error_chain(&e))?;
-            return Ok(StepOutcome::Signaled(sig));
+        if cancel.signal().is_some() {
+            // What really ended it: our SIGTERM, the SIGKILL after the
+            // grace period, or its own exit code.
+            let exit = supervise::stop(child, grace, on_signal).map_err(|e| error_chain(&e))?;
+            return Ok(match exit {
+                Exit::Code(code) => StepOutcome::Exited(code),
+                Exit::Signal(sig) => StepOutcome::Signaled(sig),
+            });
         }
         if Instant::now() >= deadline {
             supervise::stop(child, grace, on_signal).map_err(|e| error_chain(&e))?;

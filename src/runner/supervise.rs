@@ -254,6 +254,18 @@ impl SkipReason {
             SkipReason::ConditionFalse => "its when.condition is false",
         }
     }
+
+    /// The same for a stage, whose `when` speaks of the pipeline.
+    pub fn describe_stage(self) -> &'static str {
+        match self {
+            SkipReason::Aborted => "the run was aborted",
+            SkipReason::StageFailed => {
+                "an earlier stage failed (when.pipelineStatus: Success, the default)"
+            }
+            SkipReason::StageSucceeded => "no earlier stage failed (when.pipelineStatus: Failure)",
+            SkipReason::ConditionFalse => "its when.condition is false",
+        }
+    }
 }
 
 /// Whether a step runs, given its `when` (none means `stageStatus: Success`),

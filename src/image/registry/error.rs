@@ -97,6 +97,16 @@ pub enum RegistryError {
         "offline: {what} of {reference} is not in the store and --offline forbids the network"
     )]
     Offline { reference: String, what: String },
+    /// Every mirror failed, then the registry itself: both are named.
+    #[error("no mirror had {what} of {reference} ({mirrors}) and registry {registry} failed too; push the image to the mirror, or make {registry} reachable")]
+    MirrorsAndUpstream {
+        reference: String,
+        what: String,
+        mirrors: String,
+        registry: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
     #[error("invalid manifest of {reference}")]
     Manifest {
         reference: String,

@@ -125,6 +125,9 @@ impl Client {
         let endpoints = self.endpoints(reference);
         let last = endpoints.len() - 1;
         let mut result = None;
+        // What each mirror said, for the error if the registry fails too:
+        // its own failure alone (say a DNS error) hides the mirror's answer.
+        let mut mirrors: Vec<String> = Vec::new();
         for (i, ep) in endpoints.into_iter().enumerate() {
             let base = ep.base.clone();
             match op(ep).await {
@@ -133,6 +136,17 @@ impl Client {
                     tracing::warn!(
                         "mirror {base} failed for {what} of {reference}: {e}; trying the next"
                     );
+                    mirrors.push(format!("mirror {base}: {}", error_line(&e)));
+                }
+                Err(e) if !mirrors.is_empty() && e.is_endpoint_failure() => {
+                    result = Some(RegistryError::MirrorsAndUpstream {
+                        reference: reference.to_string(),
+                        what: what.to_string(),
+                        mirrors: mirrors.join("; "),
+                        registry: reference.registry().to_string(),
+                        source: Box::new(e),
+                    });
+                    break;
                 }
                 Err(e) => {
                     result = Some(e);
@@ -183,6 +197,18 @@ impl Client {
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
+}
+
+/// An error and its causes on one line.
+fn error_line(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Loopback registries may use plain HTTP without being configured.
