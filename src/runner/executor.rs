@@ -136,6 +136,11 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("failed to count the run")]
+    Sequence {
+        #[source]
+        source: super::sequence::SequenceError,
+    },
     #[error("failed to open the events output")]
     Events {
         #[source]
@@ -257,6 +262,17 @@ pub fn execute(
         path: store_dir.clone(),
         source,
     })?;
+    if ctx.options().sequence_id.is_none() {
+        let pipeline_id = ctx
+            .pipeline()
+            .identifier
+            .as_ref()
+            .map_or("local", |i| i.as_str())
+            .to_string();
+        let n = super::sequence::next(&store_dir, &pipeline_id)
+            .map_err(|source| RunError::Sequence { source })?;
+        ctx.set_sequence_id(n);
+    }
     let exe = options.exe.clone().unwrap_or_else(sandbox::default_exe);
     if let Err(err) = sandbox::remove_stale(&store_dir.join("run"), &exe) {
         tracing::warn!(

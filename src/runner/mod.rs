@@ -11,6 +11,7 @@
 //!   stages at once; `stage`, `prepare`, `items`, `step`, `pull`: one
 //!   stage, its start, its items, one sandbox, its images
 //! - `cancel`: Ctrl-C / SIGTERM stop the run
+//! - `sequence`: the per-pipeline run counter (`<+pipeline.sequenceId>`)
 
 mod batch;
 pub mod cancel;
@@ -24,6 +25,7 @@ mod prepare;
 mod pull;
 pub mod report;
 pub mod resolve;
+pub mod sequence;
 mod service;
 mod stage;
 pub mod status;

@@ -129,8 +129,10 @@ pub struct RunOptions {
     /// `--stage` ids; empty runs every stage. A looped stage's id selects
     /// all its copies.
     pub stages: Vec<String>,
-    /// `<+pipeline.sequenceId>`, `HARNESS_BUILD_ID`.
-    pub sequence_id: u64,
+    /// `<+pipeline.sequenceId>`, `HARNESS_BUILD_ID`. `None`: the executor
+    /// takes the next number of the pipeline's counter in the store when
+    /// the run starts (`--dry-run` shows 1).
+    pub sequence_id: Option<u64>,
     /// `<+pipeline.executionId>`, `HARNESS_EXECUTION_ID`.
     pub execution_id: String,
     /// Checkout the codebase is read from; default: the pipeline file's
@@ -151,7 +153,7 @@ impl Default for RunOptions {
         RunOptions {
             vars: BTreeMap::new(),
             stages: Vec::new(),
-            sequence_id: 1,
+            sequence_id: None,
             execution_id,
             codebase_dir: None,
             read_codebase: true,
@@ -160,6 +162,11 @@ impl Default for RunOptions {
 }
 
 impl RunOptions {
+    /// The sequence number of this run.
+    pub fn sequence_id(&self) -> u64 {
+        self.sequence_id.unwrap_or(1)
+    }
+
     /// Parses `--var NAME=VALUE` arguments (the last of a name wins).
     pub fn parse_vars(args: &[String]) -> Result<BTreeMap<String, String>, ResolveError> {
         let mut vars = BTreeMap::new();
@@ -302,6 +309,13 @@ impl RunContext {
 
     pub fn options(&self) -> &RunOptions {
         &self.options
+    }
+
+    /// Gives the run its sequence number (the executor does, from the
+    /// store's counter). Strategies were expanded before it was known: a
+    /// strategy built from `<+pipeline.sequenceId>` saw 1.
+    pub fn set_sequence_id(&mut self, id: u64) {
+        self.options.sequence_id = Some(id);
     }
 
     /// Records the outputs of a finished stage, for

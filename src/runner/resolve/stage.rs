@@ -83,7 +83,7 @@ impl<'r> StageScope<'r> {
             "pipeline.name",
             p.name.as_ref().map_or(pipeline_id, |n| n.as_str()),
         );
-        scope.set("pipeline.sequenceId", opts.sequence_id as i64);
+        scope.set("pipeline.sequenceId", opts.sequence_id() as i64);
         scope.set("pipeline.executionId", opts.execution_id.as_str());
         scope.set("pipeline.triggerType", "MANUAL");
         if let Some(org) = &p.org_identifier {

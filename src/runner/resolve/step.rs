@@ -79,8 +79,8 @@ pub fn resolve(
     if let Some(project) = &run.pipeline.project_identifier {
         env.set("HARNESS_PROJECT_ID", project.as_str());
     }
-    env.set("HARNESS_BUILD_ID", opts.sequence_id.to_string());
-    env.set("DRONE_BUILD_NUMBER", opts.sequence_id.to_string());
+    env.set("HARNESS_BUILD_ID", opts.sequence_id().to_string());
+    env.set("DRONE_BUILD_NUMBER", opts.sequence_id().to_string());
     env.set("HARNESS_EXECUTION_ID", opts.execution_id.as_str());
     let iteration = step
         .iteration
