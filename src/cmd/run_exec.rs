@@ -59,7 +59,14 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     eprintln!("logs:      {}", report.run_dir.join("logs").display());
-    eprintln!("workspace: {}", report.workspace.display());
+    if report.per_stage_workspace {
+        eprintln!(
+            "workspace: {}/<stage-id> (one per stage)",
+            report.workspace.display()
+        );
+    } else {
+        eprintln!("workspace: {}", report.workspace.display());
+    }
     let codes = report
         .stages
         .iter()

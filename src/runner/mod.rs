@@ -11,10 +11,13 @@
 //!   stages at once; `stage`, `prepare`, `items`, `step`, `pull`: one
 //!   stage, its start, its items, one sandbox, its images
 //! - `cancel`: Ctrl-C / SIGTERM stop the run
+//! - `workspace`, `checkout`: each stage instance's `/harness`, the
+//!   `cloneCodebase` copy of the git checkout
 //! - `sequence`: the per-pipeline run counter (`<+pipeline.sequenceId>`)
 
 mod batch;
 pub mod cancel;
+mod checkout;
 pub mod events;
 mod executor;
 mod failure;
@@ -31,6 +34,7 @@ mod stage;
 pub mod status;
 pub mod step;
 pub mod supervise;
+mod workspace;
 
 pub use cancel::{install_signal_handlers, Cancel};
 pub use executor::{

@@ -27,6 +27,8 @@ pub(super) struct Prepared {
     pub sandbox: sandbox::Stage,
     pub shared: Vec<(PathBuf, String)>,
     pub hosts: Vec<(String, String)>,
+    /// Mounted at `/harness`.
+    pub workspace: PathBuf,
 }
 
 /// Pulls the stage's images, checks its published ports and starts its
@@ -129,6 +131,12 @@ pub(super) fn prepare(
         }
         shared.push((dir, path.value.clone()));
     }
+    let workspace = run.workspaces.prepare(sc).map_err(|err| {
+        NotStarted::Failed(format!(
+            "cannot make its workspace: {}",
+            step::error_chain(&err)
+        ))
+    })?;
     let hosts = sc
         .step_hosts()
         .into_iter()
@@ -168,6 +176,7 @@ pub(super) fn prepare(
         sandbox,
         shared,
         hosts,
+        workspace,
     })
 }
 

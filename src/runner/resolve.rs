@@ -74,9 +74,10 @@ pub fn step_key(step: &crate::pipeline::model::Step, groups: &[&StepGroup]) -> S
 /// The workspace inside every sandbox.
 pub const WORKSPACE: &str = "/harness";
 
-/// Where step output files live inside the sandbox: `OUTPUT_DIR/<id>.env`
-/// under the workspace mount (the executor creates the directory in the
-/// workspace before the stage starts; nothing else is mounted for it).
+/// Where step output files live inside the sandbox:
+/// `OUTPUT_DIR/<stage-id>/<step-id>.env` under the workspace mount (the
+/// executor creates the stage's directory, empty, before the stage starts;
+/// nothing else is mounted for it).
 pub const OUTPUT_DIR: &str = "/harness/.corral/outputs";
 
 /// Everything the executor needs to start one step.
@@ -115,7 +116,7 @@ pub struct ResolvedStep {
     pub output_variables: Vec<String>,
     /// Names of output variables of type Secret (mask their values).
     pub secret_outputs: Vec<String>,
-    /// `OUTPUT_DIR/<id>.env`, inside the sandbox.
+    /// `OUTPUT_DIR/<stage-id>/<id>.env`, inside the sandbox.
     pub output_file: String,
     /// Every secret value rendered into this step (for the masker).
     pub secret_values: Vec<String>,

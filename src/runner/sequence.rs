@@ -31,7 +31,9 @@ pub enum SequenceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the sequence counter {path} holds `{text}`, not a number; delete the file to restart at 1")]
+    #[error(
+        "the sequence counter {path} holds `{text}`, not a number; delete the file to restart at 1"
+    )]
     Parse { path: PathBuf, text: String },
     #[error("failed to write the sequence counter {path}")]
     Write {

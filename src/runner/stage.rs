@@ -29,7 +29,7 @@ pub(crate) struct RunShared<'a> {
     pub terminal: Arc<TerminalSink>,
     pub cancel: Arc<Cancel>,
     pub run_dir: PathBuf,
-    pub workspace: PathBuf,
+    pub workspaces: super::workspace::Workspaces,
     pub masker: Masker,
     /// The pipeline's `timeout`.
     pub deadline: Option<Deadline>,
@@ -343,6 +343,7 @@ pub(crate) fn run_stage(
         sandbox,
         shared,
         hosts,
+        workspace,
     } = prepared;
     let log_dir = run.run_dir.join("logs").join(&stage_id);
     let deadline_what = deadline.as_ref().map(|d| d.what.clone());
@@ -353,7 +354,7 @@ pub(crate) fn run_stage(
             sandbox: &sandbox,
             images: Mutex::new(images),
             mounts: StepMounts {
-                workspace: run.workspace.clone(),
+                workspace,
                 shared,
                 hosts,
             },

@@ -8,7 +8,7 @@ use super::vars::{self, Origins};
 use super::{codebase, step, ResolvedStep, RunContext, StepOutputs, StepStatuses};
 use crate::pipeline::expr::{MapScope, Scope, Value};
 use crate::pipeline::model::{
-    ExecutionItem, OutputType, Stage, Status, Step, StepGroup, Str, When,
+    ExecutionItem, OutputType, Setting, Stage, Status, Step, StepGroup, Str, When,
 };
 use crate::pipeline::strategy::Iteration;
 use crate::runner::status::HarnessStatus;
@@ -326,6 +326,37 @@ impl<'r> StageContext<'r> {
             stage_status: stage_status(w.status),
             condition,
         }))
+    }
+
+    /// Whether the stage's workspace starts as a copy of the codebase:
+    /// `cloneCodebase: true`, or not written in a pipeline that declares
+    /// `properties.ci.codebase` (Harness then clones). With the line of
+    /// the setting (else of the stage), for messages.
+    pub fn clone_codebase(&self) -> Result<(bool, usize), ResolveError> {
+        let file = &self.run.pipeline.file;
+        match &self.stage.spec.clone_codebase {
+            None => Ok((self.run.pipeline.codebase.is_some(), self.stage.loc.line)),
+            Some(Setting::Value(b)) => Ok((*b, self.stage.loc.line)),
+            Some(Setting::Expr(e)) => {
+                let r = render::render(file, e, "cloneCodebase", &self.base.scope)?;
+                match r.text.trim() {
+                    "true" => Ok((true, e.loc.line)),
+                    "false" => Ok((false, e.loc.line)),
+                    other => Err(ResolveError::BadStageValue {
+                        what: "cloneCodebase",
+                        stage: self.stage.id.value.clone(),
+                        value: if r.has_secret {
+                            crate::pipeline::secret::MASK.to_string()
+                        } else {
+                            other.to_string()
+                        },
+                        expected: "true or false",
+                        file: file.clone(),
+                        line: e.loc.line,
+                    }),
+                }
+            }
+        }
     }
 
     /// The stage's `when` (pipelineStatus + condition), for `gate`.

@@ -126,7 +126,8 @@ pub fn resolve(
         let value = field(v, &format!("envVariables.{}", k.value), &mut env)?;
         env.set(&k.value, value);
     }
-    let output_file = format!("{OUTPUT_DIR}/{id}.env");
+    // Per stage instance: copies of a looped stage may share a workspace.
+    let output_file = format!("{OUTPUT_DIR}/{}/{id}.env", stage.id.value);
     env.set("DRONE_OUTPUT", output_file.as_str());
     env.set("HARNESS_OUTPUT_FILE", output_file.as_str());
 
