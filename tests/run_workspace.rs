@@ -1,6 +1,7 @@
 //! `corral run` workspaces and run numbers: each stage instance gets its
 //! own `/harness` and output files, `cloneCodebase` copies the git
-//! checkout into it, `<+pipeline.sequenceId>` counts the runs.
+//! checkout into it, `<+pipeline.sequenceId>` counts the runs; the
+//! terminal prefix names the stage when stage instances run at once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -274,4 +275,34 @@ fn the_sequence_id_counts_the_runs_of_each_pipeline() {
         .collect();
     got.sort_unstable();
     assert_eq!(got, [4, 5, 6]);
+}
+
+fn hello_loop(cap: &str) -> String {
+    let looped = stage("s", &host_step("w", "echo hello <+repeat.item>", "")).replacen(
+        "    type: CI\n",
+        &format!("    type: CI\n    strategy:\n      repeat:\n        items: [a, b]\n{cap}"),
+        1,
+    );
+    pipeline_of(&looped)
+}
+
+#[test]
+fn prefixes_name_the_stage_only_when_stages_run_at_once() {
+    let Some(env) = setup("staged_prefixes", false) else {
+        return;
+    };
+    let file = env.write("p.yaml", &hello_loop(""));
+    let out = env.run(&file, &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("s_0/w | hello a\n"), "{text}");
+    assert!(text.contains("s_1/w | hello b\n"), "{text}");
+    assert!(text.contains("s_0/w | exited with code 0"), "{text}");
+    // One copy at a time: the prefix stays the step's.
+    let file = env.write("q.yaml", &hello_loop("      maxConcurrency: 1\n"));
+    let out = env.run(&file, &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("w | hello a\n"), "{text}");
+    assert!(!text.contains("s_0/"), "{text}");
 }

@@ -304,10 +304,21 @@ pub fn execute(
         )),
         None => None,
     };
+    let stages: Vec<_> = ctx.stages().into_iter().cloned().collect();
+    let batches = super::batch::batches(&stages);
     let mut labels: Vec<String> = Vec::new();
-    for stage in ctx.stages() {
-        if let Ok(sc) = ctx.stage(stage) {
-            labels.extend(sc.step_hosts().into_iter().map(|(name, _)| name));
+    for range in &batches {
+        let at_once = super::batch::runs_at_once(&stages[range.clone()]);
+        for stage in &stages[range.clone()] {
+            if let Ok(sc) = ctx.stage(stage) {
+                labels.extend(sc.step_hosts().into_iter().map(|(name, _)| {
+                    if at_once {
+                        super::logs::staged_label(&stage.id.value, &name)
+                    } else {
+                        name
+                    }
+                }));
+            }
         }
     }
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
@@ -346,6 +357,7 @@ pub fn execute(
             .pipeline()
             .timeout
             .map(|t| Deadline::after(begin, t, "pipeline")),
+        stage_label: None,
     };
     shared.emit(Event::RunStarted {
         pipeline: ctx
@@ -356,21 +368,13 @@ pub fn execute(
             .to_string(),
         file: ctx.pipeline().file.display().to_string(),
     });
-    let stages: Vec<_> = ctx.stages().into_iter().cloned().collect();
     let mut results: Vec<StageResult> = Vec::new();
-    let mut next = 0;
-    while next < stages.len() {
+    // A `parallel:` stage group (or a looped stage's copies) runs at once.
+    for range in batches {
         if shared.cancel.signal().is_some() {
             break;
         }
-        // A `parallel:` stage group (or a looped stage's copies) runs at once.
-        let group = stages[next].parallel_group;
-        let mut end = next + 1;
-        while group.is_some() && end < stages.len() && stages[end].parallel_group == group {
-            end += 1;
-        }
-        let batch = &stages[next..end];
-        next = end;
+        let batch = &stages[range];
         if let Some(deadline) = shared.deadline.as_ref().filter(|d| d.passed()) {
             for stage in batch {
                 results.push(stage::not_reached(&shared, &stage.id.value, deadline));

@@ -23,6 +23,7 @@ use crate::pipeline::secret::Masker;
 use crate::sandbox;
 
 /// What one run shares with each of its stages.
+#[derive(Clone)]
 pub(crate) struct RunShared<'a> {
     pub settings: &'a Settings,
     pub events: Option<Arc<EventWriter>>,
@@ -33,6 +34,9 @@ pub(crate) struct RunShared<'a> {
     pub masker: Masker,
     /// The pipeline's `timeout`.
     pub deadline: Option<Deadline>,
+    /// Set for a stage that runs beside other stage instances: terminal
+    /// lines of its steps are prefixed `stage/step`.
+    pub stage_label: Option<String>,
 }
 
 impl RunShared<'_> {
@@ -46,7 +50,11 @@ impl RunShared<'_> {
 
     pub fn note(&self, label: &str, text: &str) {
         if !self.settings.quiet {
-            let _ = self.terminal.note(label, &self.masker.mask(text));
+            let label = match &self.stage_label {
+                Some(stage) => super::logs::staged_label(stage, label),
+                None => label.to_string(),
+            };
+            let _ = self.terminal.note(&label, &self.masker.mask(text));
         }
     }
 }
@@ -137,7 +145,13 @@ impl StageRun<'_> {
         }
         let mut sinks: Vec<Arc<dyn LineSink>> = Vec::new();
         if !self.run.settings.quiet {
-            sinks.push(self.run.terminal.clone());
+            match &self.run.stage_label {
+                Some(stage) => sinks.push(Arc::new(super::logs::StagedTerminal::new(
+                    self.run.terminal.clone(),
+                    stage,
+                ))),
+                None => sinks.push(self.run.terminal.clone()),
+            }
         }
         if let Some(events) = &self.run.events {
             sinks.push(events.clone());
