@@ -306,3 +306,68 @@ fn prefixes_name_the_stage_only_when_stages_run_at_once() {
     assert!(text.contains("w | hello a\n"), "{text}");
     assert!(!text.contains("s_0/"), "{text}");
 }
+
+const IGNORE: &str = "    failureStrategies:\n      - onFailure:\n          errors: [AllErrors]\n          action:\n            type: Ignore\n";
+
+#[test]
+fn outputs_never_set_render_as_null_with_one_warning() {
+    let Some(env) = setup("unset_outputs", false) else {
+        return;
+    };
+    let tag = "      outputVariables:\n        - name: TAG\n";
+    let first = stage("first", &host_step("make", "TAG=v9", tag));
+    let steps = host_step("bad", "TAG=x; exit 3", tag)
+        + IGNORE
+        + &host_step("never", "TAG=y", tag)
+        + "    when:\n      stageStatus: Success\n      condition: <+stage.identifier> == \"nope\"\n"
+        + &host_step(
+            "show",
+            "echo 'bad=<+steps.bad.output.outputVariables.TAG> never=<+steps.never.output.outputVariables.TAG> first=<+pipeline.stages.first.spec.execution.steps.make.output.outputVariables.TAG> again=<+steps.bad.output.outputVariables.TAG>'",
+            "",
+        );
+    let second = stage("second", &steps);
+    let file = env.write("p.yaml", &pipeline_of(&(first + &second)));
+    let out = env.run(&file, &["--stage", "second"]);
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{text}{err}");
+    assert!(
+        text.contains("| bad=null never=null first=null again=null\n"),
+        "{text}"
+    );
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("is null")).collect();
+    assert_eq!(warnings.len(), 3, "one per reference:\n{err}");
+    for reference in [
+        "steps.bad.output.outputVariables.TAG",
+        "steps.never.output.outputVariables.TAG",
+        "pipeline.stages.first.spec.execution.steps.make.output.outputVariables.TAG",
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(reference) && w.contains("step show")),
+            "{reference} in\n{err}"
+        );
+    }
+    // Run in full, the same reference has its value and no warning.
+    let out = env.run(&file, &[]);
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(text.contains("first=v9"), "{text}");
+    assert!(!err.contains("first.spec.execution.steps.make"), "{err}");
+}
+
+#[test]
+fn an_output_of_a_step_that_does_not_exist_stays_an_error() {
+    let Some(env) = setup("unknown_output_step", false) else {
+        return;
+    };
+    let yaml = pipeline_of(&stage(
+        "s",
+        &host_step("show", "echo <+steps.ghost.output.outputVariables.TAG>", ""),
+    ));
+    let file = env.write("p.yaml", &yaml);
+    let out = env.run(&file, &[]);
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}{err}");
+    assert!(err.contains("unknown step `ghost`"), "{err}");
+    assert!(!text.contains("show |"), "{text}");
+}

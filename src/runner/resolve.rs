@@ -27,6 +27,7 @@ mod stage;
 mod step;
 #[cfg(test)]
 mod tests;
+mod unset;
 mod vars;
 
 use std::collections::BTreeMap;

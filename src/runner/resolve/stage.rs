@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 
 use super::error::ResolveError;
 use super::render::{self, Lenient};
+use super::unset::UnsetOutputs;
 use super::vars::{self, Origins};
 use super::{codebase, step, ResolvedStep, RunContext, StepOutputs, StepStatuses};
 use crate::pipeline::expr::{MapScope, Scope, Value};
@@ -164,6 +165,8 @@ pub struct StageContext<'r> {
     run: &'r RunContext,
     stage: &'r Stage,
     base: StageScope<'r>,
+    /// (user, reference) pairs already warned about as null.
+    warned: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl<'r> StageContext<'r> {
@@ -172,6 +175,7 @@ impl<'r> StageContext<'r> {
             run,
             stage,
             base: StageScope::build(run, stage)?,
+            warned: Default::default(),
         })
     }
 
@@ -289,9 +293,26 @@ impl<'r> StageContext<'r> {
         statuses: &StepStatuses,
     ) -> Result<ResolvedStep, ResolveError> {
         let s = self.scope(groups, Some(step), outputs, statuses)?;
-        step::resolve(
-            self.run, self.stage, &s.scope, &s.scope, step, groups, false,
-        )
+        let scope = UnsetOutputs::new(&s.scope, &self.run.pipeline, self.stage);
+        let resolved = step::resolve(self.run, self.stage, &s.scope, &scope, step, groups, false);
+        self.warn_unset(&label(step, groups), &scope);
+        resolved
+    }
+
+    /// One warning per user and reference rendered as null.
+    fn warn_unset(&self, user: &str, scope: &UnsetOutputs<'_>) {
+        let mut warned = self
+            .warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for path in scope.used.borrow().iter() {
+            if warned.insert((user.to_string(), path.clone())) {
+                tracing::warn!(
+                    "stage {}, {user}: `<+{path}>` is null: that step set no such output (it failed, was skipped, did not run or has not finished)",
+                    self.stage.id.value
+                );
+            }
+        }
     }
 
     /// Resolves a step for `--dry-run`: outputs and statuses that are only
@@ -361,11 +382,14 @@ impl<'r> StageContext<'r> {
 
     /// The stage's `when` (pipelineStatus + condition), for `gate`.
     pub fn stage_when(&self) -> Result<Option<supervise::When>, ResolveError> {
-        self.gate_when(
+        let scope = UnsetOutputs::new(&self.base.scope, &self.run.pipeline, self.stage);
+        let when = self.gate_when(
             self.stage.when.as_ref(),
-            &self.base.scope,
+            &scope,
             "the stage's when.condition",
-        )
+        );
+        self.warn_unset("its when", &scope);
+        when
     }
 
     /// The stage's `when` condition as `--dry-run` sees it.
@@ -386,11 +410,10 @@ impl<'r> StageContext<'r> {
         statuses: &StepStatuses,
     ) -> Result<Option<supervise::When>, ResolveError> {
         let s = self.scope(outer, None, outputs, statuses)?;
-        self.gate_when(
-            group.when.as_ref(),
-            &s.scope,
-            "a step group's when.condition",
-        )
+        let scope = UnsetOutputs::new(&s.scope, &self.run.pipeline, self.stage);
+        let when = self.gate_when(group.when.as_ref(), &scope, "a step group's when.condition");
+        self.warn_unset(&format!("step group {}", group.id.value), &scope);
+        when
     }
 
     pub fn step_when(
@@ -401,7 +424,10 @@ impl<'r> StageContext<'r> {
         statuses: &StepStatuses,
     ) -> Result<Option<supervise::When>, ResolveError> {
         let s = self.scope(groups, Some(step), outputs, statuses)?;
-        self.gate_when(step.when.as_ref(), &s.scope, "a step's when.condition")
+        let scope = UnsetOutputs::new(&s.scope, &self.run.pipeline, self.stage);
+        let when = self.gate_when(step.when.as_ref(), &scope, "a step's when.condition");
+        self.warn_unset(&label(step, groups), &scope);
+        when
     }
 
     /// A condition as `--dry-run` sees it (`groups` enclose the item;
@@ -441,6 +467,13 @@ impl<'r> StageContext<'r> {
             .map(|n| (n, Ipv4Addr::LOCALHOST))
             .collect()
     }
+}
+
+/// `step X` (`group_X` inside groups), for messages.
+fn label(step: &Step, groups: &[&StepGroup]) -> String {
+    let mut parts: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
+    parts.push(step.id.as_str());
+    format!("step {}", parts.join("_"))
 }
 
 /// `outer.inner.step` -> (`step`, [`outer`, `inner`]).
