@@ -142,7 +142,7 @@ impl Workspaces {
         }
         let Some(codebase) = sc.run().codebase() else {
             tracing::warn!(
-                "stage {stage_id} ({file}:{line}): cloneCodebase is set, but the pipeline's directory is not in a git checkout (or git is missing): the workspace starts empty; run corral from a checkout or set cloneCodebase: false"
+                "stage {stage_id} ({file}:{line}): cloneCodebase is set, but the pipeline's directory is not in a git checkout git can read (no checkout, git missing, or a checkout owned by another user): the workspace starts empty; run the pipeline from a checkout or set cloneCodebase: false"
             );
             return Ok(());
         };
