@@ -10,6 +10,7 @@
 //! - `executor`: a whole run ([`run_pipeline`], [`execute`]); `batch`:
 //!   stages at once; `stage`, `prepare`, `items`, `step`, `pull`: one
 //!   stage, its start, its items, one sandbox, its images
+//! - `shared`: what a run shares with its stages
 //! - `cancel`: Ctrl-C / SIGTERM stop the run
 //! - `workspace`, `checkout`: each stage instance's `/harness`, the
 //!   `cloneCodebase` copy of the git checkout
@@ -30,6 +31,7 @@ pub mod report;
 pub mod resolve;
 pub mod sequence;
 mod service;
+mod shared;
 mod stage;
 pub mod status;
 pub mod step;

@@ -29,6 +29,7 @@ mod step;
 mod tests;
 mod unset;
 mod vars;
+mod when;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -8,56 +8,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::cancel::Deadline;
-use super::events::{Event, EventWriter};
-use super::logs::{LineSink, StepLog, TerminalSink};
+use super::events::Event;
+use super::logs::{LineSink, StepLog};
 use super::pull::{Stop, Wanted};
 use super::report::{self, StageResult, StageStatus, StepResult, StepStatus};
 use super::resolve::{ResolvedStep, StageContext, StepOutputs, StepState, StepStatuses};
 use super::status::HarnessStatus;
 use super::step::{self, StepMounts};
 use super::supervise::{self, FailureStrategy, Gate};
-use super::{Cancel, RunError, Settings};
+use super::RunError;
 use crate::image::Image;
 use crate::pipeline::model::{ExecutionItem, Step, StepGroup};
 use crate::pipeline::secret::Masker;
 use crate::sandbox;
 
-/// What one run shares with each of its stages.
-#[derive(Clone)]
-pub(crate) struct RunShared<'a> {
-    pub settings: &'a Settings,
-    pub events: Option<Arc<EventWriter>>,
-    pub terminal: Arc<TerminalSink>,
-    pub cancel: Arc<Cancel>,
-    pub run_dir: PathBuf,
-    pub workspaces: super::workspace::Workspaces,
-    pub masker: Masker,
-    /// The pipeline's `timeout`.
-    pub deadline: Option<Deadline>,
-    /// Set for a stage that runs beside other stage instances: terminal
-    /// lines of its steps are prefixed `stage/step`.
-    pub stage_label: Option<String>,
-}
-
-impl RunShared<'_> {
-    pub fn emit(&self, event: Event) {
-        if let Some(events) = &self.events {
-            if let Err(err) = events.emit(&event) {
-                tracing::warn!("{}", step::error_chain(&err));
-            }
-        }
-    }
-
-    pub fn note(&self, label: &str, text: &str) {
-        if !self.settings.quiet {
-            let label = match &self.stage_label {
-                Some(stage) => super::logs::staged_label(stage, label),
-                None => label.to_string(),
-            };
-            let _ = self.terminal.note(&label, &self.masker.mask(text));
-        }
-    }
-}
+pub(crate) use super::shared::RunShared;
 
 /// The state of a stage while its items run.
 pub(crate) struct StageRun<'a> {

@@ -6,14 +6,12 @@ use super::error::ResolveError;
 use super::render::{self, Lenient};
 use super::unset::UnsetOutputs;
 use super::vars::{self, Origins};
+use super::when::label;
 use super::{codebase, step, ResolvedStep, RunContext, StepOutputs, StepStatuses};
-use crate::pipeline::expr::{MapScope, Scope, Value};
-use crate::pipeline::model::{
-    ExecutionItem, OutputType, Setting, Stage, Status, Step, StepGroup, Str, When,
-};
+use crate::pipeline::expr::{MapScope, Value};
+use crate::pipeline::model::{ExecutionItem, OutputType, Setting, Stage, Step, StepGroup};
 use crate::pipeline::strategy::Iteration;
 use crate::runner::status::HarnessStatus;
-use crate::runner::supervise::{self, StageStatusCondition};
 
 /// Calls `f` on every step group below `items`, outer groups first.
 pub fn for_each_group<'a>(items: &'a [ExecutionItem], f: &mut dyn FnMut(&'a StepGroup)) {
@@ -162,11 +160,11 @@ pub enum Condition {
 /// What the executor needs while running one stage.
 #[derive(Debug)]
 pub struct StageContext<'r> {
-    run: &'r RunContext,
-    stage: &'r Stage,
-    base: StageScope<'r>,
+    pub(super) run: &'r RunContext,
+    pub(super) stage: &'r Stage,
+    pub(super) base: StageScope<'r>,
     /// (user, reference) pairs already warned about as null.
-    warned: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
+    pub(super) warned: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl<'r> StageContext<'r> {
@@ -190,7 +188,7 @@ impl<'r> StageContext<'r> {
     /// The scope of a step (or of a group's `when`, with `step` None):
     /// group variables, iterations (innermost wins), the outputs and the
     /// statuses so far; the stage itself is RUNNING.
-    fn scope(
+    pub(super) fn scope(
         &self,
         groups: &[&StepGroup],
         step: Option<&Step>,
@@ -299,22 +297,6 @@ impl<'r> StageContext<'r> {
         resolved
     }
 
-    /// One warning per user and reference rendered as null.
-    fn warn_unset(&self, user: &str, scope: &UnsetOutputs<'_>) {
-        let mut warned = self
-            .warned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for path in scope.used.borrow().iter() {
-            if warned.insert((user.to_string(), path.clone())) {
-                tracing::warn!(
-                    "stage {}, {user}: `<+{path}>` is null: that step set no such output (it failed, was skipped, did not run or has not finished)",
-                    self.stage.id.value
-                );
-            }
-        }
-    }
-
     /// Resolves a step for `--dry-run`: outputs and statuses that are only
     /// known while running stay as their expression text.
     pub fn preview_step(
@@ -330,23 +312,6 @@ impl<'r> StageContext<'r> {
         )?;
         let lenient = Lenient::new(&s.scope);
         step::resolve(self.run, self.stage, &s.scope, &lenient, step, groups, true)
-    }
-
-    fn gate_when(
-        &self,
-        when: Option<&When>,
-        scope: &dyn Scope,
-        what: &str,
-    ) -> Result<Option<supervise::When>, ResolveError> {
-        let Some(w) = when else { return Ok(None) };
-        let condition = match &w.condition {
-            Some(c) => Some(render::condition(&self.run.pipeline.file, c, what, scope)?),
-            None => None,
-        };
-        Ok(Some(supervise::When {
-            stage_status: stage_status(w.status),
-            condition,
-        }))
     }
 
     /// Whether the stage's workspace starts as a copy of the codebase:
@@ -380,81 +345,6 @@ impl<'r> StageContext<'r> {
         }
     }
 
-    /// The stage's `when` (pipelineStatus + condition), for `gate`.
-    pub fn stage_when(&self) -> Result<Option<supervise::When>, ResolveError> {
-        let scope = UnsetOutputs::new(&self.base.scope, &self.run.pipeline, self.stage);
-        let when = self.gate_when(
-            self.stage.when.as_ref(),
-            &scope,
-            "the stage's when.condition",
-        );
-        self.warn_unset("its when", &scope);
-        when
-    }
-
-    /// The stage's `when` condition as `--dry-run` sees it.
-    pub fn stage_when_preview(&self) -> Result<Option<Condition>, ResolveError> {
-        match self.stage.when.as_ref().and_then(|w| w.condition.as_ref()) {
-            // The stage's own scope: it is not running yet.
-            Some(c) => self.preview(c, &self.base.scope).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// A group's `when`; `outer` are the groups around it.
-    pub fn group_when(
-        &self,
-        group: &StepGroup,
-        outer: &[&StepGroup],
-        outputs: &StepOutputs,
-        statuses: &StepStatuses,
-    ) -> Result<Option<supervise::When>, ResolveError> {
-        let s = self.scope(outer, None, outputs, statuses)?;
-        let scope = UnsetOutputs::new(&s.scope, &self.run.pipeline, self.stage);
-        let when = self.gate_when(group.when.as_ref(), &scope, "a step group's when.condition");
-        self.warn_unset(&format!("step group {}", group.id.value), &scope);
-        when
-    }
-
-    pub fn step_when(
-        &self,
-        step: &Step,
-        groups: &[&StepGroup],
-        outputs: &StepOutputs,
-        statuses: &StepStatuses,
-    ) -> Result<Option<supervise::When>, ResolveError> {
-        let s = self.scope(groups, Some(step), outputs, statuses)?;
-        let scope = UnsetOutputs::new(&s.scope, &self.run.pipeline, self.stage);
-        let when = self.gate_when(step.when.as_ref(), &scope, "a step's when.condition");
-        self.warn_unset(&label(step, groups), &scope);
-        when
-    }
-
-    /// A condition as `--dry-run` sees it (`groups` enclose the item;
-    /// `step` is the step itself, if the `when` is a step's).
-    pub fn preview_condition(
-        &self,
-        when: &When,
-        groups: &[&StepGroup],
-        step: Option<&Step>,
-    ) -> Result<Option<Condition>, ResolveError> {
-        let Some(c) = &when.condition else {
-            return Ok(None);
-        };
-        let s = self.scope(groups, step, &StepOutputs::new(), &StepStatuses::new())?;
-        self.preview(c, &s.scope).map(Some)
-    }
-
-    fn preview(&self, c: &Str, scope: &dyn Scope) -> Result<Condition, ResolveError> {
-        let lenient = Lenient::new(scope);
-        let value = render::condition(&self.run.pipeline.file, c, "when.condition", &lenient)?;
-        Ok(if lenient.deferred.get() {
-            Condition::AtRunTime
-        } else {
-            Condition::Value(value)
-        })
-    }
-
     /// `/etc/hosts` names of the stage: each step id, and `group_step`
     /// (with every enclosing group) for steps in groups, on 127.0.0.1.
     pub fn step_hosts(&self) -> Vec<(String, Ipv4Addr)> {
@@ -467,13 +357,6 @@ impl<'r> StageContext<'r> {
             .map(|n| (n, Ipv4Addr::LOCALHOST))
             .collect()
     }
-}
-
-/// `step X` (`group_X` inside groups), for messages.
-fn label(step: &Step, groups: &[&StepGroup]) -> String {
-    let mut parts: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
-    parts.push(step.id.as_str());
-    format!("step {}", parts.join("_"))
 }
 
 /// `outer.inner.step` -> (`step`, [`outer`, `inner`]).
@@ -502,13 +385,5 @@ fn host_names(items: &[ExecutionItem], groups: &[&str], out: &mut Vec<String>) {
                 host_names(&g.steps, &inner, out);
             }
         }
-    }
-}
-
-pub fn stage_status(s: Status) -> StageStatusCondition {
-    match s {
-        Status::Success => StageStatusCondition::Success,
-        Status::Failure => StageStatusCondition::Failure,
-        Status::All => StageStatusCondition::All,
     }
 }
