@@ -71,7 +71,7 @@ fn seed_cloud_plan() {
         "timeout: 2h",
         "hosts: Sauce_Connect, Wait_for_SC -> 127.0.0.1",
         "HARNESS_WORKSPACE=/harness",
-        "DRONE_OUTPUT=/harness/.corral/outputs/Wait_for_SC.env",
+        "DRONE_OUTPUT=/harness/.corral/outputs/build/Wait_for_SC.env",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
     }
@@ -150,7 +150,7 @@ fn groups_parallel_matrix_outputs_and_inputs() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     for want in [
         "hosts: cleanup, db, deploy_cleanup, deploy_never, deploy_ship, never, produce, ship, test_0, test_1 -> 127.0.0.1",
-        "outputs: VERSION (read from /harness/.corral/outputs/produce.env)",
+        "outputs: VERSION (read from /harness/.corral/outputs/build/produce.env)",
         "2. parallel (2 branches)",
         "2.1. parallel (2 branches, at most 1 at once)",
         "2.1.1. Run test_0 \"test\"",

@@ -66,7 +66,14 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     eprintln!("logs:      {}", report.run_dir.join("logs").display());
-    eprintln!("workspace: {}", report.workspace.display());
+    if report.per_stage_workspace {
+        eprintln!(
+            "workspace: {}/<stage-id> (one per stage)",
+            report.workspace.display()
+        );
+    } else {
+        eprintln!("workspace: {}", report.workspace.display());
+    }
     let codes = id_failures(&report);
     if let Some(note) = idmap::note_after_failure(codes) {
         eprintln!("note: {note}");

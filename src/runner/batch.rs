@@ -3,11 +3,13 @@
 //! `maxConcurrency` at a time.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::Instant;
 
 use super::resolve;
 use super::stage::{self, RunShared};
 use super::step::error_chain;
+use crate::pipeline::model::Stage;
 
 /// Runs a batch of stages at once (a `parallel:` stage group, copies of a
 /// looped stage, or both); the copies of one looped stage at most its
@@ -16,11 +18,23 @@ use super::step::error_chain;
 pub(super) fn run_batch(
     shared: &RunShared<'_>,
     contexts: &[Result<resolve::StageContext<'_>, resolve::ResolveError>],
-    batch: &[crate::pipeline::model::Stage],
+    batch: &[Stage],
     failed: bool,
     aborted: bool,
 ) -> Vec<stage::StageOutcome> {
+    let at_once = runs_at_once(batch);
     let run_one = |i: usize| {
+        // Beside other stage instances, step lines name their stage.
+        let labeled;
+        let shared = if at_once {
+            labeled = RunShared {
+                stage_label: Some(batch[i].id.value.clone()),
+                ..shared.clone()
+            };
+            &labeled
+        } else {
+            shared
+        };
         // A copy that waited for its turn past the pipeline's timeout.
         if let Some(deadline) = shared.deadline.as_ref().filter(|d| d.passed()) {
             return stage::alone(stage::not_reached(shared, &batch[i].id.value, deadline));
@@ -83,6 +97,42 @@ pub(super) fn run_batch(
             })
             .collect()
     })
+}
+
+/// The stages of a run cut into batches that run one after the other: a
+/// `parallel:` stage group (with the copies of looped stages in it) or the
+/// copies of one looped stage form one batch, any other stage its own.
+pub(super) fn batches(stages: &[Stage]) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let mut next = 0;
+    while next < stages.len() {
+        let group = stages[next].parallel_group;
+        let mut end = next + 1;
+        while group.is_some() && end < stages.len() && stages[end].parallel_group == group {
+            end += 1;
+        }
+        out.push(next..end);
+        next = end;
+    }
+    out
+}
+
+/// Whether more than one stage instance of `batch` may run at the same
+/// time (the copies of a loop count up to its `maxConcurrency`).
+pub(super) fn runs_at_once(batch: &[Stage]) -> bool {
+    let mut loops: BTreeMap<usize, (usize, Option<usize>)> = BTreeMap::new();
+    let mut alone = 0;
+    for stage in batch {
+        match stage.loop_group {
+            Some(g) => loops.entry(g).or_insert((0, stage.max_concurrency)).0 += 1,
+            None => alone += 1,
+        }
+    }
+    let looped: usize = loops
+        .values()
+        .map(|&(n, cap)| cap.map_or(n, |c| c.clamp(1, n.max(1))))
+        .sum();
+    alone + looped > 1
 }
 
 /// The copies of one looped stage: how many may run, how many finished.

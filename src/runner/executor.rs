@@ -2,7 +2,6 @@
 //! the selected stages one after the other.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,10 +11,11 @@ use super::events::{Event, EventWriter};
 use super::logs::TerminalSink;
 use super::pull::{self, PullError, Reporter, Stop, Wanted};
 use super::report::{self, StageResult, StageStatus};
-use super::resolve::{self, RunContext, OUTPUT_DIR, WORKSPACE};
+use super::resolve::{self, RunContext};
 use super::stage::{self, RunShared};
 use super::status::HarnessStatus;
 use super::step::error_chain;
+use super::workspace::Workspaces;
 use crate::config::Config;
 use crate::image::{Image, Progress, RegistryOptions, Store};
 use crate::pipeline::secret::{Masker, SecretStore};
@@ -37,7 +37,8 @@ pub struct RunOptions {
     pub config_file: Option<PathBuf>,
     /// Store directory; `None`: the config's, else the default.
     pub store: Option<PathBuf>,
-    /// Mounted at `/harness`; `None`: `workspace/` in the run directory.
+    /// Mounted at `/harness` in every stage; `None`: each stage instance
+    /// gets its own, `workspace/<stage-id>` in the run directory.
     pub workspace: Option<PathBuf>,
     /// `None`: the config's `[run] network`, else private.
     pub network: Option<NetworkMode>,
@@ -95,7 +96,11 @@ pub struct RunReport {
     pub stages: Vec<StageResult>,
     /// `runs/<run-id>/` in the store: `logs/<stage>/<step>.log`, shared paths.
     pub run_dir: PathBuf,
+    /// `--workspace DIR`, else the directory holding one workspace per
+    /// stage instance (`<stage-id>`).
     pub workspace: PathBuf,
+    /// Whether `workspace` holds one directory per stage instance.
+    pub per_stage_workspace: bool,
     /// 0 when every stage succeeded; 128+N when interrupted by signal N.
     pub exit_code: u8,
     pub interrupted: Option<i32>,
@@ -135,6 +140,11 @@ pub enum RunError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("failed to count the run")]
+    Sequence {
+        #[source]
+        source: super::sequence::SequenceError,
     },
     #[error("failed to open the events output")]
     Events {
@@ -257,6 +267,17 @@ pub fn execute(
         path: store_dir.clone(),
         source,
     })?;
+    if ctx.options().sequence_id.is_none() {
+        let pipeline_id = ctx
+            .pipeline()
+            .identifier
+            .as_ref()
+            .map_or("local", |i| i.as_str())
+            .to_string();
+        let n = super::sequence::next(&store_dir, &pipeline_id)
+            .map_err(|source| RunError::Sequence { source })?;
+        ctx.set_sequence_id(n);
+    }
     let exe = options.exe.clone().unwrap_or_else(sandbox::default_exe);
     if let Err(err) = sandbox::remove_stale(&store_dir.join("run"), &exe) {
         tracing::warn!(
@@ -265,34 +286,16 @@ pub fn execute(
         );
     }
     let run_dir = store_dir.join("runs").join(run_id(&ctx));
-    let workspace = options
-        .workspace
-        .clone()
-        .unwrap_or_else(|| run_dir.join("workspace"));
-    let outputs_dir = workspace.join(
-        OUTPUT_DIR
-            .trim_start_matches(WORKSPACE)
-            .trim_start_matches('/'),
-    );
-    for dir in [&run_dir, &outputs_dir] {
+    let workspaces = match &options.workspace {
+        Some(dir) => Workspaces::new(dir.clone(), true),
+        None => Workspaces::new(run_dir.join("workspace"), false),
+    };
+    for dir in [&run_dir, &workspaces.root().to_path_buf()] {
         std::fs::create_dir_all(dir).map_err(|source| RunError::CreateDir {
             path: dir.clone(),
             source,
         })?;
     }
-    if options.workspace.is_none() {
-        // Like Kubernetes' emptyDir (Harness's workspace volume): writable by
-        // whatever user an image runs as. The store around it is 0700.
-        for dir in [&workspace, &outputs_dir] {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).map_err(
-                |source| RunError::CreateDir {
-                    path: dir.clone(),
-                    source,
-                },
-            )?;
-        }
-    }
-    let workspace = std::path::absolute(&workspace).unwrap_or(workspace);
     let masker = ctx.masker();
     let events = match &options.events {
         Some(path) => Some(Arc::new(
@@ -301,10 +304,21 @@ pub fn execute(
         )),
         None => None,
     };
+    let stages: Vec<_> = ctx.stages().into_iter().cloned().collect();
+    let batches = super::batch::batches(&stages);
     let mut labels: Vec<String> = Vec::new();
-    for stage in ctx.stages() {
-        if let Ok(sc) = ctx.stage(stage) {
-            labels.extend(sc.step_hosts().into_iter().map(|(name, _)| name));
+    for range in &batches {
+        let at_once = super::batch::runs_at_once(&stages[range.clone()]);
+        for stage in &stages[range.clone()] {
+            if let Ok(sc) = ctx.stage(stage) {
+                labels.extend(sc.step_hosts().into_iter().map(|(name, _)| {
+                    if at_once {
+                        super::logs::staged_label(&stage.id.value, &name)
+                    } else {
+                        name
+                    }
+                }));
+            }
         }
     }
     let label_refs: Vec<&str> = labels.iter().map(String::as_str).collect();
@@ -337,12 +351,13 @@ pub fn execute(
         terminal,
         cancel: options.cancel.clone(),
         run_dir: run_dir.clone(),
-        workspace: workspace.clone(),
+        workspaces: workspaces.clone(),
         masker,
         deadline: ctx
             .pipeline()
             .timeout
             .map(|t| Deadline::after(begin, t, "pipeline")),
+        stage_label: None,
     };
     shared.emit(Event::RunStarted {
         pipeline: ctx
@@ -353,21 +368,13 @@ pub fn execute(
             .to_string(),
         file: ctx.pipeline().file.display().to_string(),
     });
-    let stages: Vec<_> = ctx.stages().into_iter().cloned().collect();
     let mut results: Vec<StageResult> = Vec::new();
-    let mut next = 0;
-    while next < stages.len() {
+    // A `parallel:` stage group (or a looped stage's copies) runs at once.
+    for range in batches {
         if shared.cancel.signal().is_some() {
             break;
         }
-        // A `parallel:` stage group (or a looped stage's copies) runs at once.
-        let group = stages[next].parallel_group;
-        let mut end = next + 1;
-        while group.is_some() && end < stages.len() && stages[end].parallel_group == group {
-            end += 1;
-        }
-        let batch = &stages[next..end];
-        next = end;
+        let batch = &stages[range];
         if let Some(deadline) = shared.deadline.as_ref().filter(|d| d.passed()) {
             for stage in batch {
                 results.push(stage::not_reached(&shared, &stage.id.value, deadline));
@@ -400,7 +407,8 @@ pub fn execute(
     Ok(RunReport {
         stages: results,
         run_dir,
-        workspace,
+        workspace: workspaces.root().to_path_buf(),
+        per_stage_workspace: !workspaces.is_user_dir(),
         exit_code,
         interrupted,
     })

@@ -180,6 +180,41 @@ impl LineSink for TerminalSink {
     }
 }
 
+/// The terminal prefix of `step` in a stage that runs beside other stage
+/// instances (a `parallel:` stage or a looped stage's copy): `stage/step`,
+/// so the lines of two copies of one step tell apart. A note about the
+/// stage itself keeps the bare stage id.
+pub fn staged_label(stage: &str, step: &str) -> String {
+    if step == stage {
+        stage.to_string()
+    } else {
+        format!("{stage}/{step}")
+    }
+}
+
+/// The terminal, for the steps of one stage that runs beside others:
+/// every line gets the [`staged_label`] prefix.
+pub struct StagedTerminal {
+    terminal: Arc<TerminalSink>,
+    stage: String,
+}
+
+impl StagedTerminal {
+    pub fn new(terminal: Arc<TerminalSink>, stage: &str) -> Self {
+        StagedTerminal {
+            terminal,
+            stage: stage.to_string(),
+        }
+    }
+}
+
+impl LineSink for StagedTerminal {
+    fn line(&self, line: &LogLine<'_>) -> io::Result<()> {
+        self.terminal
+            .write_line(&staged_label(&self.stage, line.step), line.text)
+    }
+}
+
 /// The plain (unprefixed, uncolored) log of one step, both streams.
 pub struct FileSink {
     path: PathBuf,

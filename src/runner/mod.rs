@@ -10,10 +10,15 @@
 //! - `executor`: a whole run ([`run_pipeline`], [`execute`]); `batch`:
 //!   stages at once; `stage`, `prepare`, `items`, `step`, `pull`: one
 //!   stage, its start, its items, one sandbox, its images
+//! - `shared`: what a run shares with its stages
 //! - `cancel`: Ctrl-C / SIGTERM stop the run
+//! - `workspace`, `checkout`: each stage instance's `/harness`, the
+//!   `cloneCodebase` copy of the git checkout
+//! - `sequence`: the per-pipeline run counter (`<+pipeline.sequenceId>`)
 
 mod batch;
 pub mod cancel;
+mod checkout;
 pub mod events;
 mod executor;
 mod failure;
@@ -24,11 +29,14 @@ mod prepare;
 mod pull;
 pub mod report;
 pub mod resolve;
+pub mod sequence;
 mod service;
+mod shared;
 mod stage;
 pub mod status;
 pub mod step;
 pub mod supervise;
+mod workspace;
 
 pub use cancel::{install_signal_handlers, Cancel};
 pub use executor::{

@@ -29,6 +29,8 @@ pub(super) struct Prepared {
     /// Step groups' sharedPaths: (group key, host dir, path in the sandbox).
     pub group_shared: Vec<(String, PathBuf, String)>,
     pub hosts: Vec<(String, String)>,
+    /// Mounted at `/harness`.
+    pub workspace: PathBuf,
 }
 
 /// Pulls the stage's images, checks its published ports and starts its
@@ -136,6 +138,12 @@ pub(super) fn prepare(
             }
         }
     }
+    let workspace = run.workspaces.prepare(sc).map_err(|err| {
+        NotStarted::Failed(format!(
+            "cannot make its workspace: {}",
+            step::error_chain(&err)
+        ))
+    })?;
     let hosts = sc
         .step_hosts()
         .into_iter()
@@ -176,6 +184,7 @@ pub(super) fn prepare(
         shared,
         group_shared,
         hosts,
+        workspace,
     })
 }
 

@@ -27,7 +27,9 @@ mod stage;
 mod step;
 #[cfg(test)]
 mod tests;
+mod unset;
 mod vars;
+mod when;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -74,9 +76,10 @@ pub fn step_key(step: &crate::pipeline::model::Step, groups: &[&StepGroup]) -> S
 /// The workspace inside every sandbox.
 pub const WORKSPACE: &str = "/harness";
 
-/// Where step output files live inside the sandbox: `OUTPUT_DIR/<id>.env`
-/// under the workspace mount (the executor creates the directory in the
-/// workspace before the stage starts; nothing else is mounted for it).
+/// Where step output files live inside the sandbox:
+/// `OUTPUT_DIR/<stage-id>/<step-id>.env` under the workspace mount (the
+/// executor creates the stage's directory, empty, before the stage starts;
+/// nothing else is mounted for it).
 pub const OUTPUT_DIR: &str = "/harness/.corral/outputs";
 
 /// Everything the executor needs to start one step.
@@ -118,7 +121,7 @@ pub struct ResolvedStep {
     pub output_variables: Vec<String>,
     /// Names of output variables of type Secret (mask their values).
     pub secret_outputs: Vec<String>,
-    /// `OUTPUT_DIR/<id>.env`, inside the sandbox.
+    /// `OUTPUT_DIR/<stage-id>/<id>.env`, inside the sandbox.
     pub output_file: String,
     /// Every secret value rendered into this step (for the masker).
     pub secret_values: Vec<String>,
@@ -132,8 +135,10 @@ pub struct RunOptions {
     /// `--stage` ids; empty runs every stage. A looped stage's id selects
     /// all its copies.
     pub stages: Vec<String>,
-    /// `<+pipeline.sequenceId>`, `HARNESS_BUILD_ID`.
-    pub sequence_id: u64,
+    /// `<+pipeline.sequenceId>`, `HARNESS_BUILD_ID`. `None`: the executor
+    /// takes the next number of the pipeline's counter in the store when
+    /// the run starts (`--dry-run` shows 1).
+    pub sequence_id: Option<u64>,
     /// `<+pipeline.executionId>`, `HARNESS_EXECUTION_ID`.
     pub execution_id: String,
     /// Checkout the codebase is read from; default: the pipeline file's
@@ -154,7 +159,7 @@ impl Default for RunOptions {
         RunOptions {
             vars: BTreeMap::new(),
             stages: Vec::new(),
-            sequence_id: 1,
+            sequence_id: None,
             execution_id,
             codebase_dir: None,
             read_codebase: true,
@@ -163,6 +168,11 @@ impl Default for RunOptions {
 }
 
 impl RunOptions {
+    /// The sequence number of this run.
+    pub fn sequence_id(&self) -> u64 {
+        self.sequence_id.unwrap_or(1)
+    }
+
     /// Parses `--var NAME=VALUE` arguments (the last of a name wins).
     pub fn parse_vars(args: &[String]) -> Result<BTreeMap<String, String>, ResolveError> {
         let mut vars = BTreeMap::new();
@@ -305,6 +315,13 @@ impl RunContext {
 
     pub fn options(&self) -> &RunOptions {
         &self.options
+    }
+
+    /// Gives the run its sequence number (the executor does, from the
+    /// store's counter). Strategies were expanded before it was known: a
+    /// strategy built from `<+pipeline.sequenceId>` saw 1.
+    pub fn set_sequence_id(&mut self, id: u64) {
+        self.options.sequence_id = Some(id);
     }
 
     /// Records the outputs of a finished stage, for

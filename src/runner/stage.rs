@@ -8,48 +8,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::cancel::Deadline;
-use super::events::{Event, EventWriter};
-use super::logs::{LineSink, StepLog, TerminalSink};
+use super::events::Event;
+use super::logs::{LineSink, StepLog};
 use super::pull::{Stop, Wanted};
 use super::report::{self, StageResult, StageStatus, StepResult, StepStatus};
 use super::resolve::{ResolvedStep, StageContext, StepOutputs, StepState, StepStatuses};
 use super::status::HarnessStatus;
 use super::step::{self, StepMounts};
 use super::supervise::{self, FailureStrategy, Gate};
-use super::{Cancel, RunError, Settings};
+use super::RunError;
 use crate::image::Image;
 use crate::pipeline::model::{ExecutionItem, Step, StepGroup};
 use crate::pipeline::secret::Masker;
 use crate::sandbox;
 
-/// What one run shares with each of its stages.
-pub(crate) struct RunShared<'a> {
-    pub settings: &'a Settings,
-    pub events: Option<Arc<EventWriter>>,
-    pub terminal: Arc<TerminalSink>,
-    pub cancel: Arc<Cancel>,
-    pub run_dir: PathBuf,
-    pub workspace: PathBuf,
-    pub masker: Masker,
-    /// The pipeline's `timeout`.
-    pub deadline: Option<Deadline>,
-}
-
-impl RunShared<'_> {
-    pub fn emit(&self, event: Event) {
-        if let Some(events) = &self.events {
-            if let Err(err) = events.emit(&event) {
-                tracing::warn!("{}", step::error_chain(&err));
-            }
-        }
-    }
-
-    pub fn note(&self, label: &str, text: &str) {
-        if !self.settings.quiet {
-            let _ = self.terminal.note(label, &self.masker.mask(text));
-        }
-    }
-}
+pub(crate) use super::shared::RunShared;
 
 /// The state of a stage while its items run.
 pub(crate) struct StageRun<'a> {
@@ -137,7 +110,13 @@ impl StageRun<'_> {
         }
         let mut sinks: Vec<Arc<dyn LineSink>> = Vec::new();
         if !self.run.settings.quiet {
-            sinks.push(self.run.terminal.clone());
+            match &self.run.stage_label {
+                Some(stage) => sinks.push(Arc::new(super::logs::StagedTerminal::new(
+                    self.run.terminal.clone(),
+                    stage,
+                ))),
+                None => sinks.push(self.run.terminal.clone()),
+            }
         }
         if let Some(events) = &self.run.events {
             sinks.push(events.clone());
@@ -351,6 +330,7 @@ pub(crate) fn run_stage(
         shared,
         group_shared,
         hosts,
+        workspace,
     } = prepared;
     let log_dir = run.run_dir.join("logs").join(&stage_id);
     let deadline_what = deadline.as_ref().map(|d| d.what.clone());
@@ -361,7 +341,7 @@ pub(crate) fn run_stage(
             sandbox: &sandbox,
             images: Mutex::new(images),
             mounts: StepMounts {
-                workspace: run.workspace.clone(),
+                workspace,
                 shared,
                 hosts,
                 group_shared,

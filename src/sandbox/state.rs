@@ -26,17 +26,24 @@ pub fn create_locked(run_dir: &Path) -> Result<File, SandboxError> {
         path: mnt.clone(),
         source,
     })?;
+    // Locked under another name first: a concurrent `stale_dirs` that found
+    // `lock` unlocked for a moment would remove this dir as stale.
+    let new_path = run_dir.join("lock.new");
     let lock_path = run_dir.join("lock");
-    let file = File::create(&lock_path).map_err(|source| SandboxError::CreateStateDir {
-        path: lock_path.clone(),
+    let file = File::create(&new_path).map_err(|source| SandboxError::CreateStateDir {
+        path: new_path.clone(),
         source,
     })?;
     if !try_lock(&file) {
         return Err(SandboxError::CreateStateDir {
-            path: lock_path,
+            path: new_path,
             source: std::io::Error::last_os_error(),
         });
     }
+    std::fs::rename(&new_path, &lock_path).map_err(|source| SandboxError::CreateStateDir {
+        path: lock_path.clone(),
+        source,
+    })?;
     Ok(file)
 }
 

@@ -8,6 +8,8 @@ use std::process::Command;
 /// The commit being built, as Harness would describe a push build.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Codebase {
+    /// The checkout's top directory (what `cloneCodebase` copies).
+    pub top: std::path::PathBuf,
     /// `None` on a detached HEAD.
     pub branch: Option<String>,
     pub commit_sha: String,
@@ -80,6 +82,7 @@ impl Codebase {
             .unwrap_or_default();
         let show = |format: &str| git(dir, &["log", "-1", &format!("--format={format}")]);
         Some(Codebase {
+            top: std::path::PathBuf::from(&top),
             branch,
             commit_sha,
             tag,

@@ -93,6 +93,15 @@ pub enum ResolveError {
         file: PathBuf,
         line: usize,
     },
+    #[error("{}:{line}: {what} of stage `{stage}` is `{value}`, not {expected}", file.display())]
+    BadStageValue {
+        what: &'static str,
+        stage: String,
+        value: String,
+        expected: &'static str,
+        file: PathBuf,
+        line: usize,
+    },
     #[error("{}:{line}: invalid image of step `{step}`", file.display())]
     Image {
         step: String,

@@ -4,15 +4,14 @@ use std::net::Ipv4Addr;
 
 use super::error::ResolveError;
 use super::render::{self, Lenient};
+use super::unset::UnsetOutputs;
 use super::vars::{self, Origins};
+use super::when::label;
 use super::{codebase, step, ResolvedStep, RunContext, StepOutputs, StepStatuses};
-use crate::pipeline::expr::{MapScope, Scope, Value};
-use crate::pipeline::model::{
-    ExecutionItem, OutputType, Stage, Status, Step, StepGroup, Str, When,
-};
+use crate::pipeline::expr::{MapScope, Value};
+use crate::pipeline::model::{ExecutionItem, OutputType, Setting, Stage, Step, StepGroup};
 use crate::pipeline::strategy::Iteration;
 use crate::runner::status::HarnessStatus;
-use crate::runner::supervise::{self, StageStatusCondition};
 
 /// Calls `f` on every step group below `items`, outer groups first.
 pub fn for_each_group<'a>(items: &'a [ExecutionItem], f: &mut dyn FnMut(&'a StepGroup)) {
@@ -83,7 +82,7 @@ impl<'r> StageScope<'r> {
             "pipeline.name",
             p.name.as_ref().map_or(pipeline_id, |n| n.as_str()),
         );
-        scope.set("pipeline.sequenceId", opts.sequence_id as i64);
+        scope.set("pipeline.sequenceId", opts.sequence_id() as i64);
         scope.set("pipeline.executionId", opts.execution_id.as_str());
         scope.set("pipeline.triggerType", "MANUAL");
         if let Some(org) = &p.org_identifier {
@@ -161,9 +160,11 @@ pub enum Condition {
 /// What the executor needs while running one stage.
 #[derive(Debug)]
 pub struct StageContext<'r> {
-    run: &'r RunContext,
-    stage: &'r Stage,
-    base: StageScope<'r>,
+    pub(super) run: &'r RunContext,
+    pub(super) stage: &'r Stage,
+    pub(super) base: StageScope<'r>,
+    /// (user, reference) pairs already warned about as null.
+    pub(super) warned: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl<'r> StageContext<'r> {
@@ -172,6 +173,7 @@ impl<'r> StageContext<'r> {
             run,
             stage,
             base: StageScope::build(run, stage)?,
+            warned: Default::default(),
         })
     }
 
@@ -186,7 +188,7 @@ impl<'r> StageContext<'r> {
     /// The scope of a step (or of a group's `when`, with `step` None):
     /// group variables, iterations (innermost wins), the outputs and the
     /// statuses so far; the stage itself is RUNNING.
-    fn scope(
+    pub(super) fn scope(
         &self,
         groups: &[&StepGroup],
         step: Option<&Step>,
@@ -289,9 +291,10 @@ impl<'r> StageContext<'r> {
         statuses: &StepStatuses,
     ) -> Result<ResolvedStep, ResolveError> {
         let s = self.scope(groups, Some(step), outputs, statuses)?;
-        step::resolve(
-            self.run, self.stage, &s.scope, &s.scope, step, groups, false,
-        )
+        let scope = UnsetOutputs::new(&s.scope, &self.run.pipeline, self.stage);
+        let resolved = step::resolve(self.run, self.stage, &s.scope, &scope, step, groups, false);
+        self.warn_unset(&label(step, groups), &scope);
+        resolved
     }
 
     /// Resolves a step for `--dry-run`: outputs and statuses that are only
@@ -311,91 +314,35 @@ impl<'r> StageContext<'r> {
         step::resolve(self.run, self.stage, &s.scope, &lenient, step, groups, true)
     }
 
-    fn gate_when(
-        &self,
-        when: Option<&When>,
-        scope: &dyn Scope,
-        what: &str,
-    ) -> Result<Option<supervise::When>, ResolveError> {
-        let Some(w) = when else { return Ok(None) };
-        let condition = match &w.condition {
-            Some(c) => Some(render::condition(&self.run.pipeline.file, c, what, scope)?),
-            None => None,
-        };
-        Ok(Some(supervise::When {
-            stage_status: stage_status(w.status),
-            condition,
-        }))
-    }
-
-    /// The stage's `when` (pipelineStatus + condition), for `gate`.
-    pub fn stage_when(&self) -> Result<Option<supervise::When>, ResolveError> {
-        self.gate_when(
-            self.stage.when.as_ref(),
-            &self.base.scope,
-            "the stage's when.condition",
-        )
-    }
-
-    /// The stage's `when` condition as `--dry-run` sees it.
-    pub fn stage_when_preview(&self) -> Result<Option<Condition>, ResolveError> {
-        match self.stage.when.as_ref().and_then(|w| w.condition.as_ref()) {
-            // The stage's own scope: it is not running yet.
-            Some(c) => self.preview(c, &self.base.scope).map(Some),
-            None => Ok(None),
+    /// Whether the stage's workspace starts as a copy of the codebase:
+    /// `cloneCodebase: true`, or not written in a pipeline that declares
+    /// `properties.ci.codebase` (Harness then clones). With the line of
+    /// the setting (else of the stage), for messages.
+    pub fn clone_codebase(&self) -> Result<(bool, usize), ResolveError> {
+        let file = &self.run.pipeline.file;
+        match &self.stage.spec.clone_codebase {
+            None => Ok((self.run.pipeline.codebase.is_some(), self.stage.loc.line)),
+            Some(Setting::Value(b)) => Ok((*b, self.stage.loc.line)),
+            Some(Setting::Expr(e)) => {
+                let r = render::render(file, e, "cloneCodebase", &self.base.scope)?;
+                match r.text.trim() {
+                    "true" => Ok((true, e.loc.line)),
+                    "false" => Ok((false, e.loc.line)),
+                    other => Err(ResolveError::BadStageValue {
+                        what: "cloneCodebase",
+                        stage: self.stage.id.value.clone(),
+                        value: if r.has_secret {
+                            crate::pipeline::secret::MASK.to_string()
+                        } else {
+                            other.to_string()
+                        },
+                        expected: "true or false",
+                        file: file.clone(),
+                        line: e.loc.line,
+                    }),
+                }
+            }
         }
-    }
-
-    /// A group's `when`; `outer` are the groups around it.
-    pub fn group_when(
-        &self,
-        group: &StepGroup,
-        outer: &[&StepGroup],
-        outputs: &StepOutputs,
-        statuses: &StepStatuses,
-    ) -> Result<Option<supervise::When>, ResolveError> {
-        let s = self.scope(outer, None, outputs, statuses)?;
-        self.gate_when(
-            group.when.as_ref(),
-            &s.scope,
-            "a step group's when.condition",
-        )
-    }
-
-    pub fn step_when(
-        &self,
-        step: &Step,
-        groups: &[&StepGroup],
-        outputs: &StepOutputs,
-        statuses: &StepStatuses,
-    ) -> Result<Option<supervise::When>, ResolveError> {
-        let s = self.scope(groups, Some(step), outputs, statuses)?;
-        self.gate_when(step.when.as_ref(), &s.scope, "a step's when.condition")
-    }
-
-    /// A condition as `--dry-run` sees it (`groups` enclose the item;
-    /// `step` is the step itself, if the `when` is a step's).
-    pub fn preview_condition(
-        &self,
-        when: &When,
-        groups: &[&StepGroup],
-        step: Option<&Step>,
-    ) -> Result<Option<Condition>, ResolveError> {
-        let Some(c) = &when.condition else {
-            return Ok(None);
-        };
-        let s = self.scope(groups, step, &StepOutputs::new(), &StepStatuses::new())?;
-        self.preview(c, &s.scope).map(Some)
-    }
-
-    fn preview(&self, c: &Str, scope: &dyn Scope) -> Result<Condition, ResolveError> {
-        let lenient = Lenient::new(scope);
-        let value = render::condition(&self.run.pipeline.file, c, "when.condition", &lenient)?;
-        Ok(if lenient.deferred.get() {
-            Condition::AtRunTime
-        } else {
-            Condition::Value(value)
-        })
     }
 
     /// `/etc/hosts` names of the stage: each step id, and `group_step`
@@ -438,13 +385,5 @@ fn host_names(items: &[ExecutionItem], groups: &[&str], out: &mut Vec<String>) {
                 host_names(&g.steps, &inner, out);
             }
         }
-    }
-}
-
-pub fn stage_status(s: Status) -> StageStatusCondition {
-    match s {
-        Status::Success => StageStatusCondition::Success,
-        Status::Failure => StageStatusCondition::Failure,
-        Status::All => StageStatusCondition::All,
     }
 }

@@ -79,8 +79,8 @@ pub fn resolve(
     if let Some(project) = &run.pipeline.project_identifier {
         env.set("HARNESS_PROJECT_ID", project.as_str());
     }
-    env.set("HARNESS_BUILD_ID", opts.sequence_id.to_string());
-    env.set("DRONE_BUILD_NUMBER", opts.sequence_id.to_string());
+    env.set("HARNESS_BUILD_ID", opts.sequence_id().to_string());
+    env.set("DRONE_BUILD_NUMBER", opts.sequence_id().to_string());
     env.set("HARNESS_EXECUTION_ID", opts.execution_id.as_str());
     let iteration = step
         .iteration
@@ -126,7 +126,8 @@ pub fn resolve(
         let value = field(v, &format!("envVariables.{}", k.value), &mut env)?;
         env.set(&k.value, value);
     }
-    let output_file = format!("{OUTPUT_DIR}/{id}.env");
+    // Per stage instance: copies of a looped stage may share a workspace.
+    let output_file = format!("{OUTPUT_DIR}/{}/{id}.env", stage.id.value);
     env.set("DRONE_OUTPUT", output_file.as_str());
     env.set("HARNESS_OUTPUT_FILE", output_file.as_str());
 
