@@ -49,13 +49,14 @@ fn is_missing(err: &io::Error) -> bool {
 
 /// Applies `ops` in order; stops at the first failure.
 pub fn apply(sys: &mut dyn Sys, ops: &[SetupOp]) -> Result<(), ApplyError> {
+    let mut masks = Masks::default();
     for op in ops {
-        apply_one(sys, op)?;
+        apply_one(sys, op, &mut masks)?;
     }
     Ok(())
 }
 
-fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
+fn apply_one(sys: &mut dyn Sys, op: &SetupOp, masks: &mut Masks) -> Result<(), ApplyError> {
     match op {
         SetupOp::MakeMountsPrivate => sys
             .mount("", Path::new("/"), "", REC | PRIVATE, "")
@@ -153,7 +154,7 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
                 "newinstance,ptmxmode=0666,mode=0620",
             )
             .map_err(at("mount devpts at", target)),
-        SetupOp::Mask { path } => mask(sys, path),
+        SetupOp::Mask { path } => masks.mask(sys, path),
         SetupOp::ReadOnly { path } => match bind(sys, path, path, true, true) {
             Err(ApplyError::Op { source, .. }) if is_missing(&source) => Ok(()),
             other => other,
@@ -198,24 +199,40 @@ fn bind(
     Ok(())
 }
 
-fn mask(sys: &mut dyn Sys, path: &Path) -> Result<(), ApplyError> {
-    let Some(found) = sys.stat(path, true) else {
-        return Ok(());
-    };
-    let result = if found.is_dir {
-        sys.mount(
-            "tmpfs",
-            path,
-            "tmpfs",
-            RDONLY | NOSUID | NODEV | NOEXEC,
-            "size=0",
-        )
-    } else {
-        sys.mount("/dev/null", path, "", BIND, "")
-    };
-    match result {
-        Err(err) if is_missing(&err) => Ok(()),
-        other => other.map_err(at("mask", path)),
+/// Masks paths, all directories with one empty read-only tmpfs: the first
+/// gets it, the others a bind of it (read-only as its source), sparing a
+/// superblock per directory.
+#[derive(Default)]
+struct Masks {
+    empty_dir: Option<PathBuf>,
+}
+
+impl Masks {
+    fn mask(&mut self, sys: &mut dyn Sys, path: &Path) -> Result<(), ApplyError> {
+        let Some(found) = sys.stat(path, true) else {
+            return Ok(());
+        };
+        let result = match (&self.empty_dir, found.is_dir) {
+            (Some(empty), true) => sys.mount(&empty.to_string_lossy(), path, "", BIND, ""),
+            (None, true) => sys.mount(
+                "tmpfs",
+                path,
+                "tmpfs",
+                RDONLY | NOSUID | NODEV | NOEXEC,
+                "size=0",
+            ),
+            (_, false) => sys.mount("/dev/null", path, "", BIND, ""),
+        };
+        match result {
+            Err(err) if is_missing(&err) => Ok(()),
+            Ok(()) => {
+                if found.is_dir && self.empty_dir.is_none() {
+                    self.empty_dir = Some(path.to_path_buf());
+                }
+                Ok(())
+            }
+            other => other.map_err(at("mask", path)),
+        }
     }
 }
 
@@ -332,6 +349,22 @@ mod tests {
         );
         // Nothing to hide, nothing mounted.
         assert_eq!(sys.calls.len(), 2);
+    }
+
+    #[test]
+    fn masked_dirs_after_the_first_get_a_bind_of_its_empty_tmpfs() {
+        let mut sys = RecordingSys {
+            dirs: vec!["/r/proc/acpi".into(), "/r/sys/firmware".into()],
+            ..Default::default()
+        };
+        let ops = ["/r/proc/acpi", "/r/sys/firmware"].map(|p| SetupOp::Mask { path: p.into() });
+        apply(&mut sys, &ops).unwrap();
+        assert!(matches!(&sys.calls[0], Call::Mount { fstype, flags, .. }
+            if fstype == "tmpfs" && flags & RDONLY != 0));
+        assert_eq!(
+            sys.calls[1..],
+            [Call::bind("/r/proc/acpi", "/r/sys/firmware", BIND)]
+        );
     }
 
     #[test]
