@@ -279,6 +279,34 @@ fn dev_shm_is_1777_and_a_pty_can_be_opened() {
 }
 
 #[test]
+fn masked_paths_are_empty_and_read_only_paths_are_read_only() {
+    if !common::require_namespaces("masked_paths_are_empty_and_read_only_paths_are_read_only") {
+        return;
+    }
+    let env = Env::new();
+    // The sandbox's /proc and /sys come from the same kernel as ours.
+    let dirs: Vec<&str> = ["/proc/acpi", "/proc/scsi", "/sys/firmware"]
+        .into_iter()
+        .filter(|d| Path::new(d).is_dir())
+        .collect();
+    let script = format!(
+        "for d in {}; do echo \"$d $(ls -A $d | wc -l) $(awk -v m=$d '$5 == m {{print substr($6, 1, 3)}}' /proc/self/mountinfo)\"; \
+         touch $d/x 2>/dev/null && echo \"$d writable\"; done; \
+         [ -e /proc/keys ] && echo \"keys $(wc -c < /proc/keys)\"; \
+         awk '$5 == \"/proc/sys\" {{print \"sys\", substr($6, 1, 3)}}' /proc/self/mountinfo",
+        dirs.join(" ")
+    );
+    let out = env.run_ok(&["--network", "none"], &script);
+    let lines: Vec<&str> = out.lines().collect();
+    let mut want: Vec<String> = dirs.iter().map(|d| format!("{d} 0 ro,")).collect();
+    if Path::new("/proc/keys").exists() {
+        want.push("keys 0".into());
+    }
+    want.push("sys ro,".into());
+    assert_eq!(lines, want, "{out}");
+}
+
+#[test]
 fn kill_9_of_corral_leaves_no_process_mount_or_state() {
     if !common::require_namespaces("kill_9_of_corral_leaves_no_process_mount_or_state") {
         return;

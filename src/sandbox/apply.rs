@@ -65,13 +65,14 @@ fn is_missing(err: &io::Error) -> bool {
 
 /// Applies `ops` in order; stops at the first failure.
 pub fn apply(sys: &mut dyn Sys, ops: &[SetupOp]) -> Result<(), ApplyError> {
+    let mut masks = Masks::default();
     for op in ops {
-        apply_one(sys, op)?;
+        apply_one(sys, op, &mut masks)?;
     }
     Ok(())
 }
 
-fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
+fn apply_one(sys: &mut dyn Sys, op: &SetupOp, masks: &mut Masks) -> Result<(), ApplyError> {
     match op {
         SetupOp::MakeMountsPrivate => sys
             .mount("", Path::new("/"), "", REC | PRIVATE, "")
@@ -131,7 +132,7 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
             target,
             list,
             mount,
-        } => shadow(sys, source, target, *list, mount),
+        } => shadow(sys, source, target, *list, mount, masks),
         SetupOp::WriteInline {
             root,
             path,
@@ -189,7 +190,7 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp) -> Result<(), ApplyError> {
                 "newinstance,ptmxmode=0666,mode=0620",
             )
             .map_err(at("mount devpts at", target)),
-        SetupOp::Mask { path } => mask(sys, path),
+        SetupOp::Mask { path } => masks.mask(sys, path),
         SetupOp::ReadOnly { path } => match bind(sys, path, path, true, true) {
             Err(ApplyError::Op { source, .. }) if is_missing(&source) => Ok(()),
             other => other,
@@ -261,6 +262,7 @@ fn shadow(
     target: &Path,
     list: bool,
     mount: &str,
+    masks: &mut Masks,
 ) -> Result<(), ApplyError> {
     let entries = if list {
         sys.list_dir(source).map_err(|err| ApplyError::MountPoint {
@@ -292,7 +294,7 @@ fn shadow(
     }
     for entry in &entries {
         for op in super::hostroot::entry_ops(source, target, entry) {
-            apply_one(sys, &op)?;
+            apply_one(sys, &op, masks)?;
         }
     }
     Ok(())
@@ -330,24 +332,40 @@ fn write_inline(
     Ok(())
 }
 
-fn mask(sys: &mut dyn Sys, path: &Path) -> Result<(), ApplyError> {
-    let Some(found) = sys.stat(path, true) else {
-        return Ok(());
-    };
-    let result = if found.is_dir {
-        sys.mount(
-            "tmpfs",
-            path,
-            "tmpfs",
-            RDONLY | NOSUID | NODEV | NOEXEC,
-            "size=0",
-        )
-    } else {
-        sys.mount("/dev/null", path, "", BIND, "")
-    };
-    match result {
-        Err(err) if is_missing(&err) => Ok(()),
-        other => other.map_err(at("mask", path)),
+/// Masks paths, all directories with one empty read-only tmpfs: the first
+/// gets it, the others a bind of it (read-only as its source), sparing a
+/// superblock per directory.
+#[derive(Default)]
+struct Masks {
+    empty_dir: Option<PathBuf>,
+}
+
+impl Masks {
+    fn mask(&mut self, sys: &mut dyn Sys, path: &Path) -> Result<(), ApplyError> {
+        let Some(found) = sys.stat(path, true) else {
+            return Ok(());
+        };
+        let result = match (&self.empty_dir, found.is_dir) {
+            (Some(empty), true) => sys.mount(&empty.to_string_lossy(), path, "", BIND, ""),
+            (None, true) => sys.mount(
+                "tmpfs",
+                path,
+                "tmpfs",
+                RDONLY | NOSUID | NODEV | NOEXEC,
+                "size=0",
+            ),
+            (_, false) => sys.mount("/dev/null", path, "", BIND, ""),
+        };
+        match result {
+            Err(err) if is_missing(&err) => Ok(()),
+            Ok(()) => {
+                if found.is_dir && self.empty_dir.is_none() {
+                    self.empty_dir = Some(path.to_path_buf());
+                }
+                Ok(())
+            }
+            other => other.map_err(at("mask", path)),
+        }
     }
 }
 

@@ -144,8 +144,12 @@ pub fn write_maps(pid: i32, mapping: IdMapping) -> Result<(), IdMapError> {
             sub_uid,
             sub_gid,
         } => {
-            helper("newuidmap", pid, uid, sub_uid)?;
-            helper("newgidmap", pid, gid, sub_gid)
+            // Both at once: each is a setuid exec of its own, and the
+            // kernel takes the two maps independently.
+            let uids = spawn_helper("newuidmap", pid, uid, sub_uid)?;
+            let gids = spawn_helper("newgidmap", pid, gid, sub_gid);
+            let uids = finish_helper("newuidmap", pid, uids);
+            uids.and(finish_helper("newgidmap", pid, gids?))
         }
     }
 }
@@ -157,10 +161,34 @@ fn write(path: &Path, content: &str) -> Result<(), IdMapError> {
     })
 }
 
-fn helper(program: &'static str, pid: i32, own: u32, range: (u32, u32)) -> Result<(), IdMapError> {
-    let out = Command::new(program)
+fn spawn_helper(
+    program: &'static str,
+    pid: i32,
+    own: u32,
+    range: (u32, u32),
+) -> Result<std::process::Child, IdMapError> {
+    Command::new(program)
         .args(helper_args(pid, own, range))
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| IdMapError::RunHelper {
+            program,
+            pid,
+            source,
+        })
+}
+
+/// Waits for a helper; its stderr (a line at most) fits in the pipe, so
+/// the other helper never blocks on its own while we wait for this one.
+fn finish_helper(
+    program: &'static str,
+    pid: i32,
+    child: std::process::Child,
+) -> Result<(), IdMapError> {
+    let out = child
+        .wait_with_output()
         .map_err(|source| IdMapError::RunHelper {
             program,
             pid,

@@ -603,14 +603,11 @@ fn in_child(
     Ok(StepProcess::Forked(pid as u32))
 }
 
-/// Whether this process has a single thread (`/proc/self/stat` field 20).
+/// Whether this process has a single thread: procfs counts a task dir's
+/// links as 2 plus its threads (one statx, not an open and reads).
 fn single_threaded() -> bool {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return false;
-    };
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
-        .is_some_and(|threads| threads == "1")
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/task").is_ok_and(|m| m.nlink() == 3)
 }
 
 /// A close-on-exec pipe whose fds are ≥ 10, so the child's dup2 onto 3 and 4

@@ -33,6 +33,22 @@ fn proc_falls_back_to_rbind_and_read_only_binds_use_mount_setattr() {
 }
 
 #[test]
+fn masked_dirs_after_the_first_get_a_bind_of_its_empty_tmpfs() {
+    let mut sys = RecordingSys {
+        dirs: vec!["/r/proc/acpi".into(), "/r/sys/firmware".into()],
+        ..Default::default()
+    };
+    let ops = ["/r/proc/acpi", "/r/sys/firmware"].map(|p| SetupOp::Mask { path: p.into() });
+    apply(&mut sys, &ops).unwrap();
+    assert!(matches!(&sys.calls[0], Call::Mount { fstype, flags, .. }
+        if fstype == "tmpfs" && flags & RDONLY != 0));
+    assert_eq!(
+        sys.calls[1..],
+        [Call::bind("/r/proc/acpi", "/r/sys/firmware", BIND)]
+    );
+}
+
+#[test]
 fn mask_uses_tmpfs_for_dirs_and_dev_null_for_files() {
     let mut sys = RecordingSys {
         dirs: vec!["/r/proc/acpi".into()],
