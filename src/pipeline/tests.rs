@@ -573,3 +573,32 @@ fn reference_cases_are_valid_yaml_pipelines() {
         }
     }
 }
+
+#[test]
+fn a_field_corral_does_not_provide_is_a_warning_not_an_error() {
+    let (_, warnings) = load(&reference_pipeline(
+        "{command: 'echo <+step.setupId> <+pipeline.triggeredBy.uuid>'}",
+        "",
+    ))
+    .unwrap();
+    let messages: Vec<&str> = warnings.iter().map(|d| d.message.as_str()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("`step.setupId`") && m.contains("null")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("`pipeline.triggeredBy.uuid`")),
+        "{messages:?}"
+    );
+    // Fields corral provides are no warning.
+    let (_, warnings) = load(&reference_pipeline(
+        "{command: 'echo <+step.name> <+pipeline.sequenceId>'}",
+        "",
+    ))
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

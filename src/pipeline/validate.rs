@@ -215,6 +215,7 @@ impl RefScope<'_> {
     /// Every check of a dotted path against what the pipeline declares.
     fn references(&self, d: &mut Diagnostics, s: &Str, path: &DocPath, segs: &[&str]) {
         self.reference(d, s, path, segs);
+        unsupported_field(d, s, path, segs);
         self.nested_step_reference(d, s, path, segs);
         self.output_reference(d, s, path, segs);
     }
@@ -404,4 +405,26 @@ fn loop_reference(
         }
         _ => {}
     }
+}
+
+/// A field of `pipeline`, `stage` or `step` that corral does not provide
+/// (`<+step.setupId>`, `<+pipeline.triggeredBy.uuid>`): Harness renders
+/// what it cannot resolve as `null`, and so does a run, with a warning.
+fn unsupported_field(d: &mut Diagnostics, s: &Str, path: &DocPath, segs: &[&str]) {
+    if !matches!(segs.first(), Some(&("pipeline" | "stage" | "step"))) {
+        return;
+    }
+    let owned: Vec<String> = segs.iter().map(|x| x.to_string()).collect();
+    if expr::classify(&owned).is_some() {
+        return;
+    }
+    d.warn_hint(
+        s.loc,
+        path,
+        format!(
+            "corral does not provide `{}`; it renders as null",
+            segs.join(".")
+        ),
+        "put the value in a pipeline or stage variable and refer to that",
+    );
 }

@@ -45,6 +45,9 @@ impl Scope for Lenient<'_> {
             self.deferred.set(true);
             return Some(Value::Str(format!("<+{}>", path.join("."))));
         }
+        if classify(path).is_none() && super::unset::unsupported_field(path) {
+            return Some(Value::Null);
+        }
         None
     }
     fn secret(&self, scope: SecretScope, id: &str) -> Option<String> {

@@ -483,3 +483,18 @@ fn statuses_of_group_copies_and_earlier_stages() {
         "echo IGNORE_FAILED IGNORE_FAILED SKIPPED"
     );
 }
+
+#[test]
+fn a_field_corral_does_not_provide_renders_as_null() {
+    let yaml = stage(&indent(
+        "- step:\n    type: Run\n    name: a\n    identifier: a\n    spec:\n      command: echo <+step.setupId> <+step.identifier> <+stage.spec.infrastructure.spec.os>\n",
+    ));
+    let run = ctx(&yaml);
+    let a = resolve(&run, "a", &StepOutputs::new()).unwrap();
+    assert_eq!(a.script.unwrap().text, "echo null a null");
+    // A step of the pipeline that does not exist stays an error.
+    let yaml = stage(&indent(
+        "- step:\n    type: Run\n    name: a\n    identifier: a\n    spec:\n      command: echo <+steps.nope.status>\n",
+    ));
+    assert!(crate::pipeline::load_str(&yaml, Path::new("p.yaml")).is_err());
+}

@@ -20,6 +20,8 @@ pub struct UnsetOutputs<'a> {
     current: &'a Stage,
     /// The paths answered with null, in order of use.
     pub used: RefCell<Vec<String>>,
+    /// Fields corral does not provide, answered with null.
+    pub unsupported: RefCell<Vec<String>>,
 }
 
 impl<'a> UnsetOutputs<'a> {
@@ -29,6 +31,7 @@ impl<'a> UnsetOutputs<'a> {
             pipeline,
             current,
             used: RefCell::new(Vec::new()),
+            unsupported: RefCell::new(Vec::new()),
         }
     }
 
@@ -61,6 +64,15 @@ impl<'a> UnsetOutputs<'a> {
     }
 }
 
+/// A path under `pipeline`, `stage` or `step` that names no field corral
+/// provides (call only when `classify` found nothing).
+pub fn unsupported_field(path: &[String]) -> bool {
+    matches!(
+        path.first().map(String::as_str),
+        Some("pipeline" | "stage" | "step")
+    )
+}
+
 /// `actual` is `written`, or a strategy copy of it (`written_N`).
 fn same_id(actual: &str, written: &str, copy: bool) -> bool {
     actual == written
@@ -76,7 +88,20 @@ impl Scope for UnsetOutputs<'_> {
         if let Some(v) = self.inner.lookup(path) {
             return Some(v);
         }
-        match classify(path)? {
+        let Some(known) = classify(path) else {
+            // A field corral does not provide (`step.setupId`): null, as
+            // Harness renders what it cannot resolve; validation warned.
+            if unsupported_field(path) {
+                let text = path.join(".");
+                let mut unsupported = self.unsupported.borrow_mut();
+                if !unsupported.contains(&text) {
+                    unsupported.push(text);
+                }
+                return Some(Value::Null);
+            }
+            return None;
+        };
+        match known {
             Known::StepOutput {
                 stage,
                 step,

@@ -25,6 +25,14 @@ impl StageContext<'_> {
                 );
             }
         }
+        for path in scope.unsupported.borrow().iter() {
+            if warned.insert((user.to_string(), path.clone())) {
+                tracing::warn!(
+                    "stage {}, {user}: `<+{path}>` is null: corral does not provide that field",
+                    self.stage.id.value
+                );
+            }
+        }
     }
 
     fn gate_when(
