@@ -96,15 +96,23 @@ pub(super) fn pump(
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
         };
         buf.resize(CHUNK, 0);
-        let n = match source.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => {
-                let _ = tx.send(Msg::Abort);
-                return Err(UnpackError::ReadLayer { source });
+        // Fill the whole chunk: a recycled buffer is then already CHUNK
+        // long and `resize` zeroes nothing (decoders return short reads).
+        let mut n = 0;
+        while n < CHUNK {
+            match source.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    let _ = tx.send(Msg::Abort);
+                    return Err(UnpackError::ReadLayer { source });
+                }
             }
-        };
+        }
+        if n == 0 {
+            break;
+        }
         total += n as u64;
         if total > max_bytes {
             let _ = tx.send(Msg::Abort);
