@@ -7,6 +7,8 @@ PACKAGES=(
   docker-registry skopeo umoci busybox-static uidmap passt slirp4netns
   debootstrap apache2-utils fuse-overlayfs zstd curl jq iproute2 util-linux
   podman crun bubblewrap hyperfine
+  # Building ISA-L (the isal-sys crate, our gzip inflater) from source.
+  nasm autoconf automake libtool make
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -57,6 +57,7 @@ mod attrs;
 mod clone;
 mod entry;
 mod fsops;
+mod igzip;
 mod nodes;
 mod resolve;
 mod stream;

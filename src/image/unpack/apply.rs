@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::rc::Rc;
 
 use rustix::fs::{self as rfs, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -16,7 +17,7 @@ use super::fsops::{
     is_dir_at, open_child_dir, open_in_root, remove_any, split_last, DIR_PATH, DIR_READ,
 };
 use super::stream::{ChannelReader, CHUNK};
-use super::{UnpackError, UnpackOptions};
+use super::{Ownership, UnpackError, UnpackOptions};
 
 /// The xattr that records the image's owner when files are squashed to the
 /// caller (the containers-storage convention).
@@ -59,7 +60,22 @@ pub(super) struct Applier<'a> {
     pub opaque_done: HashSet<Vec<u8>>,
     pub deferred: HashMap<Vec<u8>, Deferred>,
     pub warned: Warned,
+    /// The last parent directory resolved, by its in-root path: layers list
+    /// a directory's files together, so most entries skip the `openat2`
+    /// walk. Resolution of a path can only change when a name is removed,
+    /// so every removal drops it ([`Self::forget_parent`]).
+    pub parent_cache: Option<(Vec<u8>, Rc<OwnedFd>)>,
+    /// The process umask, when /proc tells it (reading it with umask(2)
+    /// would change it for every thread).
+    umask: Option<u32>,
     buf: Vec<u8>,
+}
+
+/// The `Umask:` line of /proc/self/status (Linux 4.7+).
+fn current_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(value.trim(), 8).ok()
 }
 
 /// Maps an errno from operation `op` on entry `path` to our error.
@@ -146,6 +162,8 @@ impl<'a> Applier<'a> {
             opaque_done: HashSet::new(),
             deferred: HashMap::new(),
             warned: Warned::default(),
+            parent_cache: None,
+            umask: current_umask(),
             buf: vec![0; CHUNK],
         }
     }
@@ -239,7 +257,7 @@ impl<'a> Applier<'a> {
         what: &'static str,
         keep_dir: bool,
         mut op: impl FnMut(BorrowedFd, &[u8]) -> Result<T, Errno>,
-    ) -> Result<(OwnedFd, Option<T>), UnpackError> {
+    ) -> Result<(Rc<OwnedFd>, Option<T>), UnpackError> {
         let (parent_rel, base) = split_last(name);
         let mut parent = self
             .parent_dir(parent_rel)
@@ -257,17 +275,19 @@ impl<'a> Applier<'a> {
                     if keep_dir && existing_dir == Some(true) {
                         return Ok((parent, None));
                     }
+                    self.forget_parent();
                     match remove_any(parent.as_fd(), base) {
                         Ok(()) => removed = true,
                         Err(Errno::ACCESS | Errno::PERM) if !granted => {
-                            parent = self.grant_chain(parent_rel).map_err(fail(what, name))?;
+                            parent =
+                                Rc::new(self.grant_chain(parent_rel).map_err(fail(what, name))?);
                             granted = true;
                         }
                         Err(e) => return Err(fail("replace", name)(e)),
                     }
                 }
                 Errno::ACCESS if !granted => {
-                    parent = self.grant_chain(parent_rel).map_err(fail(what, name))?;
+                    parent = Rc::new(self.grant_chain(parent_rel).map_err(fail(what, name))?);
                     granted = true;
                 }
                 e => return Err(fail(what, name)(e)),
@@ -283,8 +303,16 @@ impl<'a> Applier<'a> {
     ) -> Result<(), UnpackError> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // Most files can be created with their final mode, saving an fchmod:
+        // no setuid/setgid/sticky bit (chown would clear them), nothing the
+        // umask masks, and no xattr to write (that needs u+w, rootless).
+        let final_at_create = self.umask.is_some_and(|umask| meta.mode & umask == 0)
+            && meta.mode & 0o7000 == 0
+            && meta.xattrs.is_empty()
+            && (self.opts.ownership == Ownership::Keep || (meta.uid, meta.gid) == (0, 0));
+        let create_mode = if final_at_create { meta.mode } else { 0o600 };
         let (_, fd) = self.create(name, "create file", false, |dir, base| {
-            rfs::openat(dir, base, flags, Mode::from_raw_mode(0o600))
+            rfs::openat(dir, base, flags, Mode::from_raw_mode(create_mode))
         })?;
         let Some(fd) = fd else {
             return Err(fail("create file", name)(Errno::EXIST));
@@ -310,8 +338,10 @@ impl<'a> Applier<'a> {
         self.set_owner_fd(file.as_fd(), name, meta)?;
         // Before the mode: rootless, user xattrs need write access (0444 files).
         self.set_xattrs(file.as_fd(), name, meta)?;
-        rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))
-            .map_err(fail("set the mode of", name))?;
+        if !final_at_create {
+            rfs::fchmod(&file, Mode::from_raw_mode(meta.mode))
+                .map_err(fail("set the mode of", name))?;
+        }
         rfs::futimens(&file, &times(meta)).map_err(fail("set the times of", name))
     }
 

@@ -1,9 +1,16 @@
 //! `clone_tree`: new directories, hard links for everything else; and
 //! `remove_tree` for trees with 0555/000 directories.
+//!
+//! The clone is all metadata syscalls and sits between two layers on the
+//! critical path of a pull, with nothing else to run beside it: the top two
+//! directory levels are copied first, then their subtrees are shared out
+//! among a few threads.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, XattrFlags};
 use rustix::io::Errno;
@@ -45,17 +52,132 @@ pub(super) fn clone_tree(parent: &Path, dest: &Path) -> Result<(), UnpackError> 
         egid: rustix::process::getegid().as_raw(),
         privileged: euid.is_root(),
     };
-    let mut rel = PathBuf::new();
-    cloner
-        .copy_children(src.as_fd(), dst.as_fd(), &mut rel)
-        .and_then(|()| cloner.copy_dir_attrs(src.as_fd(), dst.as_fd(), None))
-        .map_err(|e| UnpackError::Clone {
-            path: parent.join(&rel),
-            source: e.into(),
-        })
+    let fail = |(rel, e): (PathBuf, Errno)| UnpackError::Clone {
+        path: parent.join(rel),
+        source: e.into(),
+    };
+    // Breadth first for two levels (usr, usr/lib, ...), then in parallel.
+    let mut subtrees = Vec::new();
+    let mut level = vec![Subtree {
+        src,
+        dst,
+        rel: PathBuf::new(),
+        granted_from: None,
+    }];
+    for _ in 0..2 {
+        let mut next = Vec::new();
+        for dir in level {
+            cloner.copy_level(&dir, &mut next).map_err(fail)?;
+            cloner.finish_dir(&dir).map_err(fail)?;
+        }
+        level = next;
+    }
+    subtrees.append(&mut level);
+    cloner.copy_subtrees(subtrees).map_err(fail)
+}
+
+/// A directory whose copy exists, still to be filled.
+struct Subtree {
+    src: OwnedFd,
+    dst: OwnedFd,
+    rel: PathBuf,
+    /// The source's real mode when we had to grant ourselves u+rwx on it.
+    granted_from: Option<u32>,
 }
 
 impl Cloner {
+    /// Links the files of `dir` and creates its subdirectories, which are
+    /// returned (open) in `subdirs` instead of being descended into.
+    fn copy_level(
+        &self,
+        dir: &Subtree,
+        subdirs: &mut Vec<Subtree>,
+    ) -> Result<(), (PathBuf, Errno)> {
+        let at = |rel: &Path| {
+            let rel = rel.to_path_buf();
+            move |e| (rel, e)
+        };
+        let (src, dst) = (dir.src.as_fd(), dir.dst.as_fd());
+        for (name, kind) in list_dir(src).map_err(at(&dir.rel))? {
+            let rel = dir.rel.join(std::ffi::OsStr::from_bytes(&name));
+            let kind = if kind == FileType::Unknown {
+                let st = rfs::statat(src, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(at(&rel))?;
+                FileType::from_raw_mode(st.st_mode)
+            } else {
+                kind
+            };
+            if kind != FileType::Directory {
+                rfs::linkat(src, name.as_slice(), dst, name.as_slice(), AtFlags::empty())
+                    .map_err(at(&rel))?;
+                continue;
+            }
+            rfs::mkdirat(dst, name.as_slice(), Mode::from_raw_mode(0o700)).map_err(at(&rel))?;
+            let (sub_src, granted_from) = open_child_dir(src, &name).map_err(at(&rel))?;
+            let sub_dst = rfs::openat(
+                dst,
+                name.as_slice(),
+                DIR_READ | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(at(&rel))?;
+            subdirs.push(Subtree {
+                src: sub_src,
+                dst: sub_dst,
+                rel,
+                granted_from,
+            });
+        }
+        Ok(())
+    }
+
+    /// The copy's attributes, then the source's own mode back if we
+    /// changed it. Through the fds: the parents may be 000 again by now.
+    fn finish_dir(&self, dir: &Subtree) -> Result<(), (PathBuf, Errno)> {
+        self.copy_dir_attrs(dir.src.as_fd(), dir.dst.as_fd(), dir.granted_from)
+            .and_then(|()| match dir.granted_from {
+                Some(old) => rfs::fchmod(&dir.src, Mode::from_raw_mode(old)),
+                None => Ok(()),
+            })
+            .map_err(|e| (dir.rel.clone(), e))
+    }
+
+    /// Copies whole subtrees on up to four threads; the first error wins.
+    fn copy_subtrees(&self, subtrees: Vec<Subtree>) -> Result<(), (PathBuf, Errno)> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4)
+            .min(subtrees.len());
+        let next = AtomicUsize::new(0);
+        let failed: Mutex<Option<(PathBuf, Errno)>> = Mutex::new(None);
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(dir) = subtrees.get(i) else { return };
+            let mut rel = dir.rel.clone();
+            let done = self
+                .copy_children(dir.src.as_fd(), dir.dst.as_fd(), &mut rel)
+                .map_err(|e| (rel, e))
+                .and_then(|()| self.finish_dir(dir));
+            if let Err(e) = done {
+                let mut slot = failed.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(e);
+                // Stop the others early too.
+                next.store(subtrees.len(), Ordering::Relaxed);
+                return;
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        });
+        match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// `rel` tracks where we are, for the error message.
     fn copy_children(
         &self,

@@ -4,6 +4,7 @@
 
 use std::cmp::Reverse;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::rc::Rc;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -18,11 +19,24 @@ const MAX_LINK_HOPS: u32 = 40;
 
 impl Applier<'_> {
     /// An `O_PATH` handle on directory `rel`, creating what is missing.
-    pub(super) fn parent_dir(&mut self, rel: &[u8]) -> Result<OwnedFd, Errno> {
-        match open_in_root(self.root.as_fd(), rel, DIR_PATH) {
+    pub(super) fn parent_dir(&mut self, rel: &[u8]) -> Result<Rc<OwnedFd>, Errno> {
+        if let Some((cached, fd)) = &self.parent_cache {
+            if cached.as_slice() == rel {
+                return Ok(fd.clone());
+            }
+        }
+        let fd = Rc::new(match open_in_root(self.root.as_fd(), rel, DIR_PATH) {
             Err(Errno::NOENT | Errno::NOTDIR | Errno::ACCESS) => self.mkdir_all(rel, 0),
             other => other,
-        }
+        }?);
+        self.parent_cache = Some((rel.to_vec(), fd.clone()));
+        Ok(fd)
+    }
+
+    /// Drops the cached parent: called before anything is removed, since a
+    /// removal can change what a path resolves to.
+    pub(super) fn forget_parent(&mut self) {
+        self.parent_cache = None;
     }
 
     fn mkdir_all(&mut self, rel: &[u8], hops: u32) -> Result<OwnedFd, Errno> {
@@ -122,6 +136,7 @@ impl Applier<'_> {
         parent_len: usize,
     ) -> Result<(), Errno> {
         self.keep_mtime(dir, &prefix[..parent_len]);
+        self.forget_parent();
         match remove_any(dir, comp) {
             Err(Errno::ACCESS | Errno::PERM) => {
                 self.grant_fd(dir, &prefix[..parent_len])?;

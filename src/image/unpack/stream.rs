@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
 
 use sha2::{Digest, Sha256};
 
+use super::igzip::IgzipDecoder;
 use super::UnpackError;
 
 pub(super) const CHUNK: usize = 1 << 20;
@@ -42,7 +43,7 @@ pub(super) fn sniff(magic: &[u8]) -> Result<Compression, UnpackError> {
     }
 }
 
-/// Wraps the raw blob in the right decoder, with 1 MiB buffers.
+/// Wraps the raw blob in the right decoder (gzip through ISA-L's igzip).
 pub(super) fn decoder<'a>(mut blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>, UnpackError> {
     let mut magic = [0u8; 6];
     let mut len = 0;
@@ -56,19 +57,20 @@ pub(super) fn decoder<'a>(mut blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>
     }
     let head = magic[..len].to_vec();
     let kind = sniff(&head)?;
-    let full = BufReader::with_capacity(CHUNK, io::Cursor::new(head).chain(blob));
+    let full = io::Cursor::new(head).chain(blob);
     Ok(match kind {
         // Multi-member: eStargz and pigz output have several gzip members.
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(full)),
+        Compression::Gzip => Box::new(IgzipDecoder::new(full)),
         Compression::Zstd => {
-            let mut dec = zstd::stream::read::Decoder::with_buffer(full)
-                .map_err(|source| UnpackError::ReadLayer { source })?;
+            let mut dec =
+                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(CHUNK, full))
+                    .map_err(|source| UnpackError::ReadLayer { source })?;
             // Accept `--long` windows up to 2 GiB instead of failing.
             dec.window_log_max(31)
                 .map_err(|source| UnpackError::ReadLayer { source })?;
             Box::new(dec)
         }
-        Compression::Plain => Box::new(full),
+        Compression::Plain => Box::new(BufReader::with_capacity(CHUNK, full)),
     })
 }
 
@@ -94,15 +96,23 @@ pub(super) fn pump(
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
         };
         buf.resize(CHUNK, 0);
-        let n = match source.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => {
-                let _ = tx.send(Msg::Abort);
-                return Err(UnpackError::ReadLayer { source });
+        // Fill the whole chunk: a recycled buffer is then already CHUNK
+        // long and `resize` zeroes nothing (decoders return short reads).
+        let mut n = 0;
+        while n < CHUNK {
+            match source.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    let _ = tx.send(Msg::Abort);
+                    return Err(UnpackError::ReadLayer { source });
+                }
             }
-        };
+        }
+        if n == 0 {
+            break;
+        }
         total += n as u64;
         if total > max_bytes {
             let _ = tx.send(Msg::Abort);

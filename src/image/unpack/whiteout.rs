@@ -16,6 +16,8 @@ const AUFS_META: &[u8] = b".wh..wh.";
 
 impl Applier<'_> {
     pub(super) fn whiteout(&mut self, parent_rel: &[u8], base: &[u8]) -> Result<(), UnpackError> {
+        // Whiteouts remove names, which can change what paths resolve to.
+        self.forget_parent();
         if base == OPAQUE {
             return self.opaque(parent_rel);
         }
