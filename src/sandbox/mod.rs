@@ -138,17 +138,7 @@ pub enum SandboxError {
     },
 }
 
-/// `err: cause: cause` on one line, for messages crossing a pipe.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(cause) = cur {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        cur = cause.source();
-    }
-    out
-}
+pub(crate) use crate::error_chain;
 
 /// Entry of `corral __sandbox ROLE`; returns the process exit code.
 pub fn internal_main(args: &[String]) -> i32 {

@@ -136,7 +136,7 @@ impl Client {
                     tracing::warn!(
                         "mirror {base} failed for {what} of {reference}: {e}; trying the next"
                     );
-                    mirrors.push(format!("mirror {base}: {}", error_line(&e)));
+                    mirrors.push(format!("mirror {base}: {}", crate::error_chain(&e)));
                 }
                 Err(e) if !mirrors.is_empty() && e.is_endpoint_failure() => {
                     result = Some(RegistryError::MirrorsAndUpstream {
@@ -199,17 +199,6 @@ impl Client {
     }
 }
 
-/// An error and its causes on one line.
-fn error_line(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 /// Loopback registries may use plain HTTP without being configured.
 pub fn is_loopback(host_port: &str) -> bool {
