@@ -141,6 +141,9 @@ pub struct RunOptions {
     pub sequence_id: Option<u64>,
     /// `<+pipeline.executionId>`, `HARNESS_EXECUTION_ID`.
     pub execution_id: String,
+    /// `<+pipeline.startTs>`: when the run started, in milliseconds since
+    /// the epoch, as Harness gives it.
+    pub start_ts: i64,
     /// Checkout the codebase is read from; default: the pipeline file's
     /// directory.
     pub codebase_dir: Option<PathBuf>,
@@ -161,6 +164,9 @@ impl Default for RunOptions {
             stages: Vec::new(),
             sequence_id: None,
             execution_id,
+            start_ts: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
             codebase_dir: None,
             read_codebase: true,
         }

@@ -199,7 +199,6 @@ impl Client {
     }
 }
 
-
 /// Loopback registries may use plain HTTP without being configured.
 pub fn is_loopback(host_port: &str) -> bool {
     let host = if let Some(rest) = host_port.strip_prefix('[') {

@@ -85,6 +85,28 @@ impl<'r> StageScope<'r> {
         scope.set("pipeline.sequenceId", opts.sequence_id() as i64);
         scope.set("pipeline.executionId", opts.execution_id.as_str());
         scope.set("pipeline.triggerType", "MANUAL");
+        scope.set("pipeline.startTs", opts.start_ts);
+        // Fields a Harness server knows and a local run has no value for:
+        // null, as Harness renders what it cannot resolve.
+        for field in [
+            "pipeline.executionUrl",
+            "pipeline.execution.url",
+            "pipeline.tags",
+            "pipeline.description",
+            "pipeline.orgIdentifier",
+            "pipeline.projectIdentifier",
+            "pipeline.triggeredBy.email",
+            "org.identifier",
+            "project.identifier",
+            "account.identifier",
+        ] {
+            scope.set(field, Value::Null);
+        }
+        let user = std::env::var("USER").ok().filter(|u| !u.is_empty());
+        scope.set(
+            "pipeline.triggeredBy.name",
+            user.map_or(Value::Null, |u| Value::Str(u)),
+        );
         if let Some(org) = &p.org_identifier {
             scope.set("pipeline.orgIdentifier", org.as_str());
             scope.set("org.identifier", org.as_str());

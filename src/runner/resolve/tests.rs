@@ -498,3 +498,21 @@ fn a_field_corral_does_not_provide_renders_as_null() {
     ));
     assert!(crate::pipeline::load_str(&yaml, Path::new("p.yaml")).is_err());
 }
+
+#[test]
+fn every_pipeline_field_corral_knows_resolves() {
+    let yaml = stage(&indent(
+        "- step:\n    type: Run\n    name: a\n    identifier: a\n    spec:\n      command: echo <+pipeline.startTs> <+pipeline.execution.url> <+pipeline.executionUrl> <+pipeline.tags> <+account.identifier> <+pipeline.triggerType>\n",
+    ));
+    let run = ctx(&yaml);
+    let a = resolve(&run, "a", &StepOutputs::new()).unwrap();
+    let text = a.script.unwrap().text;
+    let words: Vec<&str> = text.split(' ').collect();
+    let start: i64 = words[1].parse().unwrap();
+    assert_eq!(start, run.options.start_ts);
+    assert!(
+        start > 1_600_000_000_000,
+        "milliseconds since the epoch: {start}"
+    );
+    assert_eq!(words[2..], ["null", "null", "null", "null", "MANUAL"]);
+}
