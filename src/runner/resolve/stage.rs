@@ -105,7 +105,7 @@ impl<'r> StageScope<'r> {
         let user = std::env::var("USER").ok().filter(|u| !u.is_empty());
         scope.set(
             "pipeline.triggeredBy.name",
-            user.map_or(Value::Null, |u| Value::Str(u)),
+            user.map_or(Value::Null, Value::Str),
         );
         if let Some(org) = &p.org_identifier {
             scope.set("pipeline.orgIdentifier", org.as_str());
