@@ -27,16 +27,7 @@ fn pull(
     rt().block_on(p.ensure(image, PullPolicy::Always, &NoProgress))
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
-}
+use corral::error_chain;
 
 #[test]
 fn server_error_then_success() {

@@ -7,16 +7,7 @@ mod image_support;
 use corral::image::{Mirror, NoProgress, PullPolicy};
 use image_support::*;
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        cur = e.source();
-    }
-    out
-}
+use corral::error_chain;
 
 #[test]
 fn mirror_404_and_unreachable_upstream_name_both() {

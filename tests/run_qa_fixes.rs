@@ -327,6 +327,11 @@ fn the_single_id_note_follows_only_id_mapping_failures() {
     let Some(env) = setup("single_id_note", false) else {
         return;
     };
+    // With a subuid range there is no note to leave out: nothing to test.
+    if !common::single_id_mapping(&env.store) {
+        eprintln!("SKIP single_id_note: this user maps a whole ID range (the note is about single-ID sandboxes; corral-nosub runs it)");
+        return;
+    }
     let file = env.write(
         "p.yaml",
         &pipeline(&step("Run", "tests", None, "echo '2 tests failed'; exit 3")),

@@ -104,7 +104,7 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
         )
     };
     let spec = sandbox_spec(rootfs, &config, &args)?;
-    let limits_warnings = sandbox::rlimits::warnings(&spec.limits, false);
+    let limits_warnings = sandbox::rlimits::warnings(&spec.limits);
     for warning in limits_warnings {
         eprintln!("warning: {warning}");
     }

@@ -111,7 +111,7 @@ fn id_failures(report: &runner::RunReport) -> Vec<i32> {
             };
             let file = logs
                 .join(&stage.stage)
-                .join(format!("{}.log", step.step.replace('/', "_")));
+                .join(runner::logs::log_file_name(&step.step));
             let text = log_tail(&file);
             if ID_MAPPING_SIGNS.iter().any(|sign| text.contains(sign)) {
                 codes.push(code);

@@ -192,7 +192,7 @@ pub fn helper_main(args: &[std::ffi::OsString]) -> i32 {
     match helper(args) {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("{}", crate::sandbox::error_chain(&*err));
+            eprintln!("{}", crate::error_chain(&*err));
             1
         }
     }

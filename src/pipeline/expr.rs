@@ -36,7 +36,7 @@ use std::fmt;
 
 pub use ast::InputSpec;
 use ast::{Kind, Node, Part, Segment};
-pub use known::{classify, Known};
+pub use known::{classify, is_unprovided, Known};
 pub use scope::MapScope;
 
 use crate::pipeline::secret::{Masker, Secret};

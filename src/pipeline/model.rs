@@ -79,6 +79,13 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
 }
 
+impl Pipeline {
+    /// The pipeline's identifier; `local` for a file with bare `stages:`.
+    pub fn id(&self) -> &str {
+        self.identifier.as_ref().map_or("local", |i| i.as_str())
+    }
+}
+
 /// `properties.ci.codebase`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Codebase {

@@ -74,6 +74,14 @@ impl Iteration {
     }
 }
 
+/// Whether `id` is a copy's identifier of `written` ([`Iteration::suffixed`]:
+/// `written_N`).
+pub fn is_copy_of(id: &str, written: &str) -> bool {
+    id.strip_prefix(written)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StrategyError {
     #[error("expression `{expr}` at line {} must be resolved first: {reason}", loc.line)]

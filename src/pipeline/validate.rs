@@ -154,10 +154,7 @@ fn check_step(
 
 /// Known as written, or as the copy `ID_N` of a looped item `ID`.
 fn is_known(name: &str, known: &[&str]) -> bool {
-    known.contains(&name)
-        || name.rsplit_once('_').is_some_and(|(base, n)| {
-            !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && known.contains(&base)
-        })
+    known.contains(&name) || known.iter().any(|k| super::strategy::is_copy_of(name, k))
 }
 
 /// What expressions in one stage may refer to.
@@ -411,11 +408,8 @@ fn loop_reference(
 /// (`<+step.setupId>`, `<+pipeline.triggeredBy.uuid>`): Harness renders
 /// what it cannot resolve as `null`, and so does a run, with a warning.
 fn unsupported_field(d: &mut Diagnostics, s: &Str, path: &DocPath, segs: &[&str]) {
-    if !matches!(segs.first(), Some(&("pipeline" | "stage" | "step"))) {
-        return;
-    }
     let owned: Vec<String> = segs.iter().map(|x| x.to_string()).collect();
-    if expr::classify(&owned).is_some() {
+    if !expr::is_unprovided(&owned) {
         return;
     }
     d.warn_hint(

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::resolve;
 use super::stage::{self, RunShared};
-use super::step::error_chain;
+use crate::error_chain;
 use crate::pipeline::model::Stage;
 
 /// Runs a batch of stages at once (a `parallel:` stage group, copies of a

@@ -14,9 +14,9 @@ use super::report::{self, StageResult, StageStatus};
 use super::resolve::{self, RunContext};
 use super::stage::{self, RunShared};
 use super::status::HarnessStatus;
-use super::step::error_chain;
 use super::workspace::Workspaces;
 use crate::config::Config;
+use crate::error_chain;
 use crate::image::{Image, Progress, RegistryOptions, Store};
 use crate::pipeline::secret::{Masker, SecretStore};
 use crate::sandbox::{self, NetworkMode};
@@ -268,13 +268,7 @@ pub fn execute(
         source,
     })?;
     if ctx.options().sequence_id.is_none() {
-        let pipeline_id = ctx
-            .pipeline()
-            .identifier
-            .as_ref()
-            .map_or("local", |i| i.as_str())
-            .to_string();
-        let n = super::sequence::next(&store_dir, &pipeline_id)
+        let n = super::sequence::next(&store, ctx.pipeline().id())
             .map_err(|source| RunError::Sequence { source })?;
         ctx.set_sequence_id(n);
     }
@@ -360,12 +354,7 @@ pub fn execute(
         stage_label: None,
     };
     shared.emit(Event::RunStarted {
-        pipeline: ctx
-            .pipeline()
-            .identifier
-            .as_ref()
-            .map_or("local", |i| i.as_str())
-            .to_string(),
+        pipeline: ctx.pipeline().id().to_string(),
         file: ctx.pipeline().file.display().to_string(),
     });
     let mut results: Vec<StageResult> = Vec::new();

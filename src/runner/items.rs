@@ -60,7 +60,7 @@ fn run_group(st: &StageRun<'_>, group: &StepGroup, outer: &[&StepGroup]) {
         Err(err) => {
             st.run.note(
                 group.id.as_str(),
-                &format!("step group failed: {}", step::error_chain(&err)),
+                &format!("step group failed: {}", crate::error_chain(&err)),
             );
             st.failed.store(true, Ordering::SeqCst);
             Gate::Skip(supervise::SkipReason::StageFailed)
@@ -152,7 +152,7 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
     let statuses = st.statuses();
     let when = match st.sc.step_when(s, groups, &outputs, &statuses) {
         Ok(when) => when,
-        Err(err) => return not_started(st, &label, &key, kind, &step::error_chain(&err)),
+        Err(err) => return not_started(st, &label, &key, kind, &crate::error_chain(&err)),
     };
     let gate = supervise::gate(
         when.as_ref(),
@@ -164,7 +164,7 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
     }
     let resolved = match st.sc.resolve_step(s, groups, &outputs, &statuses) {
         Ok(r) => r,
-        Err(err) => return not_started(st, &label, &key, kind, &step::error_chain(&err)),
+        Err(err) => return not_started(st, &label, &key, kind, &crate::error_chain(&err)),
     };
     let image = match st.image_for(&resolved) {
         Ok(image) => image,
@@ -178,7 +178,7 @@ fn run_step(st: &StageRun<'_>, s: &Step, groups: &[&StepGroup]) {
     let tail = Arc::new(TailSink::new(TAIL_LINES));
     let log = match st.step_log(&resolved, tail.clone()) {
         Ok(log) => log,
-        Err(err) => return not_started(st, &resolved.id, &key, kind, &step::error_chain(&err)),
+        Err(err) => return not_started(st, &resolved.id, &key, kind, &crate::error_chain(&err)),
     };
     let started = |attempt| {
         st.run.emit(Event::StepStarted {

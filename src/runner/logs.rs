@@ -215,6 +215,12 @@ impl LineSink for StagedTerminal {
     }
 }
 
+/// The name of a step's log file in its stage's log directory
+/// (`logs/<stage>/` in the run directory).
+pub fn log_file_name(step: &str) -> String {
+    format!("{}.log", step.replace('/', "_"))
+}
+
 /// The plain (unprefixed, uncolored) log of one step, both streams.
 pub struct FileSink {
     path: PathBuf,
@@ -228,7 +234,7 @@ impl FileSink {
             path: dir.to_path_buf(),
             source,
         })?;
-        let path = dir.join(format!("{}.log", step.replace('/', "_")));
+        let path = dir.join(log_file_name(step));
         let file = File::create(&path).map_err(|source| LogError::CreateLogFile {
             path: path.clone(),
             source,

@@ -10,7 +10,6 @@ use super::cancel::Deadline;
 use super::pull::{PullError, Stop, Wanted};
 use super::resolve::StageContext;
 use super::stage::{all_steps, RunShared};
-use super::step;
 use crate::image::Image;
 use crate::sandbox::{self, NetworkMode, PortForward, StageSpec};
 
@@ -49,7 +48,7 @@ pub(super) fn prepare(
     let mut ports: Vec<Published> = Vec::new();
     for (s, groups) in &steps {
         let preview = sc.preview_step(s, groups).map_err(|err| {
-            NotStarted::Failed(format!("step {}: {}", s.id.value, step::error_chain(&err)))
+            NotStarted::Failed(format!("step {}: {}", s.id.value, crate::error_chain(&err)))
         })?;
         if let Some(image) = &preview.image {
             if !wanted.iter().any(|w| &w.image == image) {
@@ -81,12 +80,14 @@ pub(super) fn prepare(
             }
         }
     }
-    // Checked before the pulls too: a busy port should not cost a download.
-    // The check after them stays, as the port may be taken in between.
-    if run.settings.network != NetworkMode::Host {
-        check_inside(&ports).map_err(NotStarted::Failed)?;
-        check_ports(&ports).map_err(NotStarted::Failed)?;
+    let network = run.settings.network;
+    if network == NetworkMode::Host && !ports.is_empty() {
+        tracing::info!("--network host: portBindings are the host's ports already");
+        ports.clear();
     }
+    // Before the pulls: a bad or busy port should not cost a download.
+    check_inside(&ports).map_err(NotStarted::Failed)?;
+    check_ports(&ports).map_err(NotStarted::Failed)?;
     let stop = Stop {
         cancel: &run.cancel,
         deadline,
@@ -108,12 +109,7 @@ pub(super) fn prepare(
             "interrupted by signal {signal} before its first step"
         )));
     }
-    let network = run.settings.network;
-    if network == NetworkMode::Host && !ports.is_empty() {
-        tracing::info!("--network host: portBindings are the host's ports already");
-        ports.clear();
-    }
-    check_inside(&ports).map_err(NotStarted::Failed)?;
+    // Again: another program may have taken a port during the pulls.
     check_ports(&ports).map_err(NotStarted::Failed)?;
     let shared_root = run.run_dir.join("shared").join(&stage_id);
     let mut shared = Vec::new();
@@ -141,7 +137,7 @@ pub(super) fn prepare(
     let workspace = run.workspaces.prepare(sc).map_err(|err| {
         NotStarted::Failed(format!(
             "cannot make its workspace: {}",
-            step::error_chain(&err)
+            crate::error_chain(&err)
         ))
     })?;
     let hosts = sc
@@ -160,7 +156,7 @@ pub(super) fn prepare(
         if let Err(busy) = check_ports(&ports) {
             return NotStarted::Failed(busy);
         }
-        let chain = step::error_chain(&err);
+        let chain = crate::error_chain(&err);
         if chain.contains("already in use") {
             // Taken and freed again in between: name the bindings, not the
             // launcher's own advice (which is `corral exec`'s `-p`).
@@ -175,7 +171,7 @@ pub(super) fn prepare(
         }
         NotStarted::Failed(format!(
             "failed to start its sandbox: {}; `corral info` shows what this host allows",
-            step::error_chain(&err)
+            crate::error_chain(&err)
         ))
     })?;
     Ok(Prepared {
@@ -266,7 +262,7 @@ fn unprivileged_port_start() -> u16 {
 
 /// A failed pull: what failed and what to do about it.
 pub(super) fn pull_failure(err: &PullError) -> String {
-    let chain = step::error_chain(err);
+    let chain = crate::error_chain(err);
     let mut source: Option<&dyn std::error::Error> = Some(err);
     let mut offline_or_never = false;
     while let Some(e) = source {

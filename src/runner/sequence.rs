@@ -1,15 +1,15 @@
 //! `<+pipeline.sequenceId>` (`HARNESS_BUILD_ID`, `DRONE_BUILD_NUMBER`): a
 //! counter per pipeline identifier in the store, `sequence/<id>`, that
-//! every run (not `--dry-run`) moves on by one. Concurrent runs take an
-//! flock on `sequence/<id>.lock` while they read and replace the counter,
-//! so no two runs get the same number.
+//! every run (not `--dry-run`) moves on by one. Concurrent runs hold the
+//! store's lock `sequence-<id>` while they read and replace the counter, so
+//! no two runs get the same number.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{flock, FlockOperation};
+use crate::image::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SequenceError {
@@ -19,11 +19,10 @@ pub enum SequenceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("failed to lock {path}")]
+    #[error("failed to lock the sequence counter")]
     Lock {
-        path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: StoreError,
     },
     #[error("failed to read the sequence counter {path}")]
     Read {
@@ -46,8 +45,8 @@ pub enum SequenceError {
 /// The next sequence number of `pipeline` (1 for its first run).
 /// `pipeline` is an identifier (`[A-Za-z_][0-9A-Za-z_]*`), safe as a file
 /// name; anything else is reduced to one.
-pub fn next(store_dir: &Path, pipeline: &str) -> Result<u64, SequenceError> {
-    let dir = store_dir.join("sequence");
+pub fn next(store: &Store, pipeline: &str) -> Result<u64, SequenceError> {
+    let dir = store.root().join("sequence");
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -60,21 +59,9 @@ pub fn next(store_dir: &Path, pipeline: &str) -> Result<u64, SequenceError> {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    let lock_path = dir.join(format!("{name}.lock"));
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|source| SequenceError::Lock {
-            path: lock_path.clone(),
-            source,
-        })?;
-    // Held until `lock` is dropped at the end of this function.
-    flock(&lock, FlockOperation::LockExclusive).map_err(|e| SequenceError::Lock {
-        path: lock_path.clone(),
-        source: e.into(),
-    })?;
+    let _lock = store
+        .lock(&format!("sequence-{name}"), true)
+        .map_err(|source| SequenceError::Lock { source })?;
     let path = dir.join(&name);
     let last = match fs::read_to_string(&path) {
         Ok(text) => text
@@ -90,18 +77,16 @@ pub fn next(store_dir: &Path, pipeline: &str) -> Result<u64, SequenceError> {
     let next = last.saturating_add(1);
     // A new file renamed over the old: a crash leaves the old number or
     // the new one, never a torn file.
-    let tmp = dir.join(format!("{name}.tmp"));
     let write = |tmp: &Path| -> std::io::Result<()> {
         let mut file = File::create(tmp)?;
         writeln!(file, "{next}")?;
         file.sync_all()?;
         fs::rename(tmp, &path)
     };
-    write(&tmp).map_err(|source| SequenceError::Write {
+    write(&store.staging_path("sequence")).map_err(|source| SequenceError::Write {
         path: path.clone(),
         source,
     })?;
-    drop(lock);
     Ok(next)
 }
 
@@ -112,21 +97,23 @@ mod tests {
     #[test]
     fn counts_per_pipeline_from_one() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(next(dir.path(), "a").unwrap(), 1);
-        assert_eq!(next(dir.path(), "a").unwrap(), 2);
-        assert_eq!(next(dir.path(), "b").unwrap(), 1);
-        assert_eq!(next(dir.path(), "a").unwrap(), 3);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(next(&store, "a").unwrap(), 1);
+        assert_eq!(next(&store, "a").unwrap(), 2);
+        assert_eq!(next(&store, "b").unwrap(), 1);
+        assert_eq!(next(&store, "a").unwrap(), 3);
     }
 
     #[test]
     fn concurrent_runs_never_share_a_number() {
         let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
         let mut got: Vec<u64> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..8)
                 .map(|_| {
                     s.spawn(|| {
                         (0..10)
-                            .map(|_| next(dir.path(), "p").unwrap())
+                            .map(|_| next(&store, "p").unwrap())
                             .collect::<Vec<_>>()
                     })
                 })
@@ -143,9 +130,10 @@ mod tests {
     #[test]
     fn a_damaged_counter_is_an_error_saying_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
         fs::create_dir_all(dir.path().join("sequence")).unwrap();
         fs::write(dir.path().join("sequence/p"), "x\n").unwrap();
-        let err = next(dir.path(), "p").unwrap_err();
+        let err = next(&store, "p").unwrap_err();
         assert!(err.to_string().contains("delete the file"), "{err}");
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::cancel::{Cancel, Deadline};
 use super::events::{Event, EventWriter};
 use super::logs::TerminalSink;
-use super::step;
 use super::Settings;
 use crate::pipeline::secret::Masker;
 
@@ -31,7 +30,7 @@ impl RunShared<'_> {
     pub fn emit(&self, event: Event) {
         if let Some(events) = &self.events {
             if let Err(err) = events.emit(&event) {
-                tracing::warn!("{}", step::error_chain(&err));
+                tracing::warn!("{}", crate::error_chain(&err));
             }
         }
     }

@@ -280,7 +280,7 @@ pub(crate) fn run_stage(
         Err(err) => {
             let message = format!(
                 "its `when` cannot be evaluated: {}",
-                step::error_chain(&err)
+                crate::error_chain(&err)
             );
             return alone(failed(run, &stage_id, started, message, false));
         }
@@ -396,7 +396,7 @@ pub(crate) fn run_stage(
         (results, outputs, statuses, aborted, failed, timed_out)
     };
     if let Err(err) = sandbox.shutdown(run.settings.grace) {
-        tracing::warn!("stage {stage_id}: {}", step::error_chain(&err));
+        tracing::warn!("stage {stage_id}: {}", crate::error_chain(&err));
     }
     let mut status = report::stage_status(&results, aborted);
     if status == StageStatus::Success && (failed || timed_out) {

@@ -2,6 +2,7 @@
 //! (timeout and interruption), a Background step's watcher, and the sinks
 //! that keep its last lines for reports.
 
+use crate::error_chain;
 use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
@@ -171,7 +172,7 @@ pub fn sandbox_spec(
         memory_bytes: step.memory_bytes,
         cpus: step.cpu_millis.map(|m| m as f64 / 1000.0),
     };
-    for warning in sandbox::rlimits::warnings(&spec.limits, false) {
+    for warning in sandbox::rlimits::warnings(&spec.limits) {
         tracing::warn!("step {}: {warning}", step.id);
     }
     Ok(spec)
@@ -359,5 +360,3 @@ pub fn watch_service(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
-
-pub use crate::error_chain;

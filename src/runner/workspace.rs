@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::resolve::{StageContext, OUTPUT_DIR, WORKSPACE};
-use super::step::error_chain;
+use crate::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {

@@ -45,7 +45,7 @@ pub fn holder_main() -> i32 {
     let mut listeners = match net::bind_listeners(&req.ports) {
         Ok(l) => l,
         Err(err) => {
-            reply(&format!("error {}", super::error_chain(&err)));
+            reply(&format!("error {}", crate::error_chain(&err)));
             return 125;
         }
     };
@@ -74,7 +74,7 @@ pub fn holder_main() -> i32 {
         match inside {
             Ok(inside) => listeners.extend(inside),
             Err(err) => {
-                reply(&format!("error {}", super::error_chain(&err)));
+                reply(&format!("error {}", crate::error_chain(&err)));
                 return 125;
             }
         }

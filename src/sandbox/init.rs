@@ -134,7 +134,7 @@ fn create_own_namespaces(
     spec_pipe: &mut BufReader<File>,
     status: &mut File,
 ) -> Result<(), String> {
-    let listeners = super::net::bind_listeners(&req.ports).map_err(|e| super::error_chain(&e))?;
+    let listeners = super::net::bind_listeners(&req.ports).map_err(|e| crate::error_chain(&e))?;
     let mut flags = libc::CLONE_NEWUSER;
     if req.network != NetworkMode::Host {
         flags |= libc::CLONE_NEWNET;
@@ -175,7 +175,7 @@ fn await_id_maps(
             .map_err(|e| format!("launcher gone: {e}"))?;
     }
     if loopback {
-        super::net::loopback_up().map_err(|e| super::error_chain(&e))?;
+        super::net::loopback_up().map_err(|e| crate::error_chain(&e))?;
     }
     let mut line = String::new();
     spec_pipe
@@ -434,7 +434,7 @@ fn init_main(
     };
     let (before, after) = ops.split_at(split);
     if let Err(err) = apply(&mut LinuxSys, before) {
-        return fail(&mut status, &super::error_chain(&err));
+        return fail(&mut status, &crate::error_chain(&err));
     }
     if let Some(netns) = netns {
         if let Err(err) = netns.join() {
@@ -443,7 +443,7 @@ fn init_main(
         }
     }
     if let Err(err) = apply(&mut LinuxSys, after) {
-        return fail(&mut status, &super::error_chain(&err));
+        return fail(&mut status, &crate::error_chain(&err));
     }
     let set = signal_set(&{
         let mut all = FORWARDED.to_vec();

@@ -138,8 +138,6 @@ pub enum SandboxError {
     },
 }
 
-pub(crate) use crate::error_chain;
-
 /// Entry of `corral __sandbox ROLE`; returns the process exit code.
 pub fn internal_main(args: &[String]) -> i32 {
     match args.first().map(String::as_str) {

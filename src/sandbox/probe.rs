@@ -197,7 +197,7 @@ pub fn probe(exe: &Path, scratch: &Path) -> Report {
     // The launcher does not place sandboxes in cgroups (yet), delegated or not.
     let limits = format!(
         "rlimits only: --memory as {}; --cpus not enforced, warned",
-        super::rlimits::MEMORY_AS
+        super::rlimits::MEMORY_LIMIT_KIND
     );
     Report {
         checks,

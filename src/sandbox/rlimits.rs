@@ -1,5 +1,6 @@
-//! Limits without a delegated cgroup v2: memory becomes `RLIMIT_DATA`; CPU
-//! shares have no rlimit equivalent (the caller warns, see `corral info`).
+//! Limits, as rlimits (corral places sandboxes in no cgroup): memory becomes
+//! `RLIMIT_DATA`; CPU shares have no rlimit equivalent (the caller warns,
+//! see `corral info`).
 //!
 //! `RLIMIT_DATA` rather than `RLIMIT_AS`: since Linux 4.7 it counts every
 //! private writable mapping (heap, anonymous mmap), which is what a memory
@@ -27,19 +28,15 @@ pub fn apply(limits: &Limits) -> io::Result<()> {
 }
 
 /// How `corral info` and the warnings describe the memory limit.
-pub const MEMORY_AS: &str =
+pub const MEMORY_LIMIT_KIND: &str =
     "RLIMIT_DATA (private writable memory per process; address space reservations are free)";
 
-/// One warning per limit that will not be enforced as asked, or empty
-/// (corral places sandboxes in no cgroup yet: callers pass `false`).
-pub fn warnings(limits: &Limits, cgroup_v2_delegated: bool) -> Vec<String> {
-    if cgroup_v2_delegated {
-        return Vec::new();
-    }
+/// One warning per limit that will not be enforced as asked.
+pub fn warnings(limits: &Limits) -> Vec<String> {
     let mut out = Vec::new();
     if limits.memory_bytes.is_some() {
         out.push(format!(
-            "no cgroup limits here: the memory limit (--memory, resources.limits.memory) is enforced as {MEMORY_AS}, not for the sandbox as a whole"
+            "no cgroup limits here: the memory limit (--memory, resources.limits.memory) is enforced as {MEMORY_LIMIT_KIND}, not for the sandbox as a whole"
         ));
     }
     if limits.cpus.is_some() {

@@ -262,7 +262,6 @@ impl<'a> Applier<'a> {
         let mut parent = self
             .parent_dir(parent_rel)
             .map_err(fail("create the parent directory of", name))?;
-        self.keep_mtime(parent.as_fd(), parent_rel);
         let (mut removed, mut granted) = (false, false);
         loop {
             let errno = match op(parent.as_fd(), base) {

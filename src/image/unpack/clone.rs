@@ -57,7 +57,6 @@ pub(super) fn clone_tree(parent: &Path, dest: &Path) -> Result<(), UnpackError> 
         source: e.into(),
     };
     // Breadth first for two levels (usr, usr/lib, ...), then in parallel.
-    let mut subtrees = Vec::new();
     let mut level = vec![Subtree {
         src,
         dst,
@@ -72,8 +71,7 @@ pub(super) fn clone_tree(parent: &Path, dest: &Path) -> Result<(), UnpackError> 
         }
         level = next;
     }
-    subtrees.append(&mut level);
-    cloner.copy_subtrees(subtrees).map_err(fail)
+    cloner.copy_subtrees(level).map_err(fail)
 }
 
 /// A directory whose copy exists, still to be filled.
@@ -83,6 +81,21 @@ struct Subtree {
     rel: PathBuf,
     /// The source's real mode when we had to grant ourselves u+rwx on it.
     granted_from: Option<u32>,
+}
+
+impl Drop for Subtree {
+    /// Puts the source's mode back however the clone ended: a failed or
+    /// abandoned subtree must not leave a store layer's directory u+rwx.
+    fn drop(&mut self) {
+        if let Some(old) = self.granted_from {
+            if let Err(err) = rfs::fchmod(&self.src, Mode::from_raw_mode(old)) {
+                tracing::warn!(
+                    "could not restore the mode {old:o} of {}: {err}",
+                    self.rel.display()
+                );
+            }
+        }
+    }
 }
 
 impl Cloner {
@@ -131,14 +144,10 @@ impl Cloner {
         Ok(())
     }
 
-    /// The copy's attributes, then the source's own mode back if we
-    /// changed it. Through the fds: the parents may be 000 again by now.
+    /// The copy's attributes, through the fds: the parents may be 000
+    /// again by now. (Dropping `dir` puts the source's own mode back.)
     fn finish_dir(&self, dir: &Subtree) -> Result<(), (PathBuf, Errno)> {
         self.copy_dir_attrs(dir.src.as_fd(), dir.dst.as_fd(), dir.granted_from)
-            .and_then(|()| match dir.granted_from {
-                Some(old) => rfs::fchmod(&dir.src, Mode::from_raw_mode(old)),
-                None => Ok(()),
-            })
             .map_err(|e| (dir.rel.clone(), e))
     }
 

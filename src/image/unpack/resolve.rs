@@ -18,7 +18,9 @@ use super::UnpackError;
 const MAX_LINK_HOPS: u32 = 40;
 
 impl Applier<'_> {
-    /// An `O_PATH` handle on directory `rel`, creating what is missing.
+    /// An `O_PATH` handle on directory `rel`, creating what is missing, its
+    /// mtime kept ([`Applier::keep_mtime`]): an entry is about to change it.
+    /// A cache hit was kept when it was cached (a removal drops the cache).
     pub(super) fn parent_dir(&mut self, rel: &[u8]) -> Result<Rc<OwnedFd>, Errno> {
         if let Some((cached, fd)) = &self.parent_cache {
             if cached.as_slice() == rel {
@@ -29,6 +31,7 @@ impl Applier<'_> {
             Err(Errno::NOENT | Errno::NOTDIR | Errno::ACCESS) => self.mkdir_all(rel, 0),
             other => other,
         }?);
+        self.keep_mtime(fd.as_fd(), rel);
         self.parent_cache = Some((rel.to_vec(), fd.clone()));
         Ok(fd)
     }

@@ -101,6 +101,16 @@ pub fn classify(path: &[String]) -> Option<Known> {
     })
 }
 
+/// A path under `pipeline`, `stage` or `step` that names no field corral
+/// provides (`step.setupId`): Harness renders what it cannot resolve as
+/// `null`, and so do validation (a warning) and a run.
+pub fn is_unprovided(path: &[String]) -> bool {
+    matches!(
+        path.first().map(String::as_str),
+        Some("pipeline" | "stage" | "step")
+    ) && classify(path).is_none()
+}
+
 fn stage_path(stage: Option<&str>, more: &[&str]) -> Option<Known> {
     let stage = stage.map(str::to_string);
     Some(match more {

@@ -45,7 +45,7 @@ impl Scope for Lenient<'_> {
             self.deferred.set(true);
             return Some(Value::Str(format!("<+{}>", path.join("."))));
         }
-        if classify(path).is_none() && super::unset::unsupported_field(path) {
+        if expr::is_unprovided(path) {
             return Some(Value::Null);
         }
         None

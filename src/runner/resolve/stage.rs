@@ -76,7 +76,7 @@ impl<'r> StageScope<'r> {
         let mut scope = MapScope::new().with_secrets(&run.secrets);
         let mut origins = Origins::new();
         let opts = &run.options;
-        let pipeline_id = p.identifier.as_ref().map_or("local", |i| i.as_str());
+        let pipeline_id = p.id();
         scope.set("pipeline.identifier", pipeline_id);
         scope.set(
             "pipeline.name",

@@ -66,13 +66,7 @@ pub fn resolve(
     env.set("HARNESS_WORKSPACE", WORKSPACE);
     env.set("HARNESS_STAGE_ID", stage.id.as_str());
     env.set("HARNESS_STEP_ID", sid.as_str());
-    env.set(
-        "HARNESS_PIPELINE_ID",
-        run.pipeline
-            .identifier
-            .as_ref()
-            .map_or("local", |i| i.as_str()),
-    );
+    env.set("HARNESS_PIPELINE_ID", run.pipeline.id());
     if let Some(org) = &run.pipeline.org_identifier {
         env.set("HARNESS_ORG_ID", org.as_str());
     }

@@ -8,8 +8,9 @@
 
 use std::cell::RefCell;
 
-use crate::pipeline::expr::{classify, Known, Scope, SecretScope, Value};
+use crate::pipeline::expr::{classify, is_unprovided, Known, Scope, SecretScope, Value};
 use crate::pipeline::model::{Pipeline, Stage};
+use crate::pipeline::strategy::is_copy_of;
 
 /// A scope that answers declared-but-unset step outputs with null and
 /// remembers which ones it answered.
@@ -64,23 +65,9 @@ impl<'a> UnsetOutputs<'a> {
     }
 }
 
-/// A path under `pipeline`, `stage` or `step` that names no field corral
-/// provides (call only when `classify` found nothing).
-pub fn unsupported_field(path: &[String]) -> bool {
-    matches!(
-        path.first().map(String::as_str),
-        Some("pipeline" | "stage" | "step")
-    )
-}
-
-/// `actual` is `written`, or a strategy copy of it (`written_N`).
+/// `actual` is `written`, or (`copy`) a strategy copy of it (`written_N`).
 fn same_id(actual: &str, written: &str, copy: bool) -> bool {
-    actual == written
-        || (copy
-            && actual
-                .strip_prefix(written)
-                .and_then(|rest| rest.strip_prefix('_'))
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+    actual == written || (copy && is_copy_of(actual, written))
 }
 
 impl Scope for UnsetOutputs<'_> {
@@ -88,35 +75,27 @@ impl Scope for UnsetOutputs<'_> {
         if let Some(v) = self.inner.lookup(path) {
             return Some(v);
         }
-        let Some(known) = classify(path) else {
-            // A field corral does not provide (`step.setupId`): null, as
-            // Harness renders what it cannot resolve; validation warned.
-            if unsupported_field(path) {
-                let text = path.join(".");
-                let mut unsupported = self.unsupported.borrow_mut();
-                if !unsupported.contains(&text) {
-                    unsupported.push(text);
-                }
-                return Some(Value::Null);
+        // A field corral does not provide (`step.setupId`): null, as
+        // Harness renders what it cannot resolve; validation warned.
+        let list = if is_unprovided(path) {
+            &self.unsupported
+        } else {
+            match classify(path)? {
+                Known::StepOutput {
+                    stage,
+                    step,
+                    variable,
+                    ..
+                } if self.declared(stage.as_deref(), &step, &variable) => &self.used,
+                _ => return None,
             }
-            return None;
         };
-        match known {
-            Known::StepOutput {
-                stage,
-                step,
-                variable,
-                ..
-            } if self.declared(stage.as_deref(), &step, &variable) => {
-                let text = path.join(".");
-                let mut used = self.used.borrow_mut();
-                if !used.contains(&text) {
-                    used.push(text);
-                }
-                Some(Value::Null)
-            }
-            _ => None,
+        let text = path.join(".");
+        let mut list = list.borrow_mut();
+        if !list.contains(&text) {
+            list.push(text);
         }
+        Some(Value::Null)
     }
     fn secret(&self, scope: SecretScope, id: &str) -> Option<String> {
         self.inner.secret(scope, id)

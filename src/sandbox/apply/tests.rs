@@ -181,7 +181,7 @@ fn an_unlistable_shadow_names_the_mount_and_the_dir() {
         list: true,
         mount: "/home/x/.cache/y".into(),
     };
-    let err = crate::sandbox::error_chain(&apply(&mut sys, &[op]).unwrap_err());
+    let err = crate::error_chain(&apply(&mut sys, &[op]).unwrap_err());
     assert!(
         err.starts_with("cannot mount at /home/x/.cache/y in the sandbox: /home/x is read-only here and cannot be listed"),
         "{err}"
