@@ -23,10 +23,12 @@ fn a_host_step_reaches_a_service_on_its_published_host_port() {
         return;
     };
     let host = free_port();
-    // Sends PING to ADDR over bash's /dev/tcp until redis answers.
+    // Sends PING to ADDR over bash's /dev/tcp until redis answers. Before
+    // redis listens the forwarder accepts and closes at once: the failed
+    // `read` must not end the script under `set -e`.
     let ping = |addr: &str| {
         format!(
-            "ok=; for i in $(seq 150); do if exec 3<>/dev/tcp/{addr}/{host}; then printf 'PING\\r\\n' >&3; read -r -t 5 reply <&3; exec 3<&-; case $reply in +PONG*) ok=1; break;; esac; fi; sleep 0.1; done 2>/dev/null\necho \"{addr}: ${{ok:+PONG}}\""
+            "ok=; for i in $(seq 150); do if exec 3<>/dev/tcp/{addr}/{host}; then printf 'PING\\r\\n' >&3; read -r -t 5 reply <&3 || reply=; exec 3<&-; case $reply in +PONG*) ok=1; break;; esac; fi; sleep 0.1; done 2>/dev/null\necho \"{addr}: ${{ok:+PONG}}\""
         )
     };
     let client = [
