@@ -79,7 +79,10 @@ for user in corral-sub corral-nosub; do
       echo "FAILED: $name as $user"
       status=1
     fi
-    grep -E '^(SKIP|test result|.*panicked|failures:|    [a-z_:]+$)' "$log_dir/$user-$name.log" || true
+    # Each panic with the lines after it (its message), so that CI's log
+    # says why a test failed.
+    awk '/panicked at/ {n=6} n>0 {print; n--; next}
+      /^(SKIP|test result|failures:|    [a-z_:]+$)/' "$log_dir/$user-$name.log"
     count_libtest "$log_dir/$user-$name.log"
   done
 done

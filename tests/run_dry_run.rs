@@ -44,6 +44,13 @@ fn assert_no_leak(out: &Output, secret: &str) {
     }
 }
 
+/// The value of the first `NAME=value` line of the plan.
+fn env_value<'a>(plan: &'a str, name: &str) -> &'a str {
+    plan.lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in\n{plan}"))
+}
+
 fn sauce(file: &str) -> Output {
     dry_run(
         &pipelines().join(file),
@@ -71,10 +78,13 @@ fn seed_cloud_plan() {
         "timeout: 2h",
         "hosts: Sauce_Connect, Wait_for_SC -> 127.0.0.1",
         "HARNESS_WORKSPACE=/harness",
-        "DRONE_OUTPUT=/harness/.corral/outputs/build/Wait_for_SC.env",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in\n{stdout}");
     }
+    let execution_id = env_value(&stdout, "HARNESS_EXECUTION_ID");
+    let output =
+        format!("DRONE_OUTPUT=/harness/.corral/outputs/{execution_id}/build/Wait_for_SC.env");
+    assert!(stdout.contains(&output), "missing {output:?} in\n{stdout}");
     assert_no_leak(&out, SAUCE_KEY);
 }
 
@@ -150,7 +160,8 @@ fn groups_parallel_matrix_outputs_and_inputs() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     for want in [
         "hosts: cleanup, db, deploy_cleanup, deploy_never, deploy_ship, never, produce, ship, test_0, test_1 -> 127.0.0.1",
-        "outputs: VERSION (read from /harness/.corral/outputs/build/produce.env)",
+        "outputs: VERSION (read from /harness/.corral/outputs/",
+        "/build/produce.env)",
         "2. parallel (2 branches)",
         "2.1. parallel (2 branches, at most 1 at once)",
         "2.1.1. Run test_0 \"test\"",

@@ -84,7 +84,13 @@ fn each_copy_of_a_looped_stage_has_its_own_workspace_and_outputs() {
             std::fs::read_to_string(ws.join("who")).unwrap(),
             format!("{item}\n")
         );
-        let outputs = ws.join(".corral/outputs").join(copy).join("w.env");
+        // `.corral/outputs/<execution-id>/<stage-id>/<step>.env`
+        let runs: Vec<_> = std::fs::read_dir(ws.join(".corral/outputs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        let outputs = runs[0].join(copy).join("w.env");
         assert!(outputs.is_file(), "{} is missing", outputs.display());
     }
 }
@@ -94,27 +100,38 @@ fn copies_sharing_a_workspace_dir_keep_their_own_outputs() {
     let Some(env) = setup("shared_workspace_outputs", false) else {
         return;
     };
-    // A file an earlier run left where this run's outputs go.
-    let stale = env.ws(".corral/outputs/s_0");
-    std::fs::create_dir_all(&stale).unwrap();
-    std::fs::write(stale.join("w.env"), "V=stale\n").unwrap();
+    // A file someone else left under .corral/outputs stays as it was.
+    let other = env.ws(".corral/outputs/s_0");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("w.env"), "V=other\n").unwrap();
     let file = env.write("p.yaml", &looped_pipeline());
-    let out = env.run(&file, &[]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}");
-    for item in ["a", "b"] {
-        assert!(
-            text.contains(&format!("copy {item} got {item}\n")),
-            "{text}"
-        );
+    for round in 0..2 {
+        let out = env.run(&file, &[]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        for item in ["a", "b"] {
+            assert!(
+                text.contains(&format!("copy {item} got {item}\n")),
+                "{text}"
+            );
+        }
+        if round == 0 {
+            // The run's own output files are gone, the other file is not.
+            let left: Vec<_> = std::fs::read_dir(env.ws(".corral/outputs"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left, ["s_0"]);
+            assert_eq!(
+                std::fs::read_to_string(other.join("w.env")).unwrap(),
+                "V=other\n"
+            );
+            std::fs::remove_dir_all(env.ws(".corral")).unwrap();
+        } else {
+            // Nothing of corral's is left in the user's directory.
+            assert!(!env.ws(".corral").exists());
+        }
     }
-    for copy in ["s_0", "s_1"] {
-        let file = env.ws(&format!(".corral/outputs/{copy}/w.env"));
-        let written = std::fs::read_to_string(&file).unwrap();
-        assert!(written.starts_with("V="), "{written}");
-        assert!(!written.contains("stale"), "{written}");
-    }
-    assert!(!env.ws(".corral/outputs/w.env").exists());
 }
 
 fn have_git() -> bool {

@@ -384,6 +384,7 @@ pub fn execute(
             results.push(result);
         }
     }
+    workspaces.finish(&ctx.options().execution_id);
     let interrupted = shared.cancel.signal();
     let exit_code = match interrupted {
         Some(sig) => 128 + u8::try_from(sig).unwrap_or(0).min(127),

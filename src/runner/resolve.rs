@@ -77,9 +77,10 @@ pub fn step_key(step: &crate::pipeline::model::Step, groups: &[&StepGroup]) -> S
 pub const WORKSPACE: &str = "/harness";
 
 /// Where step output files live inside the sandbox:
-/// `OUTPUT_DIR/<stage-id>/<step-id>.env` under the workspace mount (the
-/// executor creates the stage's directory, empty, before the stage starts;
-/// nothing else is mounted for it).
+/// `OUTPUT_DIR/<execution-id>/<stage-id>/<step-id>.env` under the
+/// workspace mount (the executor creates the stage's directory before the
+/// stage starts and, in a `--workspace DIR`, removes the run's directory
+/// when the run ends; nothing else is mounted for it).
 pub const OUTPUT_DIR: &str = "/harness/.corral/outputs";
 
 /// Everything the executor needs to start one step.
@@ -121,7 +122,7 @@ pub struct ResolvedStep {
     pub output_variables: Vec<String>,
     /// Names of output variables of type Secret (mask their values).
     pub secret_outputs: Vec<String>,
-    /// `OUTPUT_DIR/<stage-id>/<id>.env`, inside the sandbox.
+    /// `OUTPUT_DIR/<execution-id>/<stage-id>/<id>.env`, inside the sandbox.
     pub output_file: String,
     /// Every secret value rendered into this step (for the masker).
     pub secret_values: Vec<String>,

@@ -2,9 +2,10 @@
 //! copy of a looped stage) a fresh workspace volume, so by default each
 //! gets `workspace/<stage-id>` in the run directory (copies have their
 //! `_N` suffix in the id); `--workspace DIR` mounts DIR in every stage, as
-//! the user asked. Output files are per stage instance either way:
-//! `.corral/outputs/<stage-id>/` in the workspace, emptied when the stage
-//! starts.
+//! the user asked. Output files are per run and stage instance either way:
+//! `.corral/outputs/<execution-id>/<stage-id>/` in the workspace, so runs
+//! sharing a `--workspace DIR` at the same time never touch each other's;
+//! in such a DIR the run's directory goes when the run ends.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,12 +17,6 @@ use crate::error_chain;
 pub enum WorkspaceError {
     #[error("failed to create the workspace directory {path}")]
     Create {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("failed to empty the output directory {path}")]
-    Clear {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -96,15 +91,8 @@ impl Workspaces {
             open_up(&dir)?;
         }
         self.clone_codebase(sc, &dir)?;
-        let outputs = dir.join(output_subdir(&stage_id));
-        // Files left by an earlier run in a --workspace DIR must not be
-        // read back as this run's outputs.
-        if outputs.exists() {
-            std::fs::remove_dir_all(&outputs).map_err(|source| WorkspaceError::Clear {
-                path: outputs.clone(),
-                source,
-            })?;
-        }
+        let execution_id = &sc.run().options().execution_id;
+        let outputs = dir.join(output_subdir(execution_id)).join(&stage_id);
         create(&outputs)?;
         if !self.user_dir {
             let mut parent = outputs.parent();
@@ -115,6 +103,34 @@ impl Workspaces {
         }
         open_up(&outputs)?;
         Ok(dir)
+    }
+
+    /// At the end of a run in a `--workspace DIR`: removes the run's output
+    /// files, and `.corral/outputs` and `.corral` once nothing else is in
+    /// them (another run may still be using them). A per-run workspace
+    /// keeps everything, for a look afterwards.
+    pub fn finish(&self, execution_id: &str) {
+        if !self.user_dir {
+            return;
+        }
+        let run_outputs = self.root.join(output_subdir(execution_id));
+        if let Err(err) = std::fs::remove_dir_all(&run_outputs) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(
+                    "could not remove this run's output files {}: {err}",
+                    run_outputs.display()
+                );
+            }
+            return;
+        }
+        // Fails harmlessly while another run's files are in them.
+        let mut parent = run_outputs.parent();
+        while let Some(dir) = parent.filter(|p| *p != self.root) {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+            parent = dir.parent();
+        }
     }
 
     fn clone_codebase(&self, sc: &StageContext<'_>, dir: &Path) -> Result<(), WorkspaceError> {
@@ -156,13 +172,13 @@ impl Workspaces {
     }
 }
 
-/// `.corral/outputs/<stage-id>`: the output directory of a stage instance,
-/// relative to its workspace.
-fn output_subdir(stage_id: &str) -> PathBuf {
+/// `.corral/outputs/<execution-id>`: the output directories of a run's
+/// stage instances, relative to a workspace.
+fn output_subdir(execution_id: &str) -> PathBuf {
     Path::new(
         OUTPUT_DIR
             .trim_start_matches(WORKSPACE)
             .trim_start_matches('/'),
     )
-    .join(stage_id)
+    .join(execution_id)
 }

@@ -120,8 +120,12 @@ pub fn resolve(
         let value = field(v, &format!("envVariables.{}", k.value), &mut env)?;
         env.set(&k.value, value);
     }
-    // Per stage instance: copies of a looped stage may share a workspace.
-    let output_file = format!("{OUTPUT_DIR}/{}/{id}.env", stage.id.value);
+    // Per run and stage instance: copies of a looped stage, and runs at
+    // the same time, may share a `--workspace DIR`.
+    let output_file = format!(
+        "{OUTPUT_DIR}/{}/{}/{id}.env",
+        opts.execution_id, stage.id.value
+    );
     env.set("DRONE_OUTPUT", output_file.as_str());
     env.set("HARNESS_OUTPUT_FILE", output_file.as_str());
 

@@ -144,7 +144,7 @@ fn env_precedence_and_builtins() {
     assert_eq!(env(&inner, "HARNESS_PIPELINE_ID"), Some("p"));
     assert_eq!(env(&inner, "HARNESS_BUILD_ID"), Some("1"));
     assert_eq!(env(&inner, "HARNESS_EXECUTION_ID"), Some("exec1"));
-    let out = "/harness/.corral/outputs/s/g_inner.env";
+    let out = "/harness/.corral/outputs/exec1/s/g_inner.env";
     assert_eq!(env(&inner, "DRONE_OUTPUT"), Some(out));
     assert_eq!(env(&inner, "HARNESS_OUTPUT_FILE"), Some(out));
     assert_eq!(inner.output_file, out);
