@@ -4,7 +4,7 @@
 # hyperfine. Prints mean and min of each, the machine load, and the ratios
 # the project targets, each marked met or MISSED:
 #   podman/corral >= 40, crun/corral >= 2, corral/bwrap <= 1, corral/unshare <= 1.5
-# Usage: scripts/bench-exec.sh [RUNS]   (CORRAL=path to a release corral)
+# Usage: scripts/bench-exec.sh [RUNS]   (CORRAL=path to a corral; default: scripts/build.sh)
 # Run it as root to measure podman and crun too (see the host quirks below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,10 +21,8 @@ fi
 for tool in hyperfine jq busybox; do
   command -v "$tool" >/dev/null || { echo "bench-exec: $tool is required" >&2; exit 1; }
 done
-corral=${CORRAL:-target/release/corral}
-if [ -z "${CORRAL:-}" ]; then
-  cargo build --release --quiet
-fi
+# The binary as installed (scripts/build.sh: static release build).
+corral=${CORRAL:-$(bash scripts/build.sh)}
 
 work=$(mktemp -d /tmp/corral-bench.XXXXXX)
 image=localhost/corral-bench-busybox:latest

@@ -6,7 +6,7 @@
 #   scripts/bench-pull.sh [CACHE_DIR]     (default /var/tmp/corral-bench)
 #
 # The Debian minbase rootfs and the image layouts are built once into
-# CACHE_DIR. CORRAL_BIN overrides the binary (default: a release build).
+# CACHE_DIR. CORRAL_BIN overrides the binary (default: scripts/build.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-/var/tmp/corral-bench}
@@ -17,8 +17,7 @@ warmup=${BENCH_WARMUP:-1}
 mkdir -p "$cache"
 
 if [ -z "${CORRAL_BIN:-}" ]; then
-  (cd "$here/.." && cargo build --release --quiet)
-  CORRAL_BIN=$here/../target/release/corral
+  CORRAL_BIN=$here/../$(bash "$here/build.sh")
 fi
 
 # 1. A Debian bookworm minbase rootfs (cached).

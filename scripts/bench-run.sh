@@ -20,8 +20,7 @@ if [ "$(id -u)" -eq 0 ] && [ -z "${BENCH_IN_NS:-}" ] && mountpoint -q /sys/fs/cg
 fi
 
 [ -d "$fixtures/layouts" ] || bash scripts/fixtures.sh "$fixtures"
-corral=${CORRAL:-$here/target/release/corral}
-[ -n "${CORRAL:-}" ] || cargo build --release --quiet
+corral=${CORRAL:-$here/$(bash scripts/build.sh)}
 
 work=$(mktemp -d /tmp/corral-bench-run.XXXXXX)
 pm_root=$work/podman

@@ -38,14 +38,15 @@ if ! unshare --user --map-root-user --net true 2>/dev/null; then
 fi
 
 profile=${CORRAL_DEMO_PROFILE:-release}
+say "building corral ($profile)"
 case $profile in
-release) target_dir=release ;;
-dev) target_dir=debug ;;
+release) corral=$(bash scripts/build.sh) ;; # as installed: static on glibc hosts
+dev)
+  cargo build --quiet --bin corral
+  corral=target/debug/corral
+  ;;
 *) die "CORRAL_DEMO_PROFILE must be release or dev, not $profile" ;;
 esac
-say "building corral ($profile)"
-cargo build --quiet --profile "$profile" --bin corral
-corral=target/$target_dir/corral
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/corral-demo.XXXXXX")
 events=$work/events.jsonl

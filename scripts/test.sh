@@ -47,6 +47,15 @@ status=0
 cargo nextest run --no-fail-fast --failure-output final 2>&1 | tee "$log_dir/root.log" || status=1
 count_nextest "$log_dir/root.log"
 
+# The binary as shipped (scripts/build.sh: a static release build on glibc
+# hosts) through the tests that lean on it most: exec, pulls (name lookup
+# in a static binary), a whole pipeline.
+shipped=$repo/$(bash scripts/build.sh)
+echo "== shipped binary $shipped"
+CORRAL_TEST_BIN=$shipped cargo nextest run --no-fail-fast --failure-output final \
+  --test sandbox_exec_image --test image_registry --test run_seed 2>&1 | tee "$log_dir/shipped.log" || status=1
+count_nextest "$log_dir/shipped.log"
+
 if [ "$(id -u)" -ne 0 ]; then
   echo "summary: $passed passed, $failed failed"
   exit $status
