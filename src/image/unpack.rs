@@ -60,6 +60,8 @@ mod fsops;
 mod igzip;
 mod nodes;
 mod resolve;
+mod sparse;
+mod sparse_write;
 mod stream;
 mod whiteout;
 
@@ -156,6 +158,8 @@ pub enum UnpackError {
     },
     #[error("refusing layer entry {path:?}: {reason}")]
     InvalidEntry { path: String, reason: &'static str },
+    #[error("refusing sparse layer entry {path:?}: {reason}")]
+    ReadSparseMap { path: String, reason: String },
     #[error("layer has {nonzero} non-zero bytes after the end of the tar archive")]
     TrailingData { nonzero: u64 },
     #[error("failed to {op} {path:?} in the rootfs")]
