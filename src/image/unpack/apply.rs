@@ -197,8 +197,8 @@ impl<'a> Applier<'a> {
             return Ok(());
         }
         let meta = read_meta(entry).map_err(|source| UnpackError::ParseEntry { index, source })?;
-        let pax_sparse =
-            sparse::plan(&meta.sparse).map_err(|reason| sparse_refused(&raw, reason))?;
+        let pax_sparse = sparse::plan(&meta.sparse)
+            .map_err(|reason| sparse_refused(meta.sparse.name().unwrap_or(&raw), reason))?;
         // Every check below applies to the real name, not GNUSparseFile.N/.
         let raw = match pax_sparse.as_ref().and_then(|s| s.name.clone()) {
             Some(real) => real,

@@ -79,6 +79,11 @@ impl SparseRecords {
             _ => {}
         }
     }
+
+    /// `GNU.sparse.name`, for errors about records that fail to plan.
+    pub(super) fn name(&self) -> Option<&[u8]> {
+        self.name.as_deref()
+    }
 }
 
 /// Where a PAX sparse entry keeps its map.
