@@ -7,7 +7,8 @@
 //! on names, types, modes, owners, link targets, hard-link groups, contents,
 //! user xattrs and mtimes, except for the deviations listed in `DEVIATIONS`.
 //! The same image pulled from the registry and imported from a docker-save
-//! tar must give the tree the layout import gives.
+//! tar must give the tree the layout import gives. The sparse images are
+//! compared in tests/image_differential_sparse.rs.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -219,69 +220,6 @@ fn check_deviations(image: &str, ours: &BTreeMap<String, Node>) {
             "usr" => assert_eq!(mtime, 1_700_000_000, "{path}"),
             _ => assert_eq!(mtime, 0, "{path}"),
         }
-    }
-}
-
-/// Sparse files. image-spec layer.md: "Sparse files SHOULD NOT be used
-/// because they lack consistent support across tar implementations." corral
-/// refuses every sparse entry with a message naming it, rather than risk
-/// writing a sparse map out as file data. umoci 0.4.7 refuses old-GNU 'S'
-/// entries too, but expands PAX sparse 1.0 (Go's archive/tar reads it): an
-/// intentional difference until corral implements the PAX sparse formats.
-#[test]
-fn sparse_layers_are_refused() {
-    if !tools_present("sparse_layers_are_refused") {
-        return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let layouts = generate(work.path());
-    for (name, umoci_accepts) in [("odd-sparse", false), ("odd-pax-sparse", true)] {
-        refuse_sparse(work.path(), &layouts.join(name), umoci_accepts);
-    }
-    open_up(work.path());
-}
-
-fn refuse_sparse(work: &Path, layout: &Path, umoci_accepts: bool) {
-    let name = layout.file_name().unwrap().to_str().unwrap();
-    // `import` applies the layers into the store, so it is the step that fails.
-    let store = work.join(format!("{name}-store"));
-    let out = common::corral(&store)
-        .args([
-            "-q",
-            "import",
-            layout.to_str().unwrap(),
-            "--name",
-            "local/sparse:v1",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "{name}: corral accepted a sparse file"
-    );
-    assert!(
-        stderr.contains("sparse\": sparse files are not supported"),
-        "{name}: {stderr}"
-    );
-    let images = corral(&store, &["images", "--json"]);
-    assert!(
-        !String::from_utf8_lossy(&images.stdout).contains("sparse"),
-        "nothing committed"
-    );
-    clear_store(&store);
-    let bundle = work.join(format!("{name}-umoci"));
-    let umoci = image_support::umoci_unpack(layout, "v1", &bundle);
-    assert_eq!(
-        umoci.status.success(),
-        umoci_accepts,
-        "{name}: umoci's verdict changed: revisit this test\n{}",
-        String::from_utf8_lossy(&umoci.stderr)
-    );
-    if umoci_accepts {
-        let data = std::fs::read(bundle.join("rootfs/sparse")).unwrap();
-        assert_eq!(data.len(), 2 << 20, "umoci expands the holes");
-        assert_eq!(&data[1 << 20..(1 << 20) + 6], b"middle");
     }
 }
 

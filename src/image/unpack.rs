@@ -34,8 +34,15 @@
 //! 1970..=9999 (negative → 0, 2^40 → 9999-12-31), directory mtimes set after
 //! the layer; a lower directory the layer changes without an entry for it
 //! keeps its mtime; device nodes only with `allow_devices`, otherwise
-//! skipped with one warning; sockets and other entry types skipped; sparse
-//! files rejected; an empty PAX value deletes its record (POSIX, Go's tar).
+//! skipped with one warning; sockets and other entry types skipped; an
+//! empty PAX value deletes its record (POSIX, Go's tar).
+//! Sparse files (sparse.rs, sparse_write.rs) are expanded as GNU tar and
+//! Go's archive/tar do: PAX formats 0.0, 0.1 and 1.0 under their
+//! `GNU.sparse.name`, and old-GNU 'S' entries; every map is validated
+//! first, holes stay holes, and the real sizes of a layer's sparse files
+//! together count against `max_bytes`. The tar parser may read at most
+//! 8 MiB of headers for one entry (PAX records, long names, old-GNU map
+//! blocks), which bounds what it holds in memory.
 //! Owners: `Keep` chowns (before chmod, which keeps setuid); an owner outside
 //! the user namespace's map (EINVAL) and every non-root owner under
 //! `SquashToCaller` is recorded as `uid:gid:0mode` in
@@ -60,6 +67,8 @@ mod fsops;
 mod igzip;
 mod nodes;
 mod resolve;
+mod sparse;
+mod sparse_write;
 mod stream;
 mod whiteout;
 
@@ -78,7 +87,8 @@ pub struct UnpackOptions {
     pub ownership: Ownership,
     /// Create device nodes (needs CAP_MKNOD); otherwise skip them with one warning.
     pub allow_devices: bool,
-    /// Abort when the uncompressed stream exceeds this many bytes.
+    /// Abort when the uncompressed stream exceeds this many bytes, or the
+    /// real sizes of the layer's sparse files together do.
     pub max_bytes: u64,
     /// Abort when the layer has more entries than this.
     pub max_entries: u64,
@@ -156,6 +166,8 @@ pub enum UnpackError {
     },
     #[error("refusing layer entry {path:?}: {reason}")]
     InvalidEntry { path: String, reason: &'static str },
+    #[error("refusing sparse layer entry {path:?}: {reason}")]
+    ReadSparseMap { path: String, reason: String },
     #[error("layer has {nonzero} non-zero bytes after the end of the tar archive")]
     TrailingData { nonzero: u64 },
     #[error("failed to {op} {path:?} in the rootfs")]

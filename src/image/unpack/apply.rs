@@ -3,7 +3,7 @@
 //! for writing, so inodes shared with the parent chain stay untouched.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
@@ -16,7 +16,9 @@ use super::entry::{clean_entry_name, read_meta, Meta};
 use super::fsops::{
     is_dir_at, open_child_dir, open_in_root, remove_any, split_last, DIR_PATH, DIR_READ,
 };
-use super::stream::{ChannelReader, CHUNK};
+use super::sparse;
+use super::sparse_write::{self, sparse_refused, Body};
+use super::stream::{ChannelReader, CHUNK, HEADER_BUDGET};
 use super::{Ownership, UnpackError, UnpackOptions};
 
 /// The xattr that records the image's owner when files are squashed to the
@@ -68,6 +70,9 @@ pub(super) struct Applier<'a> {
     /// The process umask, when /proc tells it (reading it with umask(2)
     /// would change it for every thread).
     umask: Option<u32>,
+    /// What the layer's sparse files may still expand to, in bytes: all of
+    /// them together stay within the layer's `max_bytes`.
+    pub sparse_left: u64,
     buf: Vec<u8>,
 }
 
@@ -119,12 +124,18 @@ pub(super) fn write_layer(
         }
     })?;
     let mut applier = Applier::new(root_fd, opts);
+    let meter = reader.meter();
     let mut archive = tar::Archive::new(reader);
     let mut count: u64 = 0;
-    let entries = archive
+    let mut entries = archive
         .entries()
         .map_err(|source| UnpackError::ParseEntry { index: 0, source })?;
-    for entry in entries {
+    loop {
+        // Only the headers count: the entry before was read to its end.
+        meter.limit(HEADER_BUDGET);
+        let next = entries.next();
+        meter.lift();
+        let Some(entry) = next else { break };
         let mut entry = entry.map_err(|source| UnpackError::ParseEntry {
             index: count,
             source,
@@ -136,6 +147,12 @@ pub(super) fn write_layer(
             });
         }
         applier.apply(&mut entry, count - 1)?;
+        // Data the applier skipped (whiteouts, sockets, ...), read here so
+        // that the next header read is metered alone.
+        io::copy(&mut entry, &mut io::sink()).map_err(|source| UnpackError::ReadEntryData {
+            path: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+            source,
+        })?;
     }
     applier.finish()?;
     let nonzero = archive
@@ -164,6 +181,7 @@ impl<'a> Applier<'a> {
             warned: Warned::default(),
             parent_cache: None,
             umask: current_umask(),
+            sparse_left: opts.max_bytes,
             buf: vec![0; CHUNK],
         }
     }
@@ -179,12 +197,27 @@ impl<'a> Applier<'a> {
             return Ok(());
         }
         let meta = read_meta(entry).map_err(|source| UnpackError::ParseEntry { index, source })?;
-        if kind.is_gnu_sparse() || meta.pax_sparse {
-            return Err(invalid(
-                &raw,
-                "sparse files are not supported (the image spec says layers should not \
-                 contain them); rebuild the image without sparse-file support",
-            ));
+        let pax_sparse = sparse::plan(&meta.sparse)
+            .map_err(|reason| sparse_refused(meta.sparse.name().unwrap_or(&raw), reason))?;
+        // Every check below applies to the real name, not GNUSparseFile.N/.
+        let raw = match pax_sparse.as_ref().and_then(|s| s.name.clone()) {
+            Some(real) => real,
+            None => raw,
+        };
+        let real_size = match (&pax_sparse, kind.is_gnu_sparse()) {
+            (Some(_), true) => {
+                return Err(sparse_refused(
+                    &raw,
+                    "an old-GNU sparse entry with PAX sparse records".into(),
+                ))
+            }
+            (Some(s), false) => Some(s.real_size),
+            // The tar crate checked the map and made its end the size.
+            (None, true) => Some(entry.size()),
+            (None, false) => None,
+        };
+        if let Some(size) = real_size {
+            self.charge_sparse(&raw, size)?;
         }
         let name = clean_entry_name(&raw).map_err(|reason| invalid(&raw, reason))?;
         let (parent, base) = split_last(&name);
@@ -193,6 +226,16 @@ impl<'a> Applier<'a> {
         }
         // Old tars mark directories with a trailing slash only.
         let is_dir = kind.is_dir() || (kind == EntryType::Regular && raw.ends_with(b"/"));
+        let is_file = matches!(
+            kind,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse
+        );
+        if real_size.is_some() && (is_dir || !is_file) {
+            return Err(sparse_refused(
+                &raw,
+                format!("a sparse map on a {kind:?} entry (only regular files are sparse)"),
+            ));
+        }
         if name.is_empty() {
             if !is_dir {
                 // CVE-2021-29136: `.` as a symlink would redirect everything.
@@ -202,7 +245,10 @@ impl<'a> Applier<'a> {
         }
         match kind {
             _ if is_dir => self.directory(&name, &meta)?,
-            EntryType::Regular | EntryType::Continuous => self.file(&name, &meta, entry)?,
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let body = self.body(&name, kind, pax_sparse, entry)?;
+                self.file(&name, &meta, entry, body)?
+            }
             EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
@@ -299,6 +345,7 @@ impl<'a> Applier<'a> {
         name: &[u8],
         meta: &Meta,
         entry: &mut tar::Entry<'_, R>,
+        body: Body,
     ) -> Result<(), UnpackError> {
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -317,23 +364,8 @@ impl<'a> Applier<'a> {
             return Err(fail("create file", name)(Errno::EXIST));
         };
         let mut file = std::fs::File::from(fd);
-        loop {
-            let n = entry
-                .read(&mut self.buf)
-                .map_err(|source| UnpackError::ReadEntryData {
-                    path: String::from_utf8_lossy(name).into_owned(),
-                    source,
-                })?;
-            if n == 0 {
-                break;
-            }
-            file.write_all(&self.buf[..n])
-                .map_err(|e| UnpackError::WriteEntry {
-                    op: "write",
-                    path: String::from_utf8_lossy(name).into_owned(),
-                    source: e,
-                })?;
-        }
+        body.write(&mut file, entry, &mut self.buf)
+            .map_err(sparse_write::fault(name))?;
         self.set_owner_fd(file.as_fd(), name, meta)?;
         // Before the mode: rootless, user xattrs need write access (0444 files).
         self.set_xattrs(file.as_fd(), name, meta)?;

@@ -5,6 +5,8 @@ use std::io::{self, Read};
 
 use base64::Engine as _;
 
+use super::sparse::SparseRecords;
+
 /// Latest mtime we set: 9999-12-31T23:59:59Z. Later values (e.g. 2^40) are
 /// clamped to it, negative ones to 0 (the epoch); 0 itself is kept (tar-rs's
 /// unpacker would rewrite it to 1).
@@ -22,8 +24,8 @@ pub(super) struct Meta {
     pub mtime_nsec: u32,
     /// `SCHILY.xattr.*` / `LIBARCHIVE.xattr.*` pairs from the PAX header.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    /// PAX `GNU.sparse.*` keys were present.
-    pub pax_sparse: bool,
+    /// PAX `GNU.sparse.*` records (sparse.rs reads them).
+    pub sparse: SparseRecords,
 }
 
 /// Why a name is refused.
@@ -124,6 +126,11 @@ pub(super) fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Me
         for ext in exts {
             let ext = ext?;
             let Ok(key) = ext.key() else { continue };
+            // Before the empty-value rule: 0.0 maps repeat keys in order.
+            if let Some(field) = key.strip_prefix("GNU.sparse.") {
+                meta.sparse.record(field, ext.value_bytes());
+                continue;
+            }
             if ext.value_bytes().is_empty() {
                 // POSIX pax: an empty value deletes the keyword (Go's
                 // archive/tar, hence umoci and containerd, agree).
@@ -147,8 +154,6 @@ pub(super) fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Me
                 if let Ok(value) = decode_base64(ext.value_bytes()) {
                     meta.xattrs.push((name.as_bytes().to_vec(), value));
                 }
-            } else if key.starts_with("GNU.sparse.") {
-                meta.pax_sparse = true;
             }
         }
     }

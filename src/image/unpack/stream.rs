@@ -2,7 +2,9 @@
 //! and hand 1 MiB chunks over bounded channels to a hashing thread (the
 //! uncompressed stream's digest, to EOF) and on to the writer thread.
 
+use std::cell::Cell;
 use std::io::{self, BufReader, Read};
+use std::rc::Rc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, TryRecvError};
 
 use sha2::{Digest, Sha256};
@@ -142,12 +144,52 @@ pub(super) fn hash_and_forward(rx: Receiver<Msg>, tx: SyncSender<Msg>) -> String
     format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
+/// Most bytes the tar parser may read to find one entry: its headers and
+/// their padding. The parser holds PAX records, GNU long names and an
+/// old-GNU sparse map's extension blocks in memory; Go's archive/tar allows
+/// 1 MiB of records, and 8 MiB fits an old-GNU map of 300 000 extents.
+pub(super) const HEADER_BUDGET: u64 = 8 << 20;
+
+/// Counts the bytes read while a budget is set (see [`HEADER_BUDGET`]).
+#[derive(Debug, Default)]
+pub(super) struct HeaderMeter {
+    left: Cell<Option<u64>>,
+}
+
+impl HeaderMeter {
+    /// Reads fail once more than `budget` bytes were read from now on.
+    pub(super) fn limit(&self, budget: u64) {
+        self.left.set(Some(budget));
+    }
+
+    pub(super) fn lift(&self) {
+        self.left.set(None);
+    }
+
+    fn charge(&self, n: usize) -> io::Result<()> {
+        let Some(left) = self.left.get() else {
+            return Ok(());
+        };
+        match left.checked_sub(n as u64) {
+            Some(rest) => {
+                self.left.set(Some(rest));
+                Ok(())
+            }
+            None => Err(io::Error::other(format!(
+                "the headers of this entry (long names, PAX records, an old-GNU sparse map) \
+                 take more than {HEADER_BUDGET} bytes"
+            ))),
+        }
+    }
+}
+
 /// The writer side: a `Read` over the chunks, returning spent buffers.
 pub(super) struct ChannelReader {
     rx: Receiver<Msg>,
     recycle: Sender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
+    meter: Rc<HeaderMeter>,
 }
 
 impl ChannelReader {
@@ -157,7 +199,13 @@ impl ChannelReader {
             recycle,
             chunk: Vec::new(),
             pos: 0,
+            meter: Rc::default(),
         }
+    }
+
+    /// The meter of this reader's bytes, shared with the caller.
+    pub(super) fn meter(&self) -> Rc<HeaderMeter> {
+        Rc::clone(&self.meter)
     }
 
     /// Consumes what is left of the stream; returns how many of those bytes
@@ -199,6 +247,7 @@ impl Read for ChannelReader {
             }
         }
         let n = out.len().min(self.chunk.len() - self.pos);
+        self.meter.charge(n)?;
         out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
