@@ -190,7 +190,7 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp, masks: &mut Masks) -> Result<(), A
                 "newinstance,ptmxmode=0666,mode=0620",
             )
             .map_err(at("mount devpts at", target)),
-        SetupOp::Mask { path } => masks.mask(sys, path),
+        SetupOp::Mask { path, dir } => masks.mask(sys, path, *dir),
         SetupOp::ReadOnly { path } => match bind(sys, path, path, true, true) {
             Err(ApplyError::Op { source, .. }) if is_missing(&source) => Ok(()),
             other => other,
@@ -341,11 +341,21 @@ struct Masks {
 }
 
 impl Masks {
-    fn mask(&mut self, sys: &mut dyn Sys, path: &Path) -> Result<(), ApplyError> {
-        let Some(found) = sys.stat(path, true) else {
-            return Ok(());
-        };
-        let result = match (&self.empty_dir, found.is_dir) {
+    /// Mounts as if `path` were what `dir` says, without a stat (a path
+    /// lookup in procfs or sysfs costs as much as the mount): a missing path
+    /// fails with ENOENT, the other kind with ENOTDIR, which goes the slow
+    /// way.
+    fn mask(&mut self, sys: &mut dyn Sys, path: &Path, dir: bool) -> Result<(), ApplyError> {
+        match self.mount_over(sys, path, dir) {
+            Ok(()) => Ok(()),
+            Err(err) if is_missing(&err) => Ok(()),
+            Err(err) if err.raw_os_error() == Some(libc::ENOTDIR) => self.mask_found(sys, path),
+            Err(err) => Err(at("mask", path)(err)),
+        }
+    }
+
+    fn mount_over(&mut self, sys: &mut dyn Sys, path: &Path, dir: bool) -> io::Result<()> {
+        let result = match (&self.empty_dir, dir) {
             (Some(empty), true) => sys.mount(&empty.to_string_lossy(), path, "", BIND, ""),
             (None, true) => sys.mount(
                 "tmpfs",
@@ -356,14 +366,18 @@ impl Masks {
             ),
             (_, false) => sys.mount("/dev/null", path, "", BIND, ""),
         };
-        match result {
+        if result.is_ok() && dir && self.empty_dir.is_none() {
+            self.empty_dir = Some(path.to_path_buf());
+        }
+        result
+    }
+
+    fn mask_found(&mut self, sys: &mut dyn Sys, path: &Path) -> Result<(), ApplyError> {
+        let Some(found) = sys.stat(path, true) else {
+            return Ok(());
+        };
+        match self.mount_over(sys, path, found.is_dir) {
             Err(err) if is_missing(&err) => Ok(()),
-            Ok(()) => {
-                if found.is_dir && self.empty_dir.is_none() {
-                    self.empty_dir = Some(path.to_path_buf());
-                }
-                Ok(())
-            }
             other => other.map_err(at("mask", path)),
         }
     }

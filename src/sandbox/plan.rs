@@ -127,9 +127,11 @@ pub enum SetupOp {
         target: PathBuf,
     },
     /// Hide a path: `/dev/null` over files, an empty read-only tmpfs over
-    /// directories; missing paths are skipped.
+    /// directories; missing paths are skipped. `dir`: what the path is on
+    /// a usual kernel, tried first (a stat only when that is wrong).
     Mask {
         path: PathBuf,
+        dir: bool,
     },
     /// Bind a path over itself read-only; missing paths are skipped.
     ReadOnly {
@@ -151,19 +153,19 @@ pub enum SetupOp {
 /// Devices bound from the host into the minimal `/dev`.
 pub const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-/// runc's masked paths.
-pub const MASKED_PATHS: [&str; 11] = [
-    "proc/acpi",
-    "proc/asound",
-    "proc/kcore",
-    "proc/keys",
-    "proc/latency_stats",
-    "proc/timer_list",
-    "proc/timer_stats",
-    "proc/sched_debug",
-    "proc/scsi",
-    "sys/firmware",
-    "sys/devices/virtual/powercap",
+/// runc's masked paths, each with whether it is a directory.
+pub const MASKED_PATHS: [(&str, bool); 11] = [
+    ("proc/acpi", true),
+    ("proc/asound", true),
+    ("proc/kcore", false),
+    ("proc/keys", false),
+    ("proc/latency_stats", false),
+    ("proc/timer_list", false),
+    ("proc/timer_stats", false),
+    ("proc/sched_debug", false),
+    ("proc/scsi", true),
+    ("sys/firmware", true),
+    ("sys/devices/virtual/powercap", true),
 ];
 
 /// runc's read-only paths.
@@ -315,11 +317,10 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
             owner: spec.user.as_ref().map(|u| (u.uid, u.gid)),
         });
     }
-    ops.extend(
-        MASKED_PATHS
-            .iter()
-            .map(|p| SetupOp::Mask { path: root.join(p) }),
-    );
+    ops.extend(MASKED_PATHS.iter().map(|&(p, dir)| SetupOp::Mask {
+        path: root.join(p),
+        dir,
+    }));
     ops.extend(
         READ_ONLY_PATHS
             .iter()

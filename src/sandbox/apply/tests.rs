@@ -38,7 +38,10 @@ fn masked_dirs_after_the_first_get_a_bind_of_its_empty_tmpfs() {
         dirs: vec!["/r/proc/acpi".into(), "/r/sys/firmware".into()],
         ..Default::default()
     };
-    let ops = ["/r/proc/acpi", "/r/sys/firmware"].map(|p| SetupOp::Mask { path: p.into() });
+    let ops = ["/r/proc/acpi", "/r/sys/firmware"].map(|p| SetupOp::Mask {
+        path: p.into(),
+        dir: true,
+    });
     apply(&mut sys, &ops).unwrap();
     assert!(matches!(&sys.calls[0], Call::Mount { fstype, flags, .. }
         if fstype == "tmpfs" && flags & RDONLY != 0));
@@ -53,6 +56,7 @@ fn mask_uses_tmpfs_for_dirs_and_dev_null_for_files() {
     let mut sys = RecordingSys {
         dirs: vec!["/r/proc/acpi".into()],
         files: vec!["/r/proc/kcore".into()],
+        missing: vec!["/r/proc/scsi".into()],
         ..Default::default()
     };
     apply(
@@ -60,12 +64,15 @@ fn mask_uses_tmpfs_for_dirs_and_dev_null_for_files() {
         &[
             SetupOp::Mask {
                 path: "/r/proc/acpi".into(),
+                dir: true,
             },
             SetupOp::Mask {
                 path: "/r/proc/kcore".into(),
+                dir: false,
             },
             SetupOp::Mask {
                 path: "/r/proc/scsi".into(),
+                dir: true,
             },
         ],
     )
@@ -74,8 +81,52 @@ fn mask_uses_tmpfs_for_dirs_and_dev_null_for_files() {
     assert!(
         matches!(&sys.calls[1], Call::Mount { source, flags, .. } if source == "/dev/null" && *flags == BIND)
     );
-    // Nothing to hide, nothing mounted.
-    assert_eq!(sys.calls.len(), 2);
+    // Nothing to hide: the one attempt failed with ENOENT, and that is fine.
+    assert_eq!(sys.calls.len(), 3);
+    assert!(
+        matches!(&sys.calls[2], Call::Mount { target, .. } if target == Path::new("/r/proc/scsi"))
+    );
+}
+
+#[test]
+fn a_masked_path_of_the_other_kind_is_masked_after_a_stat() {
+    // A kernel where the usual directory is a file, and the other way round.
+    let mut sys = RecordingSys {
+        dirs: vec!["/r/proc/kcore".into()],
+        files: vec!["/r/proc/acpi".into()],
+        ..Default::default()
+    };
+    apply(
+        &mut sys,
+        &[
+            SetupOp::Mask {
+                path: "/r/proc/acpi".into(),
+                dir: true,
+            },
+            SetupOp::Mask {
+                path: "/r/proc/kcore".into(),
+                dir: false,
+            },
+        ],
+    )
+    .unwrap();
+    let mounted: Vec<_> = sys
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Mount { source, target, .. } => Some((source.as_str(), target.to_str().unwrap())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        mounted,
+        [
+            ("tmpfs", "/r/proc/acpi"),
+            ("/dev/null", "/r/proc/acpi"),
+            ("/dev/null", "/r/proc/kcore"),
+            ("tmpfs", "/r/proc/kcore"),
+        ]
+    );
 }
 
 #[test]

@@ -135,8 +135,9 @@ fn user_mounts_masks_and_read_only_root_come_before_pivot() {
         target: "/work/src".into(),
         read_only: true,
     }];
-    want.extend(MASKED_PATHS.iter().map(|p| SetupOp::Mask {
+    want.extend(MASKED_PATHS.iter().map(|&(p, dir)| SetupOp::Mask {
         path: Path::new("/run/s1/root").join(p),
+        dir,
     }));
     want.extend(READ_ONLY_PATHS.iter().map(|p| SetupOp::ReadOnly {
         path: Path::new("/run/s1/root").join(p),

@@ -83,6 +83,8 @@ pub struct RecordingSys {
     pub fail_programs: Vec<String>,
     pub dirs: Vec<PathBuf>,
     pub files: Vec<PathBuf>,
+    /// Mounts onto these fail with ENOENT.
+    pub missing: Vec<PathBuf>,
     pub listings: Vec<(PathBuf, Vec<DirEntry>)>,
     pub disk_dirs: Vec<PathBuf>,
 }
@@ -114,6 +116,18 @@ impl Sys for RecordingSys {
         });
         if self.fail_fstypes.iter().any(|f| f == fstype) {
             return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        if self.missing.iter().any(|m| m == target) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        // A directory over a file or a file over a directory, as the kernel.
+        let source_is_dir = fstype == "tmpfs" || self.dirs.iter().any(|d| d == Path::new(source));
+        let source_is_file =
+            source == "/dev/null" || self.files.iter().any(|f| f == Path::new(source));
+        let onto_file = self.files.iter().any(|f| f == target);
+        let onto_dir = self.dirs.iter().any(|d| d == target);
+        if (onto_file && source_is_dir) || (onto_dir && source_is_file) {
+            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
         }
         Ok(())
     }
