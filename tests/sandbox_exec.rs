@@ -501,9 +501,14 @@ fn default_seccomp_and_capabilities_apply_unless_privileged() {
         return;
     }
     let env = Env::new();
-    let script = "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status | tr -s '\t ' ' '";
+    let script =
+        "grep -E '^(CapEff|CapBnd|Seccomp|NoNewPrivs):' /proc/self/status | tr -s '\t ' ' '";
     let out = env.run_ok(&["--network", "none"], script);
-    assert_eq!(out, "CapEff: 00000000a80425fb\nNoNewPrivs: 1\nSeccomp: 2\n");
+    // Docker's default set, in the bounding set too.
+    assert_eq!(
+        out,
+        "CapEff: 00000000a80425fb\nCapBnd: 00000000a80425fb\nNoNewPrivs: 1\nSeccomp: 2\n"
+    );
     let out = env.run_ok(&["--network", "none", "--privileged"], script);
     assert!(out.contains("Seccomp: 0"), "{out}");
     assert!(!out.contains("CapEff: 00000000a80425fb"), "{out}");
