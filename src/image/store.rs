@@ -133,12 +133,27 @@ pub fn default_store_dir() -> PathBuf {
     }
 }
 
+/// The store's directories ("" is the store itself, mode 0700).
+const SUBDIRS: [&str; 6] = ["", "blobs/sha256", "blobs/sha512", "layers", "tmp", "locks"];
+
 impl Store {
     /// Opens (creating, mode 0700) the store at `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        // A store made before (every run but the first): six stats instead
+        // of a mkdir and a stat for each directory and a chmod.
+        let made = SUBDIRS.iter().all(|sub| {
+            fs::metadata(dir.join(sub)).is_ok_and(|m| {
+                m.is_dir() && (!sub.is_empty() || m.permissions().mode() & 0o777 == 0o700)
+            })
+        });
+        if made {
+            return Ok(Store {
+                root: dir.to_path_buf(),
+            });
+        }
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true).mode(0o700);
-        for sub in ["", "blobs/sha256", "blobs/sha512", "layers", "tmp", "locks"] {
+        for sub in SUBDIRS {
             let path = dir.join(sub);
             builder
                 .create(&path)

@@ -108,6 +108,7 @@ pub(crate) fn run_step(
         drop(lifeline_w);
         let code = init_main(
             req,
+            setup_ops(req),
             status,
             Some(File::from(result_w)),
             early,
@@ -214,12 +215,14 @@ pub(crate) fn direct_init(
     } else {
         None
     };
+    // While the launcher writes our ID maps.
+    let ops = setup_ops(req);
     let loopback = req.network == NetworkMode::Private;
     if let Err(msg) = await_id_maps(&mut spec_pipe, None, loopback) {
         return fail(&mut status, &msg);
     }
     drop(spec_pipe);
-    init_main(req, status, None, Some(early), None, netns)
+    init_main(req, ops, status, None, Some(early), None, netns)
 }
 
 /// Forwarder threads cannot live in a process that unshared its pid
@@ -400,8 +403,18 @@ fn exit_like(status: i32) -> i32 {
 }
 
 /// PID 1 of the sandbox. Returns only on setup failure.
+/// The sandbox's setup, planned (no privilege needed).
+fn setup_ops(req: &StepRequest) -> Vec<SetupOp> {
+    plan(
+        &req.spec,
+        &StepDirs::under(&req.step_dir),
+        &super::etc::resolv_conf(),
+    )
+}
+
 fn init_main(
     req: &StepRequest,
+    ops: Vec<SetupOp>,
     mut status: File,
     mut result: Option<File>,
     mut early: Option<File>,
@@ -418,11 +431,6 @@ fn init_main(
         return 125;
     }
     drop(lifeline);
-    let ops = plan(
-        &req.spec,
-        &StepDirs::under(&req.step_dir),
-        &super::etc::resolv_conf(),
-    );
     // A network namespace still in the making is joined before sysfs,
     // which shows the mounter's.
     let split = match netns {
