@@ -4,7 +4,8 @@
 # hyperfine. Prints mean and min of each, the machine load, and the ratios
 # the project targets, each marked met or MISSED:
 #   podman/corral >= 40, crun/corral >= 2, corral/bwrap <= 1, corral/unshare <= 1.5
-# Usage: scripts/bench-exec.sh [RUNS]   (CORRAL=path to a corral; default: scripts/build.sh)
+# Usage: scripts/bench-exec.sh [RUNS]   (CORRAL=path to a corral; default: scripts/build.sh;
+#        BENCH_ROUNDS=4: the runs of each tool are spread over that many rounds)
 # Run it as root to measure podman and crun too (see the host quirks below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -79,14 +80,28 @@ fi
 
 echo "load at start: $(uptime)"
 echo "corral: ${cmds[corral]}"
-for name in corral corral-rootfs corral-egress unshare bwrap crun podman; do
+# Rounds: every tool runs a share of its runs in each round, so that a
+# machine that gets busier or quieter during the benchmark weighs on all
+# tools alike rather than on whichever ran at that moment.
+rounds=${BENCH_ROUNDS:-4}
+names=(corral corral-rootfs corral-egress unshare bwrap crun podman)
+for round in $(seq "$rounds"); do
+  for name in "${names[@]}"; do
+    [ -n "${cmds[$name]:-}" ] || continue
+    n=$runs
+    [ "$name" = podman ] && n=$(( runs < 12 ? runs : 12 ))
+    [ "$name" = corral-egress ] && n=$(( runs < 16 ? runs : 16 ))
+    n=$(( (n + rounds - 1) / rounds ))
+    hyperfine -N --style none --warmup 2 --runs "$n" --export-json "$work/$name.$round.json" "${cmds[$name]}" >"$work/$name.log" 2>&1 ||
+      { echo "bench-exec: $name failed: ${cmds[$name]}: $(grep -m1 -iE "error|failed" "$work/$name.log")" >&2; unset "cmds[$name]"; continue; }
+  done
+done
+for name in "${names[@]}"; do
   [ -n "${cmds[$name]:-}" ] || continue
-  n=$runs
-  [ "$name" = podman ] && n=$(( runs < 10 ? runs : 10 ))
-  [ "$name" = corral-egress ] && n=$(( runs < 15 ? runs : 15 ))
-  hyperfine -N --style none --warmup 3 --runs "$n" --export-json "$work/$name.json" "${cmds[$name]}" >"$work/$name.log" 2>&1 ||
-    { echo "bench-exec: $name failed: ${cmds[$name]}: $(grep -m1 -iE "error|failed" "$work/$name.log")" >&2; unset "cmds[$name]"; continue; }
-  jq -r --arg n "$name" '.results[0] | "\($n)\tmean \(.mean*1000 | .*100|round/100) ms\tmin \(.min*1000 | .*100|round/100) ms\tmedian \(.median*1000 | .*100|round/100) ms"' "$work/$name.json"
+  # All rounds' times together, in hyperfine's shape.
+  jq -s '[.[].results[0].times[]] | sort | {results: [{mean: (add / length), min: .[0], median: .[length / 2 | floor], runs: length}]}' \
+    "$work/$name".*.json >"$work/$name.json"
+  jq -r --arg n "$name" '.results[0] | "\($n)\tmean \(.mean*1000 | .*100|round/100) ms\tmin \(.min*1000 | .*100|round/100) ms\tmedian \(.median*1000 | .*100|round/100) ms\t(\(.runs) runs)"' "$work/$name.json"
 done
 
 # Means are what the targets are about; minimums are shown too because on
