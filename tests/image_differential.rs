@@ -130,10 +130,7 @@ fn odd_images_unpack_like_umoci() {
     for name in SAME {
         let layout = layouts.join(name);
         let image = format!("local/{name}:v1");
-        corral(
-            store,
-            &["-q", "import", layout.to_str().unwrap(), "--name", &image],
-        );
+        import_as(store, &layout, &image);
         let ours = corral_unpack(store, &image, &work.path().join(format!("{name}-corral")));
         let bundle = work.path().join(format!("{name}-umoci"));
         umoci_rootfs(&layout, "v1", &bundle);
@@ -261,10 +258,7 @@ fn odd_images_same_from_registry_layout_and_docker_save() {
 
         let s2 = stores.path().join("s2");
         let local = format!("local/{name}:v1");
-        corral(
-            &s2,
-            &["-q", "import", layout.to_str().unwrap(), "--name", &local],
-        );
+        import_as(&s2, &layout, &local);
         let imported = corral_unpack(&s2, &local, &work.path().join(format!("{name}-layout")));
 
         // Docker archives have no zstd: recompress to gzip first (same diff_ids).
@@ -336,10 +330,7 @@ fn a_file_in_a_parent_path_is_replaced_where_umoci_refuses() {
     let layout = generate(work.path()).join("odd-file-parent");
     let store = work.path().join("store");
     let image = "local/file-parent:v1";
-    corral(
-        &store,
-        &["-q", "import", layout.to_str().unwrap(), "--name", image],
-    );
+    import_as(&store, &layout, image);
     let ours = corral_unpack(&store, image, &work.path().join("corral"));
     assert_eq!(ours["fparent"].kind, "dir");
     assert_eq!(

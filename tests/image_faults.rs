@@ -2,6 +2,7 @@
 //! size and digest checks, auth flows, redirects, mirrors.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod image_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -281,11 +281,7 @@ fn image_commands_list_inspect_remove_prune() {
         .args(["images", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "corral images --json");
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = list
         .as_array()
@@ -302,11 +298,7 @@ fn image_commands_list_inspect_remove_prune() {
         .args(["image", "inspect", &image])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "corral image inspect");
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["manifest_digest"], pulled.manifest_digest.to_string());
     assert_eq!(info["config"]["config"]["Cmd"][0], "/bin/sh");
@@ -316,11 +308,7 @@ fn image_commands_list_inspect_remove_prune() {
         .args(["rmi", &image])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "corral rmi");
     let out = common::corral(store.path())
         .args(["rmi", &image])
         .output()
@@ -329,11 +317,7 @@ fn image_commands_list_inspect_remove_prune() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("corral-test/basic:v1"));
 
     let out = common::corral(store.path()).arg("prune").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "corral prune");
     // basic's own chains go; the base chain shared with zstd stays.
     assert_eq!(
         std::fs::read_dir(store.path().join("layers"))

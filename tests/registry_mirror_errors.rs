@@ -2,6 +2,7 @@
 //! reached: the error names both, and what to do.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod image_support;
 
 use corral::image::{Mirror, NoProgress, PullPolicy};

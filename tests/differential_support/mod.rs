@@ -205,12 +205,16 @@ pub fn generate(dir: &Path) -> PathBuf {
 
 pub fn corral(store: &Path, args: &[&str]) -> std::process::Output {
     let out = common::corral(store).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "corral {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, &format!("corral {args:?}"));
     out
+}
+
+/// `corral import` of an OCI layout under the name `image`.
+pub fn import_as(store: &Path, layout: &Path, image: &str) {
+    corral(
+        store,
+        &["-q", "import", layout.to_str().unwrap(), "--name", image],
+    );
 }
 
 /// `corral image unpack` of an image already in `store`.

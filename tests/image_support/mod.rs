@@ -13,6 +13,8 @@ use corral::image::unpack::AppliedLayer;
 use corral::image::Digest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::common;
+
 /// A request as the fake registry saw it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -586,11 +588,7 @@ pub fn skopeo_copy(args: &[&str]) {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo copy {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, &format!("skopeo copy {args:?}"));
 }
 
 impl TestImage {
@@ -638,11 +636,7 @@ impl TestImage {
 /// umoci's rootfs of a layout (in `dest/rootfs`); panics when umoci fails.
 pub fn umoci_rootfs(layout: &Path, tag: &str, dest: &Path) {
     let out = umoci_unpack(layout, tag, dest);
-    assert!(
-        out.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "umoci");
 }
 
 /// Runs `umoci unpack` (`--rootless` when not root) on a layout. Debian's
