@@ -6,7 +6,9 @@
 mod common;
 mod run_support;
 
-use run_support::{indent, meet, pipeline_of, row, run_step, setup, stage, stdout};
+use run_support::{
+    host_step, indent, meet, pipeline_of, row, run_step, setup, stage, stdout, with_when, IGNORE,
+};
 
 #[test]
 fn a_parallel_stage_group_runs_its_stages_at_once() {
@@ -26,21 +28,6 @@ fn a_parallel_stage_group_runs_its_stages_at_once() {
     assert!(env.ws("a.saw").exists() && env.ws("b.saw").exists());
     assert_eq!(row(&out, "last")[3], "Success");
 }
-
-/// A host step (Bash) with a timeout and extra step keys (4 spaces).
-fn host_step(id: &str, command: &str, extra: &str) -> String {
-    run_support::step("Run", id, None, command) + "    timeout: 30s\n" + extra
-}
-
-fn with_when(stage_yaml: &str, when: &str) -> String {
-    stage_yaml.replacen(
-        "    type: CI\n",
-        &format!("    type: CI\n    when:\n{when}"),
-        1,
-    )
-}
-
-const IGNORE: &str = "    failureStrategies:\n      - onFailure:\n          errors: [AllErrors]\n          action:\n            type: Ignore\n";
 
 #[test]
 fn stage_and_step_statuses_resolve_when_they_are_used() {

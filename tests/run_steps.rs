@@ -284,10 +284,7 @@ fn the_library_api_runs_a_pipeline() {
         store: Some(env.store.clone()),
         workspace: Some(env.workspace.clone()),
         config_file: Some("/dev/null".into()),
-        registry_mirrors: vec![format!(
-            "docker.io=http://{}",
-            env.registry.as_deref().unwrap()
-        )],
+        registry_mirrors: env.mirror().into_iter().collect(),
         exe: Some(common::corral_bin()),
         quiet: true,
         ..corral::runner::RunOptions::default()
@@ -313,12 +310,7 @@ fn the_stage_timeout_bounds_its_steps() {
     );
     let file = env.write("p.yaml", &yaml);
     // Warm the image: the stage's timeout counts its pulls too.
-    let mirror = format!("docker.io=http://{}", env.registry.as_ref().unwrap());
-    let pull = common::corral(&env.store)
-        .args(["pull", "--registry-mirror", &mirror, "busybox"])
-        .output()
-        .unwrap();
-    assert!(pull.status.success());
+    env.pull("busybox");
     let out = env.run(&file, &[]);
     assert_eq!(out.status.code(), Some(124));
     assert_eq!(row(&out, "slow")[3], "Timeout");
