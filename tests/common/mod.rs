@@ -187,3 +187,12 @@ pub fn keeps_holes(dir: &Path) -> bool {
     std::fs::remove_file(&probe).unwrap();
     blocks * 512 < 1 << 20
 }
+
+/// The value of extended attribute `name` of `p` itself (not following a
+/// symlink), if it has one of at most 256 bytes.
+pub fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    rustix::fs::lgetxattr(p, name, &mut buf[..])
+        .ok()
+        .map(|n| buf[..n].to_vec())
+}
