@@ -11,23 +11,6 @@ use std::sync::Arc;
 use corral::image::{Credentials, Mirror, NoProgress, PullPolicy};
 use image_support::*;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn pull(
-    store: &std::path::Path,
-    image: &str,
-    options: corral::image::RegistryOptions,
-) -> Result<corral::image::Image, corral::image::ImageError> {
-    let p = puller(store, options);
-    rt().block_on(p.ensure(image, PullPolicy::Always, &NoProgress))
-}
-
 use corral::error_chain;
 
 /// A registry serving `img`, except that a request for the blob of layer

@@ -437,6 +437,29 @@ pub fn puller(dir: &Path, options: corral::image::RegistryOptions) -> corral::im
     corral::image::Puller::with_applier(store, options, Arc::new(TestApplier)).unwrap()
 }
 
+/// A runtime for the puller's futures.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Pulls `image` (policy Always) into a fresh store in `dir`.
+pub fn pull(
+    dir: &Path,
+    image: &str,
+    options: corral::image::RegistryOptions,
+) -> Result<corral::image::Image, corral::image::ImageError> {
+    let p = puller(dir, options);
+    rt().block_on(p.ensure(
+        image,
+        corral::image::PullPolicy::Always,
+        &corral::image::NoProgress,
+    ))
+}
+
 /// Files of the store a failed pull must not have created.
 pub fn committed_blobs(store: &Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(store.join("blobs/sha256"))
