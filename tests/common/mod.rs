@@ -196,3 +196,29 @@ pub fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
         .ok()
         .map(|n| buf[..n].to_vec())
 }
+
+/// A writer the test can read back (clones share the bytes).
+#[derive(Clone, Default)]
+pub struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    fn bytes(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Everything written so far, which must be UTF-8.
+    #[allow(clippy::unwrap_used)]
+    pub fn text(&self) -> String {
+        String::from_utf8(self.bytes().clone()).unwrap()
+    }
+}
