@@ -12,8 +12,8 @@ mod run_support;
 use std::process::Stdio;
 
 use run_support::{
-    events, eventually, indent, pipeline, pipeline_of, row, run_step, setup, signal, stage, stderr,
-    stdout, step, with_when,
+    events, eventually, indent, pipeline, pipeline_of, retry_twice, row, run_step, setup, signal,
+    stage, stderr, stdout, step, with_when,
 };
 
 /// The step_exited events of `step`.
@@ -167,18 +167,7 @@ fn every_retried_attempt_has_its_step_exited() {
         "flaky",
         None,
         "n=$(cat /harness/n 2>/dev/null || echo 0); echo $((n+1)) > /harness/n; exit $((5+n))",
-    ) + r#"    failureStrategies:
-      - onFailure:
-          errors: [AllErrors]
-          action:
-            type: Retry
-            spec:
-              retryCount: 2
-              retryIntervals: [1s]
-              onRetryFailure:
-                action:
-                  type: Ignore
-"#;
+    ) + &retry_twice("Ignore");
     let file = env.write("p.yaml", &pipeline(&flaky));
     let ev = env.dir.path().join("events.jsonl");
     let out = env.run(&file, &["--events", ev.to_str().unwrap()]);

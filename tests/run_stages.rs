@@ -7,7 +7,8 @@ mod common;
 mod run_support;
 
 use run_support::{
-    host_step, indent, meet, pipeline_of, row, run_step, setup, stage, stdout, with_when, IGNORE,
+    host_step, indent, meet, pipeline_of, retry_twice, row, run_step, setup, stage, stdout,
+    with_when, IGNORE,
 };
 
 #[test]
@@ -35,7 +36,7 @@ fn stage_and_step_statuses_resolve_when_they_are_used() {
         return;
     };
     let first = stage("first", &host_step("ok", "echo first ran", ""));
-    let retry = "    failureStrategies:\n      - onFailure:\n          errors: [AllErrors]\n          action:\n            type: Retry\n            spec:\n              retryCount: 2\n              retryIntervals: [1s]\n              onRetryFailure:\n                action:\n                  type: MarkAsFailure\n";
+    let retry = &retry_twice("MarkAsFailure");
     let second = with_when(
         &stage(
             "second",

@@ -7,7 +7,8 @@ mod common;
 mod run_support;
 
 use run_support::{
-    events, indent, log_dir, meet, pipeline, pipeline_of, row, run_step, setup, stage, stdout, step,
+    events, indent, log_dir, meet, pipeline, pipeline_of, retry_twice, row, run_step, setup, stage,
+    stdout, step, IGNORE,
 };
 
 #[test]
@@ -99,24 +100,9 @@ fn ignore_and_retry_failure_strategies() {
         "p.yaml",
         &pipeline(
             &(run_step("ignored", "exit 5")
-                + r#"    failureStrategies:
-      - onFailure:
-          errors: [AllErrors]
-          action:
-            type: Ignore
-"# + &run_step("retried", "echo attempt >> /harness/attempts; exit 7")
-                + r#"    failureStrategies:
-      - onFailure:
-          errors: [AllErrors]
-          action:
-            type: Retry
-            spec:
-              retryCount: 2
-              retryIntervals: [1s]
-              onRetryFailure:
-                action:
-                  type: MarkAsFailure
-"#),
+                + IGNORE
+                + &run_step("retried", "echo attempt >> /harness/attempts; exit 7")
+                + &retry_twice("MarkAsFailure")),
         ),
     );
     let ev = env.dir.path().join("events.jsonl");

@@ -109,6 +109,14 @@ pub fn host_step(id: &str, command: &str, extra: &str) -> String {
 /// Step keys (4 spaces) that ignore any failure of the step.
 pub const IGNORE: &str = "    failureStrategies:\n      - onFailure:\n          errors: [AllErrors]\n          action:\n            type: Ignore\n";
 
+/// Step keys (4 spaces): on any failure retry twice, 1 s apart, then take
+/// action `then` (`MarkAsFailure`, `Ignore`, ...).
+pub fn retry_twice(then: &str) -> String {
+    format!(
+        "    failureStrategies:\n      - onFailure:\n          errors: [AllErrors]\n          action:\n            type: Retry\n            spec:\n              retryCount: 2\n              retryIntervals: [1s]\n              onRetryFailure:\n                action:\n                  type: {then}\n"
+    )
+}
+
 /// `stage_yaml` (from `stage`) with further stage keys (4 spaces).
 pub fn with_stage_keys(stage_yaml: &str, keys: &str) -> String {
     stage_yaml.replacen("    type: CI\n", &format!("    type: CI\n{keys}"), 1)
