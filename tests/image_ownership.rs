@@ -101,11 +101,7 @@ fn chain_dirs(store: &Path) -> Vec<PathBuf> {
 
 fn corral_ok(store: &Path, args: &[&str]) -> String {
     let out = common::corral(store).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "corral {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, &format!("corral {args:?}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
