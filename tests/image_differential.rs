@@ -76,39 +76,25 @@ fn differences(
     since: i64,
     against_umoci: Option<&str>,
 ) -> Vec<String> {
-    let mut out = Vec::new();
-    for path in ours
-        .keys()
-        .chain(theirs.keys().filter(|p| !ours.contains_key(*p)))
-    {
-        if !common::is_root() && DEVICES.contains(&path.as_str()) {
-            let placeholder = theirs.get(path).map_or(true, |n| n.kind == "file");
-            if ours.get(path).is_none() && placeholder {
-                continue;
+    let mut out = differences_with(ours, theirs, |path, a, b| {
+        if !common::is_root() && DEVICES.contains(&path) {
+            let placeholder = b.as_ref().map_or(true, |n| n.kind == "file");
+            if a.is_none() && placeholder {
+                return false;
             }
         }
-        let (Some(a), Some(b)) = (ours.get(path), theirs.get(path)) else {
-            out.push(format!(
-                "{path}: left {:?}, right {:?}",
-                ours.get(path),
-                theirs.get(path)
-            ));
-            continue;
-        };
-        let (mut a, mut b) = (a.clone(), b.clone());
-        (a.ino, b.ino) = (0, 0);
-        if a.kind == "dir" && a.mtime.0 >= since && b.mtime.0 >= since {
-            b.mtime = a.mtime;
+        if let (Some(a), Some(b)) = (a, b) {
+            if a.kind == "dir" && a.mtime.0 >= since && b.mtime.0 >= since {
+                b.mtime = a.mtime;
+            }
+            if against_umoci
+                .is_some_and(|image| DEVIATIONS.iter().any(|(i, p, _)| *i == image && *p == path))
+            {
+                b.mtime = a.mtime;
+            }
         }
-        if against_umoci
-            .is_some_and(|image| DEVIATIONS.iter().any(|(i, p, _)| *i == image && p == path))
-        {
-            b.mtime = a.mtime;
-        }
-        if a != b {
-            out.push(format!("{path}:\n  left  {a:?}\n  right {b:?}"));
-        }
-    }
+        true
+    });
     let (ga, gb) = (link_groups(ours), link_groups(theirs));
     if ga != gb {
         out.push(format!("hard links: left {ga:?}, right {gb:?}"));

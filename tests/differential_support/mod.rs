@@ -178,6 +178,36 @@ pub fn link_groups(tree: &BTreeMap<String, Node>) -> Vec<Vec<String>> {
     groups
 }
 
+/// Lines naming every difference between two trees (left: ours), inode
+/// numbers aside. `relax(path, left, right)` sees each path first (either
+/// side may be missing): it may align what the caller does not compare,
+/// and passes the path over by returning false.
+pub fn differences_with(
+    ours: &BTreeMap<String, Node>,
+    theirs: &BTreeMap<String, Node>,
+    mut relax: impl FnMut(&str, Option<&mut Node>, Option<&mut Node>) -> bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for path in ours
+        .keys()
+        .chain(theirs.keys().filter(|p| !ours.contains_key(*p)))
+    {
+        let (mut a, mut b) = (ours.get(path).cloned(), theirs.get(path).cloned());
+        if let (Some(a), Some(b)) = (&mut a, &mut b) {
+            (a.ino, b.ino) = (0, 0);
+        }
+        if !relax(path, a.as_mut(), b.as_mut()) {
+            continue;
+        }
+        match (a, b) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) => out.push(format!("{path}:\n  left  {a:?}\n  right {b:?}")),
+            (a, b) => out.push(format!("{path}: left {a:?}, right {b:?}")),
+        }
+    }
+    out
+}
+
 /// Whole seconds now: a directory created after this has mtime >= it.
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
