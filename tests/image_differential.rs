@@ -76,39 +76,25 @@ fn differences(
     since: i64,
     against_umoci: Option<&str>,
 ) -> Vec<String> {
-    let mut out = Vec::new();
-    for path in ours
-        .keys()
-        .chain(theirs.keys().filter(|p| !ours.contains_key(*p)))
-    {
-        if !common::is_root() && DEVICES.contains(&path.as_str()) {
-            let placeholder = theirs.get(path).map_or(true, |n| n.kind == "file");
-            if ours.get(path).is_none() && placeholder {
-                continue;
+    let mut out = differences_with(ours, theirs, |path, a, b| {
+        if !common::is_root() && DEVICES.contains(&path) {
+            let placeholder = b.as_ref().map_or(true, |n| n.kind == "file");
+            if a.is_none() && placeholder {
+                return false;
             }
         }
-        let (Some(a), Some(b)) = (ours.get(path), theirs.get(path)) else {
-            out.push(format!(
-                "{path}: left {:?}, right {:?}",
-                ours.get(path),
-                theirs.get(path)
-            ));
-            continue;
-        };
-        let (mut a, mut b) = (a.clone(), b.clone());
-        (a.ino, b.ino) = (0, 0);
-        if a.kind == "dir" && a.mtime.0 >= since && b.mtime.0 >= since {
-            b.mtime = a.mtime;
+        if let (Some(a), Some(b)) = (a, b) {
+            if a.kind == "dir" && a.mtime.0 >= since && b.mtime.0 >= since {
+                b.mtime = a.mtime;
+            }
+            if against_umoci
+                .is_some_and(|image| DEVIATIONS.iter().any(|(i, p, _)| *i == image && *p == path))
+            {
+                b.mtime = a.mtime;
+            }
         }
-        if against_umoci
-            .is_some_and(|image| DEVIATIONS.iter().any(|(i, p, _)| *i == image && p == path))
-        {
-            b.mtime = a.mtime;
-        }
-        if a != b {
-            out.push(format!("{path}:\n  left  {a:?}\n  right {b:?}"));
-        }
-    }
+        true
+    });
     let (ga, gb) = (link_groups(ours), link_groups(theirs));
     if ga != gb {
         out.push(format!("hard links: left {ga:?}, right {gb:?}"));
@@ -130,10 +116,7 @@ fn odd_images_unpack_like_umoci() {
     for name in SAME {
         let layout = layouts.join(name);
         let image = format!("local/{name}:v1");
-        corral(
-            store,
-            &["-q", "import", layout.to_str().unwrap(), "--name", &image],
-        );
+        import_as(store, &layout, &image);
         let ours = corral_unpack(store, &image, &work.path().join(format!("{name}-corral")));
         let bundle = work.path().join(format!("{name}-umoci"));
         umoci_rootfs(&layout, "v1", &bundle);
@@ -261,10 +244,7 @@ fn odd_images_same_from_registry_layout_and_docker_save() {
 
         let s2 = stores.path().join("s2");
         let local = format!("local/{name}:v1");
-        corral(
-            &s2,
-            &["-q", "import", layout.to_str().unwrap(), "--name", &local],
-        );
+        import_as(&s2, &layout, &local);
         let imported = corral_unpack(&s2, &local, &work.path().join(format!("{name}-layout")));
 
         // Docker archives have no zstd: recompress to gzip first (same diff_ids).
@@ -336,10 +316,7 @@ fn a_file_in_a_parent_path_is_replaced_where_umoci_refuses() {
     let layout = generate(work.path()).join("odd-file-parent");
     let store = work.path().join("store");
     let image = "local/file-parent:v1";
-    corral(
-        &store,
-        &["-q", "import", layout.to_str().unwrap(), "--name", image],
-    );
+    import_as(&store, &layout, image);
     let ours = corral_unpack(&store, image, &work.path().join("corral"));
     assert_eq!(ours["fparent"].kind, "dir");
     assert_eq!(

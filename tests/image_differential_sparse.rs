@@ -16,28 +16,6 @@ use std::path::Path;
 use differential_support::*;
 use image_support::umoci_rootfs;
 
-/// Every difference between two snapshots (inode numbers aside): the sparse
-/// images have no documented deviation from umoci.
-fn differences(ours: &BTreeMap<String, Node>, theirs: &BTreeMap<String, Node>) -> Vec<String> {
-    let mut out = Vec::new();
-    for path in ours
-        .keys()
-        .chain(theirs.keys().filter(|p| !ours.contains_key(*p)))
-    {
-        match (ours.get(path), theirs.get(path)) {
-            (Some(a), Some(b)) => {
-                let (mut a, mut b) = (a.clone(), b.clone());
-                (a.ino, b.ino) = (0, 0);
-                if a != b {
-                    out.push(format!("{path}:\n  left  {a:?}\n  right {b:?}"));
-                }
-            }
-            (a, b) => out.push(format!("{path}: left {a:?}, right {b:?}")),
-        }
-    }
-    out
-}
-
 /// The PAX 0.0, 0.1 and 1.0 layers must give umoci's tree. umoci 0.4.7
 /// refuses old-GNU 'S' entries; there GNU tar's own extraction is the
 /// reference. Files with holes must keep them on disk where the filesystem
@@ -50,7 +28,7 @@ fn sparse_layers_expand_like_umoci_and_gnu_tar() {
     }
     let work = tempfile::tempdir().unwrap();
     let layouts = generate(work.path());
-    let holes = keeps_holes(work.path());
+    let holes = common::keeps_holes(work.path());
     if !holes {
         eprintln!("{test}: this filesystem does not keep holes; st_blocks not checked");
     }
@@ -59,17 +37,15 @@ fn sparse_layers_expand_like_umoci_and_gnu_tar() {
         let layout = layouts.join(name);
         let store = work.path().join(format!("{name}-store"));
         let image = format!("local/{name}:v1");
-        corral(
-            &store,
-            &["-q", "import", layout.to_str().unwrap(), "--name", &image],
-        );
+        import_as(&store, &layout, &image);
         let dest = work.path().join(format!("{name}-corral"));
         let ours = corral_unpack(&store, &image, &dest);
         let bundle = work.path().join(format!("{name}-umoci"));
         umoci_rootfs(&layout, "v1", &bundle);
         let theirs = snapshot(&bundle.join("rootfs"));
         assert_eq!(ours.len(), 4, "{name}: {:?}", ours.keys());
-        for diff in differences(&ours, &theirs) {
+        // No documented deviation from umoci for these images.
+        for diff in differences_with(&ours, &theirs, |_, _, _| true) {
             failures.push(format!("{name}: {diff}"));
         }
         let compared = same_files(&dest, &bundle.join("rootfs"), &mut failures, name);
@@ -87,10 +63,7 @@ fn sparse_layers_expand_like_umoci_and_gnu_tar() {
     let layout = layouts.join("odd-sparse");
     let store = work.path().join("odd-sparse-store");
     let image = "local/odd-sparse:v1";
-    corral(
-        &store,
-        &["-q", "import", layout.to_str().unwrap(), "--name", image],
-    );
+    import_as(&store, &layout, image);
     let dest = work.path().join("odd-sparse-corral");
     corral_unpack(&store, image, &dest);
     let by_tar = work.path().join("odd-sparse-tar");
@@ -102,11 +75,7 @@ fn sparse_layers_expand_like_umoci_and_gnu_tar() {
         .arg(&by_tar)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "tar -xf");
     assert_eq!(same_files(&dest, &by_tar, &mut failures, "odd-sparse"), 2);
     check_sparse(
         &dest,
@@ -128,18 +97,6 @@ fn sparse_layers_expand_like_umoci_and_gnu_tar() {
     );
     open_up(work.path());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-/// Whether the filesystem under `dir` keeps a hole as a hole.
-fn keeps_holes(dir: &Path) -> bool {
-    let probe = dir.join("hole-probe");
-    let f = std::fs::File::create(&probe).unwrap();
-    f.set_len(8 << 20).unwrap();
-    std::os::unix::fs::FileExt::write_at(&f, b"x", 4 << 20).unwrap();
-    f.sync_all().unwrap();
-    let blocks = std::fs::metadata(&probe).unwrap().blocks();
-    std::fs::remove_file(&probe).unwrap();
-    blocks * 512 < 1 << 20
 }
 
 /// The regular files of two trees: the same names, sizes and contents

@@ -2,6 +2,7 @@
 //! size and digest checks, auth flows, redirects, mirrors.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod image_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,44 +11,45 @@ use std::sync::Arc;
 use corral::image::{Credentials, Mirror, NoProgress, PullPolicy};
 use image_support::*;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+use corral::error_chain;
+
+/// A registry serving `img`, except that a request for the blob of layer
+/// `layer` gets `blob(request, the blob)` where that gives a reply.
+fn serve_with_blob(
+    img: &TestImage,
+    layer: usize,
+    blob: impl Fn(&Seen, &[u8]) -> Option<Reply> + Send + Sync + 'static,
+) -> FakeServer {
+    let img = img.clone();
+    let path = img.blob_path(layer);
+    FakeServer::start(move |req| {
+        if req.path.ends_with(&path) {
+            if let Some(reply) = blob(req, &img.layers[layer].1) {
+                return reply;
+            }
+        }
+        img.answer(req).unwrap_or(status(404))
+    })
 }
 
-fn pull(
+/// Pulls the test image `t/img:1` from `server` into `store`.
+fn pull_from(
     store: &std::path::Path,
-    image: &str,
+    server: &FakeServer,
     options: corral::image::RegistryOptions,
 ) -> Result<corral::image::Image, corral::image::ImageError> {
-    let p = puller(store, options);
-    rt().block_on(p.ensure(image, PullPolicy::Always, &NoProgress))
+    pull(store, &format!("{}/t/img:1", server.addr), options)
 }
-
-use corral::error_chain;
 
 #[test]
 fn server_error_then_success() {
     let img = TestImage::new(2, 5000);
-    let failures = Arc::new(AtomicUsize::new(0));
-    let (i2, f2) = (img.clone(), failures.clone());
-    let blob = img.blob_path(0);
-    let server = FakeServer::start(move |req| {
-        if req.path.ends_with(&blob) && f2.fetch_add(1, Ordering::SeqCst) == 0 {
-            return status(500);
-        }
-        i2.answer(req).unwrap_or(status(404))
+    let failures = AtomicUsize::new(0);
+    let server = serve_with_blob(&img, 0, move |_, _| {
+        (failures.fetch_add(1, Ordering::SeqCst) == 0).then(|| status(500))
     });
     let store = tempfile::tempdir().unwrap();
-    let image = pull(
-        store.path(),
-        &format!("{}/t/img:1", server.addr),
-        fast_options(),
-    )
-    .unwrap();
+    let image = pull_from(store.path(), &server, fast_options()).unwrap();
     assert_eq!(image.manifest_digest, img.manifest_digest);
     assert_eq!(server.count("GET", &img.blob_path(0)), 2);
     assert!(image.rootfs.join("file-0").is_file());
@@ -70,12 +72,7 @@ fn pull_waits_for_retry_after(hint: impl Fn() -> String + Send + Sync + 'static)
     });
     let store = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    pull(
-        store.path(),
-        &format!("{}/t/img:1", server.addr),
-        fast_options(),
-    )
-    .unwrap();
+    pull_from(store.path(), &server, fast_options()).unwrap();
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
     assert!(server.count("HEAD", "/manifests/") >= 2);
 }
@@ -102,23 +99,13 @@ fn too_many_requests_honours_retry_after_as_http_date() {
 fn reset_mid_blob_resumes_with_range() {
     let img = TestImage::new(1, 200_000);
     let size = img.layers[0].1.len();
-    let cut = Arc::new(AtomicUsize::new(0));
-    let (i2, c2) = (img.clone(), cut.clone());
-    let blob = img.blob_path(0);
-    let server = FakeServer::start(move |req| {
-        if req.path.ends_with(&blob) && c2.fetch_add(1, Ordering::SeqCst) == 0 {
-            let half = i2.layers[0].1[..size / 2].to_vec();
-            return Reply::Cut(200, vec![], half, size as u64);
-        }
-        i2.answer(req).unwrap_or(status(404))
+    let cut = AtomicUsize::new(0);
+    let server = serve_with_blob(&img, 0, move |_, blob| {
+        (cut.fetch_add(1, Ordering::SeqCst) == 0)
+            .then(|| Reply::Cut(200, vec![], blob[..size / 2].to_vec(), size as u64))
     });
     let store = tempfile::tempdir().unwrap();
-    pull(
-        store.path(),
-        &format!("{}/t/img:1", server.addr),
-        fast_options(),
-    )
-    .unwrap();
+    pull_from(store.path(), &server, fast_options()).unwrap();
     let gets: Vec<_> = server
         .requests()
         .into_iter()
@@ -137,31 +124,21 @@ fn reset_mid_blob_resumes_with_range() {
 fn range_ignored_restarts_from_zero() {
     let img = TestImage::new(1, 50_000);
     let size = img.layers[0].1.len();
-    let cut = Arc::new(AtomicUsize::new(0));
-    let (i2, c2) = (img.clone(), cut.clone());
-    let blob = img.blob_path(0);
-    let server = FakeServer::start(move |req| {
-        if req.path.ends_with(&blob) {
-            if c2.fetch_add(1, Ordering::SeqCst) == 0 {
-                return Reply::Cut(
-                    200,
-                    vec![],
-                    i2.layers[0].1[..size / 3].to_vec(),
-                    size as u64,
-                );
-            }
-            // A server without range support: always the whole blob.
-            return ok(&i2.layers[0].1);
+    let cut = AtomicUsize::new(0);
+    let server = serve_with_blob(&img, 0, move |_, blob| {
+        if cut.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Some(Reply::Cut(
+                200,
+                vec![],
+                blob[..size / 3].to_vec(),
+                size as u64,
+            ));
         }
-        i2.answer(req).unwrap_or(status(404))
+        // A server without range support: always the whole blob.
+        Some(ok(blob))
     });
     let store = tempfile::tempdir().unwrap();
-    pull(
-        store.path(),
-        &format!("{}/t/img:1", server.addr),
-        fast_options(),
-    )
-    .unwrap();
+    pull_from(store.path(), &server, fast_options()).unwrap();
     assert_eq!(server.count("GET", &img.blob_path(0)), 2);
 }
 
@@ -169,23 +146,18 @@ fn range_ignored_restarts_from_zero() {
 fn truncated_blob_fails_and_commits_nothing() {
     let img = TestImage::new(1, 20_000);
     let size = img.layers[0].1.len();
-    let i2 = img.clone();
-    let blob = img.blob_path(0);
-    let server = FakeServer::start(move |req| {
-        if req.path.ends_with(&blob) {
-            return Reply::Cut(
-                200,
-                vec![],
-                i2.layers[0].1[..size - 10].to_vec(),
-                size as u64,
-            );
-        }
-        i2.answer(req).unwrap_or(status(404))
+    let server = serve_with_blob(&img, 0, move |_, blob| {
+        Some(Reply::Cut(
+            200,
+            vec![],
+            blob[..size - 10].to_vec(),
+            size as u64,
+        ))
     });
     let store = tempfile::tempdir().unwrap();
     let mut options = fast_options();
     options.max_attempts = 2;
-    let err = pull(store.path(), &format!("{}/t/img:1", server.addr), options).unwrap_err();
+    let err = pull_from(store.path(), &server, options).unwrap_err();
     let text = error_chain(&err);
     assert!(text.contains(&server.addr), "{text}");
     assert!(text.contains("t/img"), "{text}");
@@ -207,24 +179,14 @@ fn truncated_blob_fails_and_commits_nothing() {
 #[test]
 fn wrong_digest_commits_nothing() {
     let img = TestImage::new(2, 3000);
-    let i2 = img.clone();
-    let blob = img.blob_path(1);
-    let server = FakeServer::start(move |req| {
-        if req.path.ends_with(&blob) {
-            let mut bad = i2.layers[1].1.clone();
-            let last = bad.len() - 1;
-            bad[last] ^= 0xff;
-            return ok(&bad);
-        }
-        i2.answer(req).unwrap_or(status(404))
+    let server = serve_with_blob(&img, 1, |_, blob| {
+        let mut bad = blob.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        Some(ok(&bad))
     });
     let store = tempfile::tempdir().unwrap();
-    let err = pull(
-        store.path(),
-        &format!("{}/t/img:1", server.addr),
-        fast_options(),
-    )
-    .unwrap_err();
+    let err = pull_from(store.path(), &server, fast_options()).unwrap_err();
     let text = error_chain(&err);
     assert!(text.contains("does not match its digest"), "{text}");
     let blobs = committed_blobs(store.path());
@@ -247,23 +209,13 @@ fn wrong_digest_commits_nothing() {
 #[test]
 fn valid_layer_with_wrong_blob_digest_commits_nothing() {
     let img = TestImage::new(1, 400_000);
-    let i2 = img.clone();
-    let blob = img.blob_path(0);
-    let server = FakeServer::start(move |req| {
-        if req.path.ends_with(&blob) {
-            let mut other = i2.layers[0].1.clone();
-            other[4] ^= 0x01;
-            return ok(&other);
-        }
-        i2.answer(req).unwrap_or(status(404))
+    let server = serve_with_blob(&img, 0, |_, blob| {
+        let mut other = blob.to_vec();
+        other[4] ^= 0x01;
+        Some(ok(&other))
     });
     let store = tempfile::tempdir().unwrap();
-    let err = pull(
-        store.path(),
-        &format!("{}/t/img:1", server.addr),
-        fast_options(),
-    )
-    .unwrap_err();
+    let err = pull_from(store.path(), &server, fast_options()).unwrap_err();
     let text = error_chain(&err);
     assert!(text.contains("does not match its digest"), "{text}");
     assert!(committed_blobs(store.path()).is_empty());
@@ -283,23 +235,13 @@ fn valid_layer_with_wrong_blob_digest_commits_nothing() {
 #[test]
 fn oversized_blob_is_refused() {
     let img = TestImage::new(1, 3000);
-    let i2 = img.clone();
-    let blob = img.blob_path(0);
-    let server = FakeServer::start(move |req| {
-        if req.path.ends_with(&blob) {
-            let mut big = i2.layers[0].1.clone();
-            big.extend_from_slice(&[0u8; 100]);
-            return ok(&big);
-        }
-        i2.answer(req).unwrap_or(status(404))
+    let server = serve_with_blob(&img, 0, |_, blob| {
+        let mut big = blob.to_vec();
+        big.extend_from_slice(&[0u8; 100]);
+        Some(ok(&big))
     });
     let store = tempfile::tempdir().unwrap();
-    let err = pull(
-        store.path(),
-        &format!("{}/t/img:1", server.addr),
-        fast_options(),
-    )
-    .unwrap_err();
+    let err = pull_from(store.path(), &server, fast_options()).unwrap_err();
     assert!(
         error_chain(&err).contains("more than the"),
         "{}",
@@ -339,7 +281,7 @@ fn basic_auth_is_not_forwarded_on_cross_origin_redirect() {
         username: "u".into(),
         password: "p".into(),
     });
-    pull(store.path(), &format!("{}/t/img:1", server.addr), options).unwrap();
+    pull_from(store.path(), &server, options).unwrap();
     let cdn_reqs = cdn.requests();
     assert_eq!(cdn_reqs.len(), 1, "{cdn_reqs:?}");
     assert_eq!(cdn_reqs[0].header("authorization"), None);
@@ -431,7 +373,7 @@ fn bearer_token_with_credentials_is_cached() {
         username: "u".into(),
         password: "p".into(),
     });
-    pull(store.path(), &format!("{}/t/img:1", server.addr), options).unwrap();
+    pull_from(store.path(), &server, options).unwrap();
     // One token for the ping-discovered realm served every request.
     assert_eq!(issued.load(Ordering::SeqCst), 1);
     assert_eq!(server.count("GET", "/token?"), 1);
@@ -442,12 +384,7 @@ fn anonymous_bearer_token_and_reauth_on_401() {
     let img = TestImage::new(2, 1000);
     let (server, issued) = token_registry(&img, 2, true);
     let store = tempfile::tempdir().unwrap();
-    pull(
-        store.path(),
-        &format!("{}/t/img:1", server.addr),
-        fast_options(),
-    )
-    .unwrap();
+    pull_from(store.path(), &server, fast_options()).unwrap();
     assert!(
         issued.load(Ordering::SeqCst) >= 2,
         "re-authenticated after the token was refused"
@@ -469,7 +406,7 @@ fn bearer_with_wrong_credentials_fails_clearly() {
         username: "u".into(),
         password: "wrong".into(),
     });
-    let err = pull(store.path(), &format!("{}/t/img:1", server.addr), options).unwrap_err();
+    let err = pull_from(store.path(), &server, options).unwrap_err();
     let text = error_chain(&err);
     assert!(
         text.contains("token service") && text.contains("401"),
@@ -630,12 +567,7 @@ fn manifest_not_matching_its_digest_is_refused() {
         i2.answer(req).unwrap_or(status(404))
     });
     let store = tempfile::tempdir().unwrap();
-    let err = pull(
-        store.path(),
-        &format!("{}/t/img:1", server.addr),
-        fast_options(),
-    )
-    .unwrap_err();
+    let err = pull_from(store.path(), &server, fast_options()).unwrap_err();
     let text = error_chain(&err);
     assert!(text.contains("does not match its digest"), "{text}");
     assert!(committed_blobs(store.path()).is_empty(), "nothing stored");
@@ -684,6 +616,6 @@ fn identity_token_from_docker_config_is_exchanged() {
     let store = tempfile::tempdir().unwrap();
     let mut options = fast_options();
     options.credential_sources.docker_config_dir = Some(cfg.path().to_path_buf());
-    pull(store.path(), &format!("{}/t/img:1", server.addr), options).unwrap();
+    pull_from(store.path(), &server, options).unwrap();
     assert_eq!(server.count("POST", "/token"), 1);
 }

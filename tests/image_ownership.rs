@@ -87,13 +87,6 @@ fn has_subordinate_ranges() -> bool {
         && installed("newgidmap")
 }
 
-fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    rustix::fs::lgetxattr(p, name, &mut buf[..])
-        .ok()
-        .map(|n| buf[..n].to_vec())
-}
-
 fn owner(p: &Path) -> (u32, u32) {
     let md = std::fs::symlink_metadata(p).unwrap();
     (md.uid(), md.gid())
@@ -108,11 +101,7 @@ fn chain_dirs(store: &Path) -> Vec<PathBuf> {
 
 fn corral_ok(store: &Path, args: &[&str]) -> String {
     let out = common::corral(store).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "corral {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, &format!("corral {args:?}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -147,7 +136,7 @@ fn pulled_owners_follow_the_users_id_range() {
         );
     }
     if common::is_root() {
-        let recorded = xattr(&owned, "user.containers.override_stat");
+        let recorded = common::xattr(&owned, "user.containers.override_stat");
         assert_eq!(owner(&owned), (1000, 1000));
         assert_eq!(owner(&motd), (0, 0));
         assert_eq!(recorded, None);
@@ -158,15 +147,15 @@ fn pulled_owners_follow_the_users_id_range() {
         let shifted = (ids.sub_uid.0 + 999, ids.sub_gid.0 + 999);
         assert_eq!(owner(&home), shifted, "uid 1000 lands in the subuid range");
         assert_eq!(owner(&motd), me, "image root is the user");
-        assert_eq!(xattr(&home, "user.containers.override_stat"), None);
+        assert_eq!(common::xattr(&home, "user.containers.override_stat"), None);
         assert_eq!(stat_in_userns(&ids, &owned), "1000:1000 640");
         assert_eq!(stat_in_userns(&ids, &motd), "0:0 644");
     } else {
-        let recorded = xattr(&owned, "user.containers.override_stat");
+        let recorded = common::xattr(&owned, "user.containers.override_stat");
         assert_eq!(owner(&owned), me);
         assert_eq!(owner(&motd), me);
         assert_eq!(recorded.as_deref(), Some(&b"1000:1000:0640"[..]));
-        assert_eq!(xattr(&motd, "user.containers.override_stat"), None);
+        assert_eq!(common::xattr(&motd, "user.containers.override_stat"), None);
     }
 
     // Chain dirs holding subuid-owned 0750 directories can only be removed

@@ -8,25 +8,8 @@ mod image_support;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use corral::image::{self, Credentials, NoProgress, Platform, PullPolicy, Store};
+use corral::image::{self, Credentials, NoProgress, Platform, Store};
 use image_support::*;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn ensure(
-    store: &Path,
-    image: &str,
-    options: image::RegistryOptions,
-) -> Result<image::Image, image::ImageError> {
-    let p = puller(store, options);
-    rt().block_on(p.ensure(image, PullPolicy::Always, &NoProgress))
-}
 
 fn import(
     store: &Path,
@@ -48,7 +31,7 @@ fn pulls_fixture_images() {
         return;
     };
     let store = tempfile::tempdir().unwrap();
-    let basic = ensure(
+    let basic = pull(
         store.path(),
         &format!("{reg}/corral-test/basic:v1"),
         fast_options(),
@@ -59,7 +42,7 @@ fn pulls_fixture_images() {
     assert_eq!(basic.config.cmd, Some(vec!["/bin/sh".to_string()]));
     assert_eq!(basic.config.working_dir.as_deref(), Some("/"));
 
-    let zstd = ensure(
+    let zstd = pull(
         store.path(),
         &format!("{reg}/corral-test/zstd:v1"),
         fast_options(),
@@ -90,20 +73,20 @@ fn multi_arch_selects_platform() {
     let store = tempfile::tempdir().unwrap();
     let mut options = fast_options();
     options.platform = Some(Platform::parse("linux/amd64").unwrap());
-    let amd = ensure(store.path(), &image, options).unwrap();
+    let amd = pull(store.path(), &image, options).unwrap();
     assert_eq!(read(amd.rootfs.join("etc/arch")), "amd64\n");
     assert_eq!(amd.platform.unwrap().to_string(), "linux/amd64");
 
     let store = tempfile::tempdir().unwrap();
     let mut options = fast_options();
     options.platform = Some(Platform::parse("linux/aarch64").unwrap());
-    let arm = ensure(store.path(), &image, options).unwrap();
+    let arm = pull(store.path(), &image, options).unwrap();
     assert_eq!(read(arm.rootfs.join("etc/arch")), "arm64\n");
     assert_ne!(arm.manifest_digest, amd.manifest_digest);
 
     let mut options = fast_options();
     options.platform = Some(Platform::parse("linux/s390x").unwrap());
-    let err = ensure(store.path(), &image, options).unwrap_err();
+    let err = pull(store.path(), &image, options).unwrap_err();
     let text = format!("{:?}", err);
     assert!(
         text.contains("linux/amd64") && text.contains("linux/arm64"),
@@ -126,7 +109,7 @@ fn concurrent_pulls_share_the_store_safely() {
                 format!("{reg}/corral-test/{name}:v1"),
             );
             // Separate pullers: separate lock file descriptions, like separate processes.
-            std::thread::spawn(move || ensure(&dir, &image, fast_options()).map(|i| i.rootfs))
+            std::thread::spawn(move || pull(&dir, &image, fast_options()).map(|i| i.rootfs))
         })
         .collect();
     let roots: Vec<PathBuf> = handles
@@ -162,7 +145,7 @@ fn imports_layout_oci_archive_and_docker_save() {
     };
     let layout = fx.join("layouts/img-basic");
     let store = tempfile::tempdir().unwrap();
-    let pulled = ensure(
+    let pulled = pull(
         store.path(),
         &format!("{reg}/corral-test/basic:v1"),
         fast_options(),
@@ -269,8 +252,8 @@ fn image_commands_list_inspect_remove_prune() {
     };
     let store = tempfile::tempdir().unwrap();
     let image = format!("{reg}/corral-test/basic:v1");
-    let pulled = ensure(store.path(), &image, fast_options()).unwrap();
-    ensure(
+    let pulled = pull(store.path(), &image, fast_options()).unwrap();
+    pull(
         store.path(),
         &format!("{reg}/corral-test/zstd:v1"),
         fast_options(),
@@ -281,11 +264,7 @@ fn image_commands_list_inspect_remove_prune() {
         .args(["images", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "corral images --json");
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = list
         .as_array()
@@ -302,11 +281,7 @@ fn image_commands_list_inspect_remove_prune() {
         .args(["image", "inspect", &image])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "corral image inspect");
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["manifest_digest"], pulled.manifest_digest.to_string());
     assert_eq!(info["config"]["config"]["Cmd"][0], "/bin/sh");
@@ -316,11 +291,7 @@ fn image_commands_list_inspect_remove_prune() {
         .args(["rmi", &image])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "corral rmi");
     let out = common::corral(store.path())
         .args(["rmi", &image])
         .output()
@@ -329,11 +300,7 @@ fn image_commands_list_inspect_remove_prune() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("corral-test/basic:v1"));
 
     let out = common::corral(store.path()).arg("prune").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "corral prune");
     // basic's own chains go; the base chain shared with zstd stays.
     assert_eq!(
         std::fs::read_dir(store.path().join("layers"))
@@ -372,7 +339,7 @@ fn basic_auth_against_htpasswd_registry() {
 
     // Without credentials: a clear refusal naming registry and repository.
     let store = tempfile::tempdir().unwrap();
-    let err = ensure(store.path(), &image, fast_options()).unwrap_err();
+    let err = pull(store.path(), &image, fast_options()).unwrap_err();
     let text = format!("{:?}", err);
     assert!(
         text.contains("Unauthorized") && text.contains("private/zstd"),
@@ -391,7 +358,7 @@ fn basic_auth_against_htpasswd_registry() {
     .unwrap();
     let mut options = fast_options();
     options.credential_sources.docker_config_dir = Some(cfg.path().to_path_buf());
-    let pulled = ensure(store.path(), &image, options).unwrap();
+    let pulled = pull(store.path(), &image, options).unwrap();
     assert!(pulled.rootfs.join("zstd/data").is_file());
 
     // From a connector.
@@ -401,7 +368,7 @@ fn basic_auth_against_htpasswd_registry() {
         username: "tester".into(),
         password: "s3cret".into(),
     });
-    ensure(store.path(), &image, options).unwrap();
+    pull(store.path(), &image, options).unwrap();
 }
 
 #[test]
@@ -470,7 +437,7 @@ fn kill_during_pull_then_pull_again() {
     );
 
     stall.store(false, std::sync::atomic::Ordering::SeqCst);
-    let pulled = ensure(store.path(), &image, fast_options()).unwrap();
+    let pulled = pull(store.path(), &image, fast_options()).unwrap();
     assert!(pulled.rootfs.join("file-1").is_file());
     // Layer 1 was not downloaded twice; layer 0 resumed where it stopped.
     assert_eq!(server.count("GET", &img.blob_path(1)), 1);

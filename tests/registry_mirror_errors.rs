@@ -2,9 +2,10 @@
 //! reached: the error names both, and what to do.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod image_support;
 
-use corral::image::{Mirror, NoProgress, PullPolicy};
+use corral::image::Mirror;
 use image_support::*;
 
 use corral::error_chain;
@@ -27,15 +28,7 @@ fn mirror_404_and_unreachable_upstream_name_both() {
     let mut options = fast_options();
     options.mirrors = vec![Mirror::parse(&format!("{upstream}=http://{}", mirror.addr)).unwrap()];
     let reference = format!("{upstream}/t/img:1");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let puller = puller(store.path(), options);
-    let err = rt
-        .block_on(puller.ensure(&reference, PullPolicy::Always, &NoProgress))
-        .unwrap_err();
+    let err = pull(store.path(), &reference, options).unwrap_err();
     let text = error_chain(&err);
     eprintln!("{text}");
     assert!(

@@ -299,11 +299,7 @@ fn codebase_variables_come_from_the_git_checkout() {
     .expect("git remote");
     git(&["add", "p.yaml"]).expect("git add");
     let commit = git(&["commit", "-q", "-m", "first commit"]).expect("git commit");
-    assert!(
-        commit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&commit.stderr)
-    );
+    common::assert_success(&commit, "git commit");
     let sha =
         String::from_utf8(git(&["rev-parse", "HEAD"]).expect("rev-parse").stdout).expect("utf-8");
     let out = dry_run(

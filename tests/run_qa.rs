@@ -16,17 +16,8 @@ use run_support::{row, setup, stderr, stdout, Env};
 /// `corral run` of `tests/fixtures/qa/NAME` with its own workspace.
 fn run(env: &Env, name: &str, args: &[&str]) -> Output {
     let file = common::testdata().join("qa").join(name);
-    let out = env
-        .command_own_workspace(&file)
-        .args(args)
-        .output()
-        .unwrap();
-    eprintln!(
-        "=== {name} {args:?}\n--- stdout\n{}--- stderr\n{}---",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
+    eprintln!("=== {name} {args:?}");
+    env.run_own(&file, args)
 }
 
 /// Whether step `step` printed the line `text` (`step | text`).

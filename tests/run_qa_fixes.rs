@@ -12,8 +12,8 @@ mod run_support;
 use std::process::Stdio;
 
 use run_support::{
-    events, eventually, indent, pipeline, pipeline_of, row, run_step, setup, signal, stage, stderr,
-    stdout, step,
+    events, eventually, indent, pipeline, pipeline_of, retry_twice, row, run_step, setup, signal,
+    stage, stderr, stdout, step, with_when,
 };
 
 /// The step_exited events of `step`.
@@ -110,10 +110,9 @@ fn a_stage_skipped_by_its_when_names_pipeline_status() {
     };
     let stages = stage("breaks", &step("Run", "fail", None, "exit 4"))
         + &stage("after", &step("Run", "never", None, "true"))
-        + &stage("cleanup", &step("Run", "tidy", None, "true")).replacen(
-            "    spec:\n",
-            "    when:\n      pipelineStatus: Failure\n    spec:\n",
-            1,
+        + &with_when(
+            &stage("cleanup", &step("Run", "tidy", None, "true")),
+            "      pipelineStatus: Failure\n",
         );
     let file = env.write("p.yaml", &pipeline_of(&stages));
     let ev = env.dir.path().join("events.jsonl");
@@ -142,10 +141,9 @@ fn a_stage_skipped_by_its_when_names_pipeline_status() {
 
     // All went well: a Failure-only stage says so.
     let stages = stage("ok", &step("Run", "fine", None, "true"))
-        + &stage("on_failure", &step("Run", "tidy", None, "true")).replacen(
-            "    spec:\n",
-            "    when:\n      pipelineStatus: Failure\n    spec:\n",
-            1,
+        + &with_when(
+            &stage("on_failure", &step("Run", "tidy", None, "true")),
+            "      pipelineStatus: Failure\n",
         );
     let file = env.write("q.yaml", &pipeline_of(&stages));
     let out = env.run(&file, &[]);
@@ -169,18 +167,7 @@ fn every_retried_attempt_has_its_step_exited() {
         "flaky",
         None,
         "n=$(cat /harness/n 2>/dev/null || echo 0); echo $((n+1)) > /harness/n; exit $((5+n))",
-    ) + r#"    failureStrategies:
-      - onFailure:
-          errors: [AllErrors]
-          action:
-            type: Retry
-            spec:
-              retryCount: 2
-              retryIntervals: [1s]
-              onRetryFailure:
-                action:
-                  type: Ignore
-"#;
+    ) + &retry_twice("Ignore");
     let file = env.write("p.yaml", &pipeline(&flaky));
     let ev = env.dir.path().join("events.jsonl");
     let out = env.run(&file, &["--events", ev.to_str().unwrap()]);

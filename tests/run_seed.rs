@@ -67,17 +67,7 @@ fn seed_cloud_tab_runs_on_the_host_root_and_a_second_run_finds_8032_busy() {
     // The second run must reach its port check while the first still
     // holds 8032: with the image already in its store it does not spend
     // the service's few seconds on a download (a loaded host took 7 s).
-    let pulled = common::corral(&other.store)
-        .arg("pull")
-        .arg("--registry-mirror")
-        .arg(format!(
-            "docker.io=http://{}",
-            other.registry.as_deref().unwrap()
-        ))
-        .arg("saucelabs/sauce-connect:latest")
-        .output()
-        .unwrap();
-    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    other.pull("saucelabs/sauce-connect:latest");
     let mut first = seed_command(&env, "seed-cloud.yaml")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

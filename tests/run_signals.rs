@@ -12,21 +12,26 @@ use std::time::Duration;
 
 use run_support::{eventually, leftover_processes, pipeline, run_step, setup, signal, step, Env};
 
-/// A service and a Run step that never end on their own.
-fn start_endless(env: &Env) -> Child {
+/// The service's command: it reports a SIGTERM and stops.
+const SVC: &str = "trap 'echo svc got TERM; exit 0' TERM; while true; do sleep 1; done";
+
+/// A service running `svc` and a Run step that never end on their own;
+/// `own_group`: corral leads a process group of its own, as a shell starts
+/// a foreground job.
+fn start_endless(env: &Env, svc: &str, own_group: bool) -> Child {
+    use std::os::unix::process::CommandExt;
     let file = env.write(
         "p.yaml",
         &pipeline(
-            &(step(
-                "Background",
-                "svc",
-                Some("busybox"),
-                "trap 'echo svc got TERM; exit 0' TERM; while true; do sleep 1; done",
-            ) + &run_step("forever", "touch /harness/started; sleep 1000")),
+            &(step("Background", "svc", Some("busybox"), svc)
+                + &run_step("forever", "touch /harness/started; sleep 1000")),
         ),
     );
-    let child = env
-        .command(&file)
+    let mut cmd = env.command(&file);
+    if own_group {
+        cmd.process_group(0);
+    }
+    let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -61,7 +66,7 @@ fn interrupt(test: &str, sig: i32, code: i32) {
     let Some(env) = setup(test, true) else {
         return;
     };
-    let child = start_endless(&env);
+    let child = start_endless(&env, SVC, false);
     signal(&child, sig);
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -90,7 +95,7 @@ fn sigkill_to_corral_leaves_no_sandbox_behind() {
     let Some(env) = setup("sigkill_corral", true) else {
         return;
     };
-    let mut child = start_endless(&env);
+    let mut child = start_endless(&env, SVC, false);
     assert!(!leftover_processes(&env.store).is_empty());
     signal(&child, libc::SIGKILL);
     let _ = child.wait();
@@ -112,33 +117,11 @@ fn sigkill_to_corral_leaves_no_sandbox_behind() {
 /// only corral's orderly SIGTERM, never the SIGINT itself.
 #[test]
 fn sigint_to_corrals_process_group_reaches_only_corral() {
-    use std::os::unix::process::CommandExt;
     let Some(env) = setup("sigint_process_group", true) else {
         return;
     };
-    let file = env.write(
-        "p.yaml",
-        &pipeline(
-            &(step(
-                "Background",
-                "svc",
-                Some("busybox"),
-                "trap 'echo svc got INT; exit 9' INT; trap 'echo svc got TERM; exit 0' TERM; while true; do sleep 1; done",
-            ) + &run_step("forever", "touch /harness/started; sleep 1000")),
-        ),
-    );
-    // As a shell starts a foreground job: corral leads a group of its own.
-    let child = env
-        .command(&file)
-        .process_group(0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        eventually(60, || env.ws("started").exists()),
-        "the Run step started"
-    );
+    let svc = format!("trap 'echo svc got INT; exit 9' INT; {SVC}");
+    let child = start_endless(&env, &svc, true);
     // SAFETY: kill(2) on the process group our child leads.
     unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     let out = child.wait_with_output().unwrap();

@@ -6,7 +6,10 @@
 mod common;
 mod run_support;
 
-use run_support::{indent, meet, pipeline_of, row, run_step, setup, stage, stdout};
+use run_support::{
+    host_step, indent, meet, pipeline_of, retry_twice, row, run_step, setup, stage, stdout,
+    with_when, IGNORE,
+};
 
 #[test]
 fn a_parallel_stage_group_runs_its_stages_at_once() {
@@ -27,28 +30,13 @@ fn a_parallel_stage_group_runs_its_stages_at_once() {
     assert_eq!(row(&out, "last")[3], "Success");
 }
 
-/// A host step (Bash) with a timeout and extra step keys (4 spaces).
-fn host_step(id: &str, command: &str, extra: &str) -> String {
-    run_support::step("Run", id, None, command) + "    timeout: 30s\n" + extra
-}
-
-fn with_when(stage_yaml: &str, when: &str) -> String {
-    stage_yaml.replacen(
-        "    type: CI\n",
-        &format!("    type: CI\n    when:\n{when}"),
-        1,
-    )
-}
-
-const IGNORE: &str = "    failureStrategies:\n      - onFailure:\n          errors: [AllErrors]\n          action:\n            type: Ignore\n";
-
 #[test]
 fn stage_and_step_statuses_resolve_when_they_are_used() {
     let Some(env) = setup("status_expressions", false) else {
         return;
     };
     let first = stage("first", &host_step("ok", "echo first ran", ""));
-    let retry = "    failureStrategies:\n      - onFailure:\n          errors: [AllErrors]\n          action:\n            type: Retry\n            spec:\n              retryCount: 2\n              retryIntervals: [1s]\n              onRetryFailure:\n                action:\n                  type: MarkAsFailure\n";
+    let retry = &retry_twice("MarkAsFailure");
     let second = with_when(
         &stage(
             "second",

@@ -7,7 +7,8 @@ mod common;
 mod run_support;
 
 use run_support::{
-    events, indent, log_dir, meet, pipeline, pipeline_of, row, run_step, setup, stage, stdout, step,
+    events, indent, log_dir, meet, pipeline, pipeline_of, retry_twice, row, run_step, setup, stage,
+    stdout, step, IGNORE,
 };
 
 #[test]
@@ -99,24 +100,9 @@ fn ignore_and_retry_failure_strategies() {
         "p.yaml",
         &pipeline(
             &(run_step("ignored", "exit 5")
-                + r#"    failureStrategies:
-      - onFailure:
-          errors: [AllErrors]
-          action:
-            type: Ignore
-"# + &run_step("retried", "echo attempt >> /harness/attempts; exit 7")
-                + r#"    failureStrategies:
-      - onFailure:
-          errors: [AllErrors]
-          action:
-            type: Retry
-            spec:
-              retryCount: 2
-              retryIntervals: [1s]
-              onRetryFailure:
-                action:
-                  type: MarkAsFailure
-"#),
+                + IGNORE
+                + &run_step("retried", "echo attempt >> /harness/attempts; exit 7")
+                + &retry_twice("MarkAsFailure")),
         ),
     );
     let ev = env.dir.path().join("events.jsonl");
@@ -284,10 +270,7 @@ fn the_library_api_runs_a_pipeline() {
         store: Some(env.store.clone()),
         workspace: Some(env.workspace.clone()),
         config_file: Some("/dev/null".into()),
-        registry_mirrors: vec![format!(
-            "docker.io=http://{}",
-            env.registry.as_deref().unwrap()
-        )],
+        registry_mirrors: env.mirror().into_iter().collect(),
         exe: Some(common::corral_bin()),
         quiet: true,
         ..corral::runner::RunOptions::default()
@@ -313,12 +296,7 @@ fn the_stage_timeout_bounds_its_steps() {
     );
     let file = env.write("p.yaml", &yaml);
     // Warm the image: the stage's timeout counts its pulls too.
-    let mirror = format!("docker.io=http://{}", env.registry.as_ref().unwrap());
-    let pull = common::corral(&env.store)
-        .args(["pull", "--registry-mirror", &mirror, "busybox"])
-        .output()
-        .unwrap();
-    assert!(pull.status.success());
+    env.pull("busybox");
     let out = env.run(&file, &[]);
     assert_eq!(out.status.code(), Some(124));
     assert_eq!(row(&out, "slow")[3], "Timeout");

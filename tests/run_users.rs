@@ -117,7 +117,7 @@ fn an_image_user_writes_the_workspace_and_its_output_variables() {
     let file = env.write("p.yaml", &pipeline(&steps.concat()));
     // corral's own workspace is open to the image's user, as Harness's
     // emptyDir volume is (a --workspace DIR keeps DIR's permissions).
-    let out = env.command_own_workspace(&file).output().unwrap();
+    let out = env.run_own(&file, &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     // With one ID mapped the image's User falls back to root (see above).

@@ -11,12 +11,9 @@ mod run_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use run_support::{pipeline_of, setup, stage, stderr, stdout, step, Env};
-
-/// A host step (Bash) with further spec keys (6 spaces) appended.
-fn host_step(id: &str, command: &str, spec: &str) -> String {
-    step("Run", id, None, command) + spec
-}
+use run_support::{
+    host_step, pipeline_of, setup, stage, stderr, stdout, with_stage_keys, Env, IGNORE,
+};
 
 /// The `workspace:` directory corral names at the end of a run.
 fn workspace_root(out: &std::process::Output) -> PathBuf {
@@ -50,10 +47,9 @@ fn looped_pipeline() -> String {
         "echo 'copy <+repeat.item> got <+steps.w.output.outputVariables.V>'",
         "",
     );
-    let looped = stage("s", &steps).replacen(
-        "    type: CI\n",
-        "    type: CI\n    strategy:\n      repeat:\n        items: [a, b]\n",
-        1,
+    let looped = with_stage_keys(
+        &stage("s", &steps),
+        "    strategy:\n      repeat:\n        items: [a, b]\n",
     );
     pipeline_of(&looped)
 }
@@ -64,7 +60,7 @@ fn each_copy_of_a_looped_stage_has_its_own_workspace_and_outputs() {
         return;
     };
     let file = env.write("p.yaml", &looped_pipeline());
-    let out = env.command_own_workspace(&file).output().unwrap();
+    let out = env.run_own(&file, &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     for item in ["a", "b"] {
@@ -180,10 +176,7 @@ fn clone_codebase_copies_the_checkout_with_its_edits_and_git() {
          && chmod 750 tool.sh && ln -s tracked.txt link && git add -A && git commit -qm 'the commit' \
          && echo edited > tracked.txt && echo junk > untracked.txt",
     );
-    let out = env
-        .command_own_workspace(&repo.join("p.yaml"))
-        .output()
-        .unwrap();
+    let out = env.run_own(&repo.join("p.yaml"), &[]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
     for want in [
@@ -214,7 +207,7 @@ fn clone_codebase_outside_a_checkout_warns_and_starts_empty() {
             "",
         )),
     );
-    let out = env.command_own_workspace(&file).output().unwrap();
+    let out = env.run_own(&file, &[]);
     let (text, err) = (stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{text}{err}");
     assert!(text.contains("look | 0\n"), "{text}");
@@ -295,10 +288,9 @@ fn the_sequence_id_counts_the_runs_of_each_pipeline() {
 }
 
 fn hello_loop(cap: &str) -> String {
-    let looped = stage("s", &host_step("w", "echo hello <+repeat.item>", "")).replacen(
-        "    type: CI\n",
-        &format!("    type: CI\n    strategy:\n      repeat:\n        items: [a, b]\n{cap}"),
-        1,
+    let looped = with_stage_keys(
+        &stage("s", &host_step("w", "echo hello <+repeat.item>", "")),
+        &format!("    strategy:\n      repeat:\n        items: [a, b]\n{cap}"),
     );
     pipeline_of(&looped)
 }
@@ -323,8 +315,6 @@ fn prefixes_name_the_stage_only_when_stages_run_at_once() {
     assert!(text.contains("w | hello a\n"), "{text}");
     assert!(!text.contains("s_0/"), "{text}");
 }
-
-const IGNORE: &str = "    failureStrategies:\n      - onFailure:\n          errors: [AllErrors]\n          action:\n            type: Ignore\n";
 
 #[test]
 fn outputs_never_set_render_as_null_with_one_warning() {

@@ -2,7 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns, test code all the same
 
-use std::io::{self, Read, Write};
+mod common;
+
+use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
 use corral::cli::ColorChoice;
@@ -10,6 +12,8 @@ use corral::pipeline::secret::{Masker, MASK};
 use corral::runner::logs::{
     color_enabled, FileSink, LineSink, LineSplitter, LogLine, StepLog, Stream, TerminalSink,
 };
+
+use common::SharedBuf;
 
 fn masker(secrets: &[&str]) -> Masker {
     let mut m = Masker::new();
@@ -129,26 +133,6 @@ fn colors_follow_the_choice_and_the_terminal() {
     assert!(!color_enabled(ColorChoice::Auto, false));
 }
 
-/// A writer the test can read back.
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Shared {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
 fn line<'a>(step: &'a str, text: &'a str) -> LogLine<'a> {
     LogLine {
         stage: "build",
@@ -160,7 +144,7 @@ fn line<'a>(step: &'a str, text: &'a str) -> LogLine<'a> {
 
 #[test]
 fn terminal_prefixes_are_padded_and_uncolored_when_color_is_off() {
-    let out = Shared::default();
+    let out = SharedBuf::default();
     let sink = TerminalSink::new(Box::new(out.clone()), false, &["Sauce_Connect", "Wait"]);
     sink.line(&line("Wait", "polling")).unwrap();
     sink.line(&line("Sauce_Connect", "up")).unwrap();
@@ -170,7 +154,7 @@ fn terminal_prefixes_are_padded_and_uncolored_when_color_is_off() {
 
 #[test]
 fn terminal_prefix_colors_cycle_per_step() {
-    let out = Shared::default();
+    let out = SharedBuf::default();
     let steps: Vec<String> = (0..11).map(|i| format!("s{i}")).collect();
     let names: Vec<&str> = steps.iter().map(String::as_str).collect();
     let sink = TerminalSink::new(Box::new(out.clone()), true, &names);
@@ -188,7 +172,7 @@ fn terminal_prefix_colors_cycle_per_step() {
 
 #[test]
 fn unknown_step_gets_a_prefix_when_first_seen() {
-    let out = Shared::default();
+    let out = SharedBuf::default();
     let sink = TerminalSink::new(Box::new(out.clone()), false, &["a"]);
     sink.line(&line("later_step", "hi")).unwrap();
     assert_eq!(out.text(), "later_step | hi\n");
@@ -225,7 +209,7 @@ impl Read for Chunks {
 #[test]
 fn pump_masks_and_fans_out_to_terminal_file_and_other_sinks() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Shared::default();
+    let out = SharedBuf::default();
     let terminal = Arc::new(TerminalSink::new(Box::new(out.clone()), false, &["Run_1"]));
     let file = Arc::new(FileSink::create(&dir.path().join("logs"), "Run_1").unwrap());
     let collect = Arc::new(Collect::default());

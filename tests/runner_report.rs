@@ -2,8 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns, test code all the same
 
-use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::io;
 use std::time::Duration;
 
 use corral::pipeline::secret::{Masker, MASK};
@@ -14,6 +15,8 @@ use corral::runner::report::{
     StepResult, StepStatus,
 };
 use time::macros::datetime;
+
+use common::SharedBuf;
 
 fn step(id: &str, kind: StepKind, status: StepStatus, code: Option<i32>, ms: u64) -> StepResult {
     StepResult {
@@ -401,22 +404,9 @@ fn every_string_in_an_event_is_masked_even_with_json_escapes() {
     assert!(!skipped.contains("word"), "{skipped}");
 }
 
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn the_writer_is_a_log_sink_and_writes_one_line_per_event() {
-    let out = Shared::default();
+    let out = SharedBuf::default();
     let w = EventWriter::with_clock(Box::new(out.clone()), Masker::new(), fixed_clock);
     w.emit(&Event::StageStarted {
         stage: "build".into(),
@@ -429,7 +419,7 @@ fn the_writer_is_a_log_sink_and_writes_one_line_per_event() {
         text: "SC ready",
     })
     .unwrap();
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let text = out.text();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -6,11 +6,12 @@
 
 #![allow(clippy::unwrap_used)] // helpers outside #[test] fns, test code all the same
 
-use std::io::{self, Write};
+mod common;
+
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use corral::pipeline::secret::{Masker, MASK};
@@ -24,21 +25,10 @@ use corral::runner::supervise::{
     Gate, GroupChild, Retry, StageStatusCondition, When,
 };
 
+use common::SharedBuf;
+
 const STAGE: &str = "build";
 const SECRET: &str = "sk-live-5e3f9a";
-
-#[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 struct Stage {
     masker: Masker,
@@ -192,7 +182,7 @@ fn a_stage_of_host_processes_runs_end_to_end() {
     let mut masker = Masker::new();
     masker.add(SECRET);
     let events = Arc::new(EventWriter::open(&events_path, masker.clone()).unwrap());
-    let terminal_out = Shared::default();
+    let terminal_out = SharedBuf::default();
     let steps = ["svc", "flaky", "slow", "after", "on_failure"];
     let terminal = Arc::new(TerminalSink::new(
         Box::new(terminal_out.clone()),
@@ -319,7 +309,7 @@ fn a_stage_of_host_processes_runs_end_to_end() {
     assert!(table.contains("Running at teardown"), "{table}");
 
     // The secret is nowhere; its mask is where it was printed.
-    let terminal_text = String::from_utf8(terminal_out.0.lock().unwrap().clone()).unwrap();
+    let terminal_text = terminal_out.text();
     let events_text = read(&events_path);
     let svc_file = read(&stage.log_dir.join("svc.log"));
     for text in [

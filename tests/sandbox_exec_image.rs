@@ -36,11 +36,7 @@ fn exec_pulls_a_missing_image_and_never_writes_into_it() {
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "exec failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "exec failed");
     assert!(stdout.starts_with("marker\n"), "{stdout}");
     // The image's Env (PATH) applies.
     assert!(stdout.contains("/bin"), "{stdout}");
@@ -52,11 +48,7 @@ fn exec_pulls_a_missing_image_and_never_writes_into_it() {
         &registry,
         &["busybox", "--", "sh", "-c", "test ! -e /bin/written"],
     );
-    assert!(
-        out.status.success(),
-        "write leaked into the image: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "write leaked into the image");
     let leaked = walk_for(store.path(), "written");
     assert!(leaked.is_empty(), "write reached the store: {leaked:?}");
 }

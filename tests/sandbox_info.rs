@@ -15,11 +15,7 @@ fn info_json_reports_namespaces_overlay_and_the_id_mapping_of_this_user() {
         .args(["info", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "corral info --json");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let check = |name: &str| {
         report["checks"]

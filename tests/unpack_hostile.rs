@@ -266,35 +266,13 @@ fn case15_devices_fifos_and_sockets() {
 /// tests/unpack_sparse.rs has the hostile maps.
 #[test]
 fn case17_sparse_files_expand_without_writing_the_map() {
-    let src = tempfile::tempdir().unwrap();
-    let sparse = src.path().join("sparse");
-    let f = std::fs::File::create(&sparse).unwrap();
-    f.set_len(1 << 30).unwrap();
-    std::os::unix::fs::FileExt::write_at(&f, &[7u8; 4096], 1 << 29).unwrap();
-    let mut b = tar::Builder::new(Vec::new());
-    b.sparse(true);
-    b.append_path_with_name(&sparse, "big").unwrap();
-    let layer = b.into_inner().unwrap();
-    assert!(
-        layer.len() < 1 << 20,
-        "the builder wrote an old-GNU sparse entry"
-    );
+    let layer = old_gnu_sparse_layer("big", 1 << 30, &[(1 << 29, &[7u8; 4096])]);
     let s = Scene::new();
     s.apply(&layer).unwrap();
     assert_eq!(std::fs::metadata(s.path("big")).unwrap().len(), 1 << 30);
     // PAX 1.0: the map at the start of the data is not file content.
     let s = Scene::new();
-    let mut data = b"1\n0\n4\n".to_vec();
-    data.resize(512, 0);
-    data.extend_from_slice(b"data");
-    let layer = Layer::new()
-        .pax(&[
-            ("GNU.sparse.major", b"1"),
-            ("GNU.sparse.minor", b"0"),
-            ("GNU.sparse.name", b"big"),
-            ("GNU.sparse.realsize", b"4"),
-        ])
-        .file("GNUSparseFile.0/big", 0o644, &data);
+    let layer = pax_sparse_1_0("big", "4", "1\n0\n4\n", b"data");
     s.apply(&layer.tar()).unwrap();
     assert_eq!(std::fs::read(s.path("big")).unwrap(), b"data");
     assert!(!s.path("GNUSparseFile.0").exists());

@@ -3,18 +3,16 @@
 //! invariant that applying onto a clone never changes the parent chain.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod unpack_support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use common::xattr;
 use corral::image::unpack::{self, Ownership, UnpackOptions};
 use tar::{EntryType, Header};
 use unpack_support::*;
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap()
-}
 
 fn whiteout(path: &str) -> (Vec<u8>, EntryType) {
     (path.as_bytes().to_vec(), EntryType::Regular)
@@ -163,13 +161,6 @@ fn case14_and_b3_restrictive_modes() {
     unpack::remove_tree(&s2.root).unwrap();
     unpack::remove_tree(&s.root).unwrap();
     assert!(!s.root.exists());
-}
-
-fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    rustix::fs::lgetxattr(p, name, &mut buf[..])
-        .ok()
-        .map(|n| buf[..n].to_vec())
 }
 
 #[test]

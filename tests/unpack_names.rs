@@ -13,10 +13,6 @@ use std::process::Command;
 use tar::{EntryType, Header};
 use unpack_support::*;
 
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap()
-}
-
 fn gnu_long(kind: EntryType, name: &[u8]) -> (Header, Vec<u8>) {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);

@@ -2,22 +2,17 @@
 //! here on the applier alone (no umoci, no registry needed).
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod unpack_support;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use common::xattr;
 use unpack_support::*;
 
 fn mtime(p: &Path) -> i64 {
     std::fs::symlink_metadata(p).unwrap().mtime()
-}
-
-fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    rustix::fs::lgetxattr(p, name, &mut buf[..])
-        .ok()
-        .map(|n| buf[..n].to_vec())
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! layers with umoci and GNU tar.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod unpack_support;
 
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -24,31 +25,9 @@ fn refused(res: Result<AppliedLayer, UnpackError>) -> (String, String) {
     }
 }
 
-/// A PAX 1.0 entry: `map` (decimal lines) padded to 512 bytes, then `data`.
-fn pax10(name: &str, real_size: &str, map: &str, data: &[u8]) -> Layer {
-    let mut body = map.as_bytes().to_vec();
-    body.resize(map.len().div_ceil(512).max(1) * 512, 0);
-    body.extend_from_slice(data);
-    Layer::new()
-        .pax(&[
-            ("GNU.sparse.major", b"1"),
-            ("GNU.sparse.minor", b"0"),
-            ("GNU.sparse.name", name.as_bytes()),
-            ("GNU.sparse.realsize", real_size.as_bytes()),
-        ])
-        .file("GNUSparseFile.0/stored-name", 0o644, &body)
-}
-
 /// Whether the filesystem of the scene keeps holes.
 fn keeps_holes(s: &Scene) -> bool {
-    let probe = s.tmp.path().join("probe");
-    let f = std::fs::File::create(&probe).unwrap();
-    f.set_len(8 << 20).unwrap();
-    f.write_at(b"x", 4 << 20).unwrap();
-    f.sync_all().unwrap();
-    let small = f.metadata().unwrap().blocks() * 512 < 1 << 20;
-    std::fs::remove_file(&probe).unwrap();
-    small
+    common::keeps_holes(s.tmp.path())
 }
 
 fn read_at(path: &std::path::Path, offset: u64, len: usize) -> Vec<u8> {
@@ -72,7 +51,7 @@ fn assert_sparse(s: &Scene, rel: &str, size: u64) {
 #[test]
 fn pax_1_0_expands_under_the_real_name_with_holes() {
     let s = Scene::new();
-    let layer = pax10(
+    let layer = pax_sparse_1_0(
         "dir/big",
         &GIB.to_string(),
         "2\n0\n3\n536870912\n4\n",
@@ -119,20 +98,7 @@ fn pax_0_0_and_0_1_expand_from_their_records() {
 
 #[test]
 fn old_gnu_entries_expand_without_writing_holes() {
-    let src = tempfile::tempdir().unwrap();
-    let sparse = src.path().join("sparse");
-    let f = std::fs::File::create(&sparse).unwrap();
-    f.set_len(GIB).unwrap();
-    f.write_at(&[7u8; 4096], 1 << 29).unwrap();
-    f.write_at(b"end", GIB - 3).unwrap();
-    let mut b = tar::Builder::new(Vec::new());
-    b.sparse(true);
-    b.append_path_with_name(&sparse, "big").unwrap();
-    let layer = b.into_inner().unwrap();
-    assert!(
-        layer.len() < 1 << 20,
-        "the builder wrote an old-GNU sparse entry"
-    );
+    let layer = old_gnu_sparse_layer("big", GIB, &[(1 << 29, &[7u8; 4096]), (GIB - 3, b"end")]);
     let s = Scene::new();
     s.apply(&layer).unwrap();
     assert_sparse(&s, "big", GIB);
@@ -148,38 +114,47 @@ fn old_gnu_entries_expand_without_writing_holes() {
 fn hostile_pax_maps_are_refused_naming_the_entry() {
     let big = (1u64 << 63).to_string();
     for (layer, want) in [
-        (pax10("big", "4096", "1000000000\n", b""), "at most"),
         (
-            pax10("big", &big, "0\n", b""),
+            pax_sparse_1_0("big", "4096", "1000000000\n", b""),
+            "at most",
+        ),
+        (
+            pax_sparse_1_0("big", &big, "0\n", b""),
             "past the largest file offset",
         ),
         (
-            pax10("big", &(1u64 << 62).to_string(), "0\n", b""),
+            pax_sparse_1_0("big", &(1u64 << 62).to_string(), "0\n", b""),
             "expansion limit",
         ),
         (
-            pax10("big", "100", "2\n0\n10\n5\n10\n", &[1; 20]),
+            pax_sparse_1_0("big", "100", "2\n0\n10\n5\n10\n", &[1; 20]),
             "overlaps",
         ),
         (
-            pax10("big", "100", "2\n50\n10\n0\n10\n", &[1; 20]),
+            pax_sparse_1_0("big", "100", "2\n50\n10\n0\n10\n", &[1; 20]),
             "overlaps",
         ),
         (
-            pax10("big", "100", "1\n95\n10\n", &[1; 10]),
+            pax_sparse_1_0("big", "100", "1\n95\n10\n", &[1; 10]),
             "past the real size",
         ),
         (
-            pax10("big", "100", "1\n18446744073709551615\n2\n", &[1; 2]),
+            pax_sparse_1_0("big", "100", "1\n18446744073709551615\n2\n", &[1; 2]),
             "past the real size",
         ),
         (
-            pax10("big", "8192", "1\n0\n4096\n", &[1; 100]),
+            pax_sparse_1_0("big", "8192", "1\n0\n4096\n", &[1; 100]),
             "stores 100",
         ),
-        (pax10("big", "100", "1\n0\nx\n", b""), "other than decimal"),
-        (pax10("big", "100", "1\n", b""), "other than decimal"),
-        (pax10("big", "4096", "", b""), "other than decimal"),
+        (
+            pax_sparse_1_0("big", "100", "1\n0\nx\n", b""),
+            "other than decimal",
+        ),
+        (
+            pax_sparse_1_0("big", "100", "1\n", b""),
+            "other than decimal",
+        ),
+        (pax_sparse_1_0("big", "4096", "", b""), "other than decimal"),
         (
             Layer::new()
                 .pax(&[
@@ -236,9 +211,8 @@ fn hostile_pax_maps_are_refused_naming_the_entry() {
 #[test]
 fn sparse_files_together_stay_within_the_layer_limit() {
     let half = (600u64 << 20).to_string();
-    let mut layer = pax10("a", &half, "0\n", b"").tar();
-    layer.truncate(layer.len() - 1024);
-    layer.extend(pax10("b", &half, "0\n", b"").tar());
+    let layer =
+        pax_sparse_1_0("a", &half, "0\n", b"").tar_then(pax_sparse_1_0("b", &half, "0\n", b""));
     let s = Scene::new();
     let (path, reason) = refused(s.apply(&layer));
     assert_eq!(path, "b");
@@ -324,18 +298,15 @@ fn the_real_name_gets_every_check() {
     // `..` in GNU.sparse.name is refused like in a header name.
     let s = Scene::new();
     let err = s
-        .apply(&pax10("../escape", "10", "0\n", b"").tar())
+        .apply(&pax_sparse_1_0("../escape", "10", "0\n", b"").tar())
         .unwrap_err()
         .to_string();
     assert!(err.contains("`..`") && err.contains("../escape"), "{err}");
     // A real name through a symlink that leaves the root stays inside.
     let s = Scene::new();
-    let layer = Layer::new().symlink("out", &s.host_str()).tar_then(pax10(
-        "out/pwn",
-        "10",
-        "1\n0\n2\n",
-        b"hi",
-    ));
+    let layer = Layer::new()
+        .symlink("out", &s.host_str())
+        .tar_then(pax_sparse_1_0("out/pwn", "10", "1\n0\n2\n", b"hi"));
     s.apply(&layer).unwrap();
     assert!(s
         .root
@@ -347,8 +318,8 @@ fn the_real_name_gets_every_check() {
     let s = Scene::new();
     s.apply(&Layer::new().file("gone", 0o644, b"x").tar())
         .unwrap();
-    let layer = pax10(".wh.gone", "10", "0\n", b"")
-        .tar_then(pax10("big", "8192", "1\n4096\n2\n", b"hi").hardlink("link", "big"));
+    let layer = pax_sparse_1_0(".wh.gone", "10", "0\n", b"")
+        .tar_then(pax_sparse_1_0("big", "8192", "1\n4096\n2\n", b"hi").hardlink("link", "big"));
     s.apply(&layer).unwrap();
     assert!(!s.path("gone").exists());
     assert_eq!(ino(&s.path("link")), ino(&s.path("big")));
@@ -360,18 +331,4 @@ fn the_real_name_gets_every_check() {
     let (path, reason) = refused(s.apply(&layer.tar()));
     assert_eq!(path, "big");
     assert!(reason.contains("only regular files"), "{reason}");
-}
-
-trait Concat {
-    fn tar_then(self, next: Layer) -> Vec<u8>;
-}
-
-impl Concat for Layer {
-    /// This layer's entries, then `next`'s (one end-of-archive marker).
-    fn tar_then(self, next: Layer) -> Vec<u8> {
-        let mut tar = self.tar();
-        tar.truncate(tar.len() - 1024);
-        tar.extend(next.tar());
-        tar
-    }
 }

@@ -2,8 +2,8 @@
 //! with `mod common;`; not every binary uses every helper.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The corral binary under test. The rootless pass of `scripts/test.sh`
 /// points this at a copy every user can read.
@@ -15,7 +15,7 @@ pub fn corral_bin() -> PathBuf {
 
 /// A `Command` for the corral binary with a private store and an empty
 /// config (`/dev/null`: an explicit `--config` that is missing is an error).
-pub fn corral(store: &std::path::Path) -> Command {
+pub fn corral(store: &Path) -> Command {
     let mut cmd = Command::new(corral_bin());
     cmd.env("CORRAL_STORE", store)
         .env("CORRAL_CONFIG", "/dev/null")
@@ -135,7 +135,7 @@ pub fn is_root() -> bool {
 /// Whether this user's sandboxes map a single ID (no subuid range or no
 /// newuidmap), as `corral info` reports it.
 #[allow(clippy::unwrap_used)]
-pub fn single_id_mapping(store: &std::path::Path) -> bool {
+pub fn single_id_mapping(store: &Path) -> bool {
     let out = corral(store).args(["info", "--json"]).output().unwrap();
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     info["modes"]["id_mapping"]
@@ -161,4 +161,64 @@ pub fn openpty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     assert_eq!(ret, 0, "openpty: {}", std::io::Error::last_os_error());
     // SAFETY: two fresh fds we own.
     unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
+}
+
+/// Panics with `what` and the process's stderr unless it exited 0.
+#[track_caller]
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether the filesystem under `dir` keeps a hole as a hole (a probe file
+/// of 8 MiB with one byte written allocates under 1 MiB).
+#[allow(clippy::unwrap_used)]
+pub fn keeps_holes(dir: &Path) -> bool {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let probe = dir.join("hole-probe");
+    let f = std::fs::File::create(&probe).unwrap();
+    f.set_len(8 << 20).unwrap();
+    f.write_at(b"x", 4 << 20).unwrap();
+    f.sync_all().unwrap();
+    let blocks = f.metadata().unwrap().blocks();
+    std::fs::remove_file(&probe).unwrap();
+    blocks * 512 < 1 << 20
+}
+
+/// The value of extended attribute `name` of `p` itself (not following a
+/// symlink), if it has one of at most 256 bytes.
+pub fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    rustix::fs::lgetxattr(p, name, &mut buf[..])
+        .ok()
+        .map(|n| buf[..n].to_vec())
+}
+
+/// A writer the test can read back (clones share the bytes).
+#[derive(Clone, Default)]
+pub struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    fn bytes(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Everything written so far, which must be UTF-8.
+    #[allow(clippy::unwrap_used)]
+    pub fn text(&self) -> String {
+        String::from_utf8(self.bytes().clone()).unwrap()
+    }
 }

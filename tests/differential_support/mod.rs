@@ -178,6 +178,36 @@ pub fn link_groups(tree: &BTreeMap<String, Node>) -> Vec<Vec<String>> {
     groups
 }
 
+/// Lines naming every difference between two trees (left: ours), inode
+/// numbers aside. `relax(path, left, right)` sees each path first (either
+/// side may be missing): it may align what the caller does not compare,
+/// and passes the path over by returning false.
+pub fn differences_with(
+    ours: &BTreeMap<String, Node>,
+    theirs: &BTreeMap<String, Node>,
+    mut relax: impl FnMut(&str, Option<&mut Node>, Option<&mut Node>) -> bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for path in ours
+        .keys()
+        .chain(theirs.keys().filter(|p| !ours.contains_key(*p)))
+    {
+        let (mut a, mut b) = (ours.get(path).cloned(), theirs.get(path).cloned());
+        if let (Some(a), Some(b)) = (&mut a, &mut b) {
+            (a.ino, b.ino) = (0, 0);
+        }
+        if !relax(path, a.as_mut(), b.as_mut()) {
+            continue;
+        }
+        match (a, b) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(a), Some(b)) => out.push(format!("{path}:\n  left  {a:?}\n  right {b:?}")),
+            (a, b) => out.push(format!("{path}: left {a:?}, right {b:?}")),
+        }
+    }
+    out
+}
+
 /// Whole seconds now: a directory created after this has mtime >= it.
 pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
@@ -205,12 +235,16 @@ pub fn generate(dir: &Path) -> PathBuf {
 
 pub fn corral(store: &Path, args: &[&str]) -> std::process::Output {
     let out = common::corral(store).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "corral {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, &format!("corral {args:?}"));
     out
+}
+
+/// `corral import` of an OCI layout under the name `image`.
+pub fn import_as(store: &Path, layout: &Path, image: &str) {
+    corral(
+        store,
+        &["-q", "import", layout.to_str().unwrap(), "--name", image],
+    );
 }
 
 /// `corral image unpack` of an image already in `store`.

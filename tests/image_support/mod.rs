@@ -1,194 +1,19 @@
 //! Helpers of the image tests: a tiny in-process registry whose answers
-//! each test scripts, small test images, and a test-only layer applier
-//! (the real one lives in src/image/unpack.rs).
+//! each test scripts (server.rs), small test images, and a test-only layer
+//! applier (applier.rs; the real one lives in src/image/unpack.rs).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::HashMap;
-use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use corral::image::applier::{ApplyError, LayerApplier};
-use corral::image::unpack::AppliedLayer;
 use corral::image::Digest;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A request as the fake registry saw it.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub method: String,
-    pub path: String,
-    pub headers: HashMap<String, String>,
-    pub body: Vec<u8>,
-}
+use crate::common;
 
-impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
-    }
-}
-
-/// What to answer.
-pub enum Reply {
-    /// Status, headers, body.
-    Full(u16, Vec<(String, String)>, Vec<u8>),
-    /// Sends headers announcing `announced` bytes, then only `body`, then
-    /// closes the connection (a reset mid-transfer).
-    Cut(u16, Vec<(String, String)>, Vec<u8>, u64),
-    /// Like `Cut`, but keeps the connection open without sending more.
-    Stall(u16, Vec<(String, String)>, Vec<u8>, u64),
-}
-
-pub fn ok(body: &[u8]) -> Reply {
-    Reply::Full(200, vec![], body.to_vec())
-}
-
-pub fn status(code: u16) -> Reply {
-    Reply::Full(code, vec![], Vec::new())
-}
-
-type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
-
-/// A fake registry on 127.0.0.1:PORT, answering with `handler`.
-pub struct FakeServer {
-    pub addr: String,
-    pub log: Arc<Mutex<Vec<Seen>>>,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl FakeServer {
-    pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> FakeServer {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let log2 = log.clone();
-        runtime.spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let (handler, log) = (handler.clone(), log2.clone());
-                tokio::spawn(async move { serve(sock, handler, log).await });
-            }
-        });
-        FakeServer {
-            addr,
-            log,
-            runtime: Some(runtime),
-        }
-    }
-
-    pub fn requests(&self) -> Vec<Seen> {
-        self.log.lock().unwrap().clone()
-    }
-
-    pub fn count(&self, method: &str, path_part: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method == method && r.path.contains(path_part))
-            .count()
-    }
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-async fn serve(mut sock: tokio::net::TcpStream, handler: Arc<Handler>, log: Arc<Mutex<Vec<Seen>>>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-        buf.drain(..end + 4);
-        let mut lines = head.split("\r\n");
-        let first: Vec<&str> = lines.next().unwrap_or("").split(' ').collect();
-        let mut headers = HashMap::new();
-        for line in lines {
-            if let Some((k, v)) = line.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let length: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < length {
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let body: Vec<u8> = buf.drain(..length).collect();
-        let seen = Seen {
-            method: first.first().unwrap_or(&"").to_string(),
-            path: first.get(1).unwrap_or(&"").to_string(),
-            headers,
-            body,
-        };
-        log.lock().unwrap().push(seen.clone());
-        let head_only = seen.method == "HEAD";
-        match handler(&seen) {
-            Reply::Full(code, hdrs, body) => {
-                let mut out = format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\n", body.len());
-                for (k, v) in hdrs {
-                    out.push_str(&format!("{k}: {v}\r\n"));
-                }
-                out.push_str("\r\n");
-                let mut bytes = out.into_bytes();
-                if !head_only {
-                    bytes.extend_from_slice(&body);
-                }
-                if sock.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            reply @ (Reply::Cut(..) | Reply::Stall(..)) => {
-                let stall = matches!(reply, Reply::Stall(..));
-                let (Reply::Cut(code, hdrs, body, announced)
-                | Reply::Stall(code, hdrs, body, announced)) = reply
-                else {
-                    return;
-                };
-                let mut out = format!("HTTP/1.1 {code} X\r\nContent-Length: {announced}\r\n");
-                for (k, v) in hdrs {
-                    out.push_str(&format!("{k}: {v}\r\n"));
-                }
-                out.push_str("\r\n");
-                let mut bytes = out.into_bytes();
-                bytes.extend_from_slice(&body);
-                let _ = sock.write_all(&bytes).await;
-                let _ = sock.flush().await;
-                if stall {
-                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-                }
-                return;
-            }
-        }
-    }
-}
+mod applier;
+mod server;
+pub use applier::*;
+pub use server::*;
 
 /// A one-image repository: manifest, config and layers, served by digest.
 #[derive(Clone)]
@@ -305,116 +130,6 @@ pub fn ranged(req: &Seen, body: &[u8]) -> Reply {
     ok(body)
 }
 
-/// Test-only applier: extracts regular files and directories with the
-/// `tar` crate and reports the diff_id. Enough to exercise the store;
-/// the real applier is src/image/unpack.rs.
-pub struct TestApplier;
-
-struct HashingReader<R> {
-    inner: R,
-    hasher: sha2::Sha256,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        sha2::Digest::update(&mut self.hasher, &buf[..n]);
-        Ok(n)
-    }
-}
-
-impl LayerApplier for TestApplier {
-    fn apply(&self, root: &Path, layer: &mut dyn Read) -> Result<AppliedLayer, ApplyError> {
-        let mut magic = [0u8; 4];
-        let mut got = 0;
-        while got < 4 {
-            let n = layer.read(&mut magic[got..])?;
-            if n == 0 {
-                break;
-            }
-            got += n;
-        }
-        let chained = Read::chain(std::io::Cursor::new(magic[..got].to_vec()), layer);
-        let decoded: Box<dyn Read> = match &magic[..got] {
-            [0x1f, 0x8b, ..] => Box::new(flate2::read::MultiGzDecoder::new(chained)),
-            [0x28, 0xb5, 0x2f, 0xfd] => Box::new(zstd::stream::read::Decoder::new(chained)?),
-            _ => Box::new(chained),
-        };
-        let mut reader = HashingReader {
-            inner: decoded,
-            hasher: <sha2::Sha256 as sha2::Digest>::new(),
-        };
-        let mut entries = 0;
-        // Read-only directories (0555) are made writable while filling them
-        // (rootless has no CAP_DAC_OVERRIDE) and restored at the end.
-        let mut restore = Vec::new();
-        {
-            let mut archive = tar::Archive::new(&mut reader);
-            for entry in archive.entries()? {
-                let mut entry = entry?;
-                entries += 1;
-                let kind = entry.header().entry_type();
-                let path = entry.path()?.into_owned();
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                if name.starts_with(".wh.") {
-                    continue;
-                }
-                if kind.is_dir() {
-                    entry.unpack_in(root)?;
-                    let mode = entry.header().mode()?;
-                    let dir = root.join(&path);
-                    std::fs::set_permissions(
-                        &dir,
-                        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-                    )?;
-                    restore.push((dir, mode));
-                } else if kind.is_file() {
-                    if let Some(parent) = root.join(&path).parent() {
-                        use std::os::unix::fs::PermissionsExt;
-                        if let Ok(meta) = std::fs::metadata(parent) {
-                            let mode = meta.permissions().mode();
-                            if mode & 0o200 == 0 {
-                                std::fs::set_permissions(parent, PermissionsExt::from_mode(0o755))?;
-                                restore.push((parent.to_path_buf(), mode));
-                            }
-                        }
-                    }
-                    entry.unpack_in(root)?;
-                }
-            }
-        }
-        std::io::copy(&mut reader, &mut std::io::sink())?;
-        for (dir, mode) in restore.into_iter().rev() {
-            std::fs::set_permissions(
-                &dir,
-                std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
-            )?;
-        }
-        let digest = hex::encode(sha2::Digest::finalize(reader.hasher));
-        Ok(AppliedLayer {
-            diff_id: format!("sha256:{digest}"),
-            entries,
-            uncompressed_bytes: 0,
-        })
-    }
-
-    fn clone_tree(&self, parent: &Path, dest: &Path) -> Result<(), ApplyError> {
-        // Hard links, like the real clone_tree: no need to read mode-000 files.
-        let status = std::process::Command::new("cp")
-            .arg("-al")
-            .arg(parent)
-            .arg(dest)
-            .status()?;
-        if !status.success() {
-            return Err(format!("cp -a failed: {status}").into());
-        }
-        Ok(())
-    }
-}
-
 /// Registry options for tests: fast retries.
 pub fn fast_options() -> corral::image::RegistryOptions {
     corral::image::RegistryOptions {
@@ -433,6 +148,29 @@ pub fn fast_options() -> corral::image::RegistryOptions {
 pub fn puller(dir: &Path, options: corral::image::RegistryOptions) -> corral::image::Puller {
     let store = corral::image::Store::open(dir).unwrap();
     corral::image::Puller::with_applier(store, options, Arc::new(TestApplier)).unwrap()
+}
+
+/// A runtime for the puller's futures.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Pulls `image` (policy Always) into a fresh store in `dir`.
+pub fn pull(
+    dir: &Path,
+    image: &str,
+    options: corral::image::RegistryOptions,
+) -> Result<corral::image::Image, corral::image::ImageError> {
+    let p = puller(dir, options);
+    rt().block_on(p.ensure(
+        image,
+        corral::image::PullPolicy::Always,
+        &corral::image::NoProgress,
+    ))
 }
 
 /// Files of the store a failed pull must not have created.
@@ -586,11 +324,7 @@ pub fn skopeo_copy(args: &[&str]) {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo copy {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, &format!("skopeo copy {args:?}"));
 }
 
 impl TestImage {
@@ -638,11 +372,7 @@ impl TestImage {
 /// umoci's rootfs of a layout (in `dest/rootfs`); panics when umoci fails.
 pub fn umoci_rootfs(layout: &Path, tag: &str, dest: &Path) {
     let out = umoci_unpack(layout, tag, dest);
-    assert!(
-        out.status.success(),
-        "umoci: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "umoci");
 }
 
 /// Runs `umoci unpack` (`--rootless` when not root) on a layout. Debian's

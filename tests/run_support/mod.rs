@@ -99,6 +99,34 @@ pub fn step(kind: &str, id: &str, image: Option<&str>, command: &str) -> String 
     yaml
 }
 
+/// A host step (Bash) with `extra` appended: further spec keys (6 spaces)
+/// or step keys (4 spaces); a 30 s timeout keeps a stuck one from hanging
+/// the test.
+pub fn host_step(id: &str, command: &str, extra: &str) -> String {
+    step("Run", id, None, command) + extra + "    timeout: 30s\n"
+}
+
+/// Step keys (4 spaces) that ignore any failure of the step.
+pub const IGNORE: &str = "    failureStrategies:\n      - onFailure:\n          errors: [AllErrors]\n          action:\n            type: Ignore\n";
+
+/// Step keys (4 spaces): on any failure retry twice, 1 s apart, then take
+/// action `then` (`MarkAsFailure`, `Ignore`, ...).
+pub fn retry_twice(then: &str) -> String {
+    format!(
+        "    failureStrategies:\n      - onFailure:\n          errors: [AllErrors]\n          action:\n            type: Retry\n            spec:\n              retryCount: 2\n              retryIntervals: [1s]\n              onRetryFailure:\n                action:\n                  type: {then}\n"
+    )
+}
+
+/// `stage_yaml` (from `stage`) with further stage keys (4 spaces).
+pub fn with_stage_keys(stage_yaml: &str, keys: &str) -> String {
+    stage_yaml.replacen("    type: CI\n", &format!("    type: CI\n{keys}"), 1)
+}
+
+/// `stage_yaml` (from `stage`) with a `when:` of these lines (6 spaces).
+pub fn with_when(stage_yaml: &str, when: &str) -> String {
+    with_stage_keys(stage_yaml, &format!("    when:\n{when}"))
+}
+
 /// `text` with every line indented by `spaces` (for steps nested in
 /// `parallel:` or a step group).
 pub fn indent(text: &str, spaces: usize) -> String {
@@ -124,26 +152,52 @@ impl Env {
     pub fn command_own_workspace(&self, file: &Path) -> Command {
         let mut cmd = common::corral(&self.store);
         cmd.args(["--color", "never", "run"]).arg(file);
-        if let Some(reg) = &self.registry {
-            cmd.arg("--registry-mirror")
-                .arg(format!("docker.io=http://{reg}"));
+        if let Some(mirror) = self.mirror() {
+            cmd.arg("--registry-mirror").arg(mirror);
         }
         cmd
     }
 
+    /// `docker.io=http://REGISTRY` when the test has the registry.
+    pub fn mirror(&self) -> Option<String> {
+        let reg = self.registry.as_ref()?;
+        Some(format!("docker.io=http://{reg}"))
+    }
+
+    /// `corral pull IMAGE` from the test registry into the store.
+    pub fn pull(&self, image: &str) {
+        let mirror = self.mirror().expect("the test has a registry");
+        let out = common::corral(&self.store)
+            .args(["pull", "--registry-mirror", &mirror, image])
+            .output()
+            .unwrap();
+        common::assert_success(&out, &format!("corral pull {image}"));
+    }
+
+    /// `command` with `args`, its output printed (the test shows it when
+    /// it fails).
     pub fn run(&self, file: &Path, args: &[&str]) -> Output {
-        let out = self.command(file).args(args).output().unwrap();
-        eprintln!(
-            "--- stdout\n{}--- stderr\n{}---",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        shown(self.command(file).args(args))
+    }
+
+    /// As `run`, but corral makes the workspace in its run directory.
+    pub fn run_own(&self, file: &Path, args: &[&str]) -> Output {
+        shown(self.command_own_workspace(file).args(args))
     }
 
     pub fn ws(&self, name: &str) -> PathBuf {
         self.workspace.join(name)
     }
+}
+
+fn shown(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "--- stdout\n{}--- stderr\n{}---",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
 }
 
 pub fn stdout(out: &Output) -> String {

@@ -150,9 +150,55 @@ impl Layer {
         self.b.into_inner().unwrap()
     }
 
+    /// This layer's entries, then `next`'s (one end-of-archive marker).
+    pub fn tar_then(self, next: Layer) -> Vec<u8> {
+        let mut tar = self.tar();
+        tar.truncate(tar.len() - 1024);
+        tar.extend(next.tar());
+        tar
+    }
+
     pub fn gz(self) -> Vec<u8> {
         gzip(&self.tar())
     }
+}
+
+/// A PAX 1.0 sparse entry named `name`: `map` (decimal lines) padded to
+/// 512 bytes, then `data`.
+pub fn pax_sparse_1_0(name: &str, real_size: &str, map: &str, data: &[u8]) -> Layer {
+    let mut body = map.as_bytes().to_vec();
+    body.resize(map.len().div_ceil(512).max(1) * 512, 0);
+    body.extend_from_slice(data);
+    Layer::new()
+        .pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", name.as_bytes()),
+            ("GNU.sparse.realsize", real_size.as_bytes()),
+        ])
+        .file("GNUSparseFile.0/stored-name", 0o644, &body)
+}
+
+/// A layer of one old-GNU sparse entry `name` as the `tar` builder writes
+/// it from a file of `size` bytes holding `writes` (offset, bytes).
+pub fn old_gnu_sparse_layer(name: &str, size: u64, writes: &[(u64, &[u8])]) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let src = tempfile::tempdir().unwrap();
+    let sparse = src.path().join("sparse");
+    let f = std::fs::File::create(&sparse).unwrap();
+    f.set_len(size).unwrap();
+    for (offset, data) in writes {
+        f.write_at(data, *offset).unwrap();
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    b.sparse(true);
+    b.append_path_with_name(&sparse, name).unwrap();
+    let layer = b.into_inner().unwrap();
+    assert!(
+        layer.len() < 1 << 20,
+        "the builder wrote an old-GNU sparse entry"
+    );
+    layer
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {
@@ -354,6 +400,10 @@ impl Drop for Scene {
     fn drop(&mut self) {
         let _ = unpack::remove_tree(&self.root);
     }
+}
+
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
 }
 
 pub fn mode(path: &Path) -> u32 {

@@ -13,9 +13,7 @@ use rustix::io::Errno;
 use tar::EntryType;
 
 use super::entry::{clean_entry_name, read_meta, Meta};
-use super::fsops::{
-    is_dir_at, open_child_dir, open_in_root, remove_any, split_last, DIR_PATH, DIR_READ,
-};
+use super::fsops::{is_dir_at, open_child_dir, open_in_root, split_last, DIR_PATH, DIR_READ};
 use super::sparse;
 use super::sparse_write::{self, sparse_refused, Body};
 use super::stream::{ChannelReader, CHUNK, HEADER_BUDGET};
@@ -320,16 +318,9 @@ impl<'a> Applier<'a> {
                     if keep_dir && existing_dir == Some(true) {
                         return Ok((parent, None));
                     }
-                    self.forget_parent();
-                    match remove_any(parent.as_fd(), base) {
-                        Ok(()) => removed = true,
-                        Err(Errno::ACCESS | Errno::PERM) if !granted => {
-                            parent =
-                                Rc::new(self.grant_chain(parent_rel).map_err(fail(what, name))?);
-                            granted = true;
-                        }
-                        Err(e) => return Err(fail("replace", name)(e)),
-                    }
+                    self.remove_entry(parent.as_fd(), parent_rel, base)
+                        .map_err(fail("replace", name))?;
+                    removed = true;
                 }
                 Errno::ACCESS if !granted => {
                     parent = Rc::new(self.grant_chain(parent_rel).map_err(fail(what, name))?);

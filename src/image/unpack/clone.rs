@@ -66,7 +66,10 @@ pub(super) fn clone_tree(parent: &Path, dest: &Path) -> Result<(), UnpackError> 
     for _ in 0..2 {
         let mut next = Vec::new();
         for dir in level {
-            cloner.copy_level(&dir, &mut next).map_err(fail)?;
+            let mut rel = dir.rel.clone();
+            cloner
+                .copy_children(dir.src.as_fd(), dir.dst.as_fd(), &mut rel, Some(&mut next))
+                .map_err(|e| fail((rel, e)))?;
             cloner.finish_dir(&dir).map_err(fail)?;
         }
         level = next;
@@ -99,51 +102,6 @@ impl Drop for Subtree {
 }
 
 impl Cloner {
-    /// Links the files of `dir` and creates its subdirectories, which are
-    /// returned (open) in `subdirs` instead of being descended into.
-    fn copy_level(
-        &self,
-        dir: &Subtree,
-        subdirs: &mut Vec<Subtree>,
-    ) -> Result<(), (PathBuf, Errno)> {
-        let at = |rel: &Path| {
-            let rel = rel.to_path_buf();
-            move |e| (rel, e)
-        };
-        let (src, dst) = (dir.src.as_fd(), dir.dst.as_fd());
-        for (name, kind) in list_dir(src).map_err(at(&dir.rel))? {
-            let rel = dir.rel.join(std::ffi::OsStr::from_bytes(&name));
-            let kind = if kind == FileType::Unknown {
-                let st = rfs::statat(src, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(at(&rel))?;
-                FileType::from_raw_mode(st.st_mode)
-            } else {
-                kind
-            };
-            if kind != FileType::Directory {
-                rfs::linkat(src, name.as_slice(), dst, name.as_slice(), AtFlags::empty())
-                    .map_err(at(&rel))?;
-                continue;
-            }
-            rfs::mkdirat(dst, name.as_slice(), Mode::from_raw_mode(0o700)).map_err(at(&rel))?;
-            let (sub_src, granted_from) = open_child_dir(src, &name).map_err(at(&rel))?;
-            let sub_dst = rfs::openat(
-                dst,
-                name.as_slice(),
-                DIR_READ | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(at(&rel))?;
-            subdirs.push(Subtree {
-                src: sub_src,
-                dst: sub_dst,
-                rel,
-                granted_from,
-            });
-        }
-        Ok(())
-    }
-
     /// The copy's attributes, through the fds: the parents may be 000
     /// again by now. (Dropping `dir` puts the source's own mode back.)
     fn finish_dir(&self, dir: &Subtree) -> Result<(), (PathBuf, Errno)> {
@@ -164,7 +122,7 @@ impl Cloner {
             let Some(dir) = subtrees.get(i) else { return };
             let mut rel = dir.rel.clone();
             let done = self
-                .copy_children(dir.src.as_fd(), dir.dst.as_fd(), &mut rel)
+                .copy_children(dir.src.as_fd(), dir.dst.as_fd(), &mut rel, None)
                 .map_err(|e| (rel, e))
                 .and_then(|()| self.finish_dir(dir));
             if let Err(e) = done {
@@ -187,12 +145,15 @@ impl Cloner {
         }
     }
 
-    /// `rel` tracks where we are, for the error message.
+    /// Links the files of `src` into `dst` and copies its subdirectories:
+    /// whole, or with `subdirs` only made and returned there (open) to be
+    /// filled later. `rel` tracks where we are, for the error message.
     fn copy_children(
         &self,
         src: BorrowedFd,
         dst: BorrowedFd,
         rel: &mut PathBuf,
+        mut subdirs: Option<&mut Vec<Subtree>>,
     ) -> Result<(), Errno> {
         for (name, kind) in list_dir(src)? {
             rel.push(std::ffi::OsStr::from_bytes(&name));
@@ -203,11 +164,19 @@ impl Cloner {
             } else {
                 kind
             };
-            if kind == FileType::Directory {
-                self.copy_dir(src, dst, &name, rel)?;
-            } else {
+            if kind != FileType::Directory {
                 // Symlinks too: linkat with flags 0 links the link itself.
                 rfs::linkat(src, name.as_slice(), dst, name.as_slice(), AtFlags::empty())?;
+            } else if let Some(subdirs) = subdirs.as_deref_mut() {
+                let (sub_src, sub_dst, granted_from) = make_dir_copy(src, dst, &name)?;
+                subdirs.push(Subtree {
+                    src: sub_src,
+                    dst: sub_dst,
+                    rel: rel.clone(),
+                    granted_from,
+                });
+            } else {
+                self.copy_dir(src, dst, &name, rel)?;
             }
             rel.pop();
         }
@@ -221,16 +190,10 @@ impl Cloner {
         name: &[u8],
         rel: &mut PathBuf,
     ) -> Result<(), Errno> {
-        rfs::mkdirat(dst, name, Mode::from_raw_mode(0o700))?;
-        // Rootless, a 0111/000 source directory must be opened for reading:
-        // grant u+rwx for the walk and put the mode back right after.
-        let (sub_src, old) = open_child_dir(src, name)?;
-        let result = (|| {
-            let sub_dst: OwnedFd =
-                rfs::openat(dst, name, DIR_READ | OFlags::CLOEXEC, Mode::empty())?;
-            self.copy_children(sub_src.as_fd(), sub_dst.as_fd(), rel)?;
-            self.copy_dir_attrs(sub_src.as_fd(), sub_dst.as_fd(), old)
-        })();
+        let (sub_src, sub_dst, old) = make_dir_copy(src, dst, name)?;
+        let result = self
+            .copy_children(sub_src.as_fd(), sub_dst.as_fd(), rel, None)
+            .and_then(|()| self.copy_dir_attrs(sub_src.as_fd(), sub_dst.as_fd(), old));
         if let Some(old) = old {
             chmod_nofollow(src, name, old)?;
         }
@@ -268,6 +231,21 @@ impl Cloner {
         };
         rfs::futimens(dst, &times)
     }
+}
+
+/// Makes the copy of directory `name` (0700 until its attributes are
+/// copied) and opens it, then the source. Rootless, a 0111/000 source must
+/// be opened for reading: it gets u+rwx, and its real mode, returned, must
+/// be put back by the caller (nothing here fails after the grant).
+fn make_dir_copy(
+    src: BorrowedFd,
+    dst: BorrowedFd,
+    name: &[u8],
+) -> Result<(OwnedFd, OwnedFd, Option<u32>), Errno> {
+    rfs::mkdirat(dst, name, Mode::from_raw_mode(0o700))?;
+    let sub_dst = rfs::openat(dst, name, DIR_READ | OFlags::CLOEXEC, Mode::empty())?;
+    let (sub_src, granted_from) = open_child_dir(src, name)?;
+    Ok((sub_src, sub_dst, granted_from))
 }
 
 fn copy_xattrs(src: BorrowedFd, dst: BorrowedFd) -> Result<(), Errno> {

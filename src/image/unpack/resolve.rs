@@ -85,7 +85,7 @@ impl Applier<'_> {
                                 self.mkdir_all(&dest, hops + 1)?;
                             }
                             Ok(_) => {
-                                self.remove_in(cur.as_fd(), comp, &prefix, parent_len)?;
+                                self.remove_entry(cur.as_fd(), &prefix[..parent_len], comp)?;
                                 self.mkdir_in(cur.as_fd(), comp, &prefix, parent_len)?;
                             }
                             Err(e) => return Err(e),
@@ -93,7 +93,7 @@ impl Applier<'_> {
                     }
                     Err(Errno::NOTDIR) => {
                         // A file (or a link to one) where a directory must be.
-                        self.remove_in(cur.as_fd(), comp, &prefix, parent_len)?;
+                        self.remove_entry(cur.as_fd(), &prefix[..parent_len], comp)?;
                         self.mkdir_in(cur.as_fd(), comp, &prefix, parent_len)?;
                     }
                     Err(e) => return Err(e),
@@ -131,19 +131,22 @@ impl Applier<'_> {
         }
     }
 
-    fn remove_in(
+    /// Removes `name` (a directory with all it holds) from directory `dir`,
+    /// in-root path `rel`: its mtime is kept and the parent cache dropped
+    /// first. Refused (rootless, a 0555 lower directory), `dir` gets u+rwx
+    /// until the layer is done and the removal is tried once more.
+    pub(super) fn remove_entry(
         &mut self,
         dir: BorrowedFd,
-        comp: &[u8],
-        prefix: &[u8],
-        parent_len: usize,
+        rel: &[u8],
+        name: &[u8],
     ) -> Result<(), Errno> {
-        self.keep_mtime(dir, &prefix[..parent_len]);
+        self.keep_mtime(dir, rel);
         self.forget_parent();
-        match remove_any(dir, comp) {
+        match remove_any(dir, name) {
             Err(Errno::ACCESS | Errno::PERM) => {
-                self.grant_fd(dir, &prefix[..parent_len])?;
-                remove_any(dir, comp)
+                self.grant_fd(dir, rel)?;
+                remove_any(dir, name)
             }
             other => other,
         }

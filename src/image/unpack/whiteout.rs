@@ -8,7 +8,7 @@ use rustix::fs::FileType;
 use rustix::io::Errno;
 
 use super::apply::{fail, Applier};
-use super::fsops::{join, list_dir, open_child_dir, open_in_root, remove_any, DIR_PATH, DIR_READ};
+use super::fsops::{join, list_dir, open_child_dir, open_in_root, DIR_PATH, DIR_READ};
 use super::UnpackError;
 
 const OPAQUE: &[u8] = b".wh..wh..opq";
@@ -45,17 +45,8 @@ impl Applier<'_> {
                 .map_err(fail("apply whiteout", &full))?,
             Err(e) => return Err(fail("apply whiteout", &full)(e)),
         };
-        self.keep_mtime(parent.as_fd(), parent_rel);
-        match remove_any(parent.as_fd(), target) {
-            Ok(()) => Ok(()),
-            Err(Errno::ACCESS | Errno::PERM) => {
-                let parent = self
-                    .grant_chain(parent_rel)
-                    .map_err(fail("apply whiteout", &full))?;
-                remove_any(parent.as_fd(), target).map_err(fail("apply whiteout", &full))
-            }
-            Err(e) => Err(fail("apply whiteout", &full)(e)),
-        }
+        self.remove_entry(parent.as_fd(), parent_rel, target)
+            .map_err(fail("apply whiteout", &full))
     }
 
     fn opaque(&mut self, dir_rel: &[u8]) -> Result<(), UnpackError> {
@@ -80,8 +71,6 @@ impl Applier<'_> {
     /// written directories that existed before (their lower content goes too).
     fn clear_lower(&mut self, dir: OwnedFd, rel: Vec<u8>) -> Result<(), UnpackError> {
         let children = list_dir(dir.as_fd()).map_err(fail("list directory", &rel))?;
-        self.keep_mtime(dir.as_fd(), &rel);
-        let mut granted = false;
         for (name, kind) in children {
             let child = join(&rel, &name);
             if self.touched.contains(&child) {
@@ -99,17 +88,8 @@ impl Applier<'_> {
                 }
                 continue;
             }
-            loop {
-                match remove_any(dir.as_fd(), &name) {
-                    Ok(()) => break,
-                    Err(Errno::ACCESS | Errno::PERM) if !granted => {
-                        self.grant_fd(dir.as_fd(), &rel)
-                            .map_err(fail("remove", &child))?;
-                        granted = true;
-                    }
-                    Err(e) => return Err(fail("remove", &child)(e)),
-                }
-            }
+            self.remove_entry(dir.as_fd(), &rel, &name)
+                .map_err(fail("remove", &child))?;
         }
         Ok(())
     }
