@@ -32,17 +32,28 @@ fn proc_falls_back_to_rbind_and_read_only_binds_use_mount_setattr() {
     );
 }
 
+/// Mask ops for (path, usually a directory).
+fn masks(paths: &[(&str, bool)]) -> Vec<SetupOp> {
+    paths
+        .iter()
+        .map(|&(path, dir)| SetupOp::Mask {
+            path: path.into(),
+            dir,
+        })
+        .collect()
+}
+
 #[test]
 fn masked_dirs_after_the_first_get_a_bind_of_its_empty_tmpfs() {
     let mut sys = RecordingSys {
         dirs: vec!["/r/proc/acpi".into(), "/r/sys/firmware".into()],
         ..Default::default()
     };
-    let ops = ["/r/proc/acpi", "/r/sys/firmware"].map(|p| SetupOp::Mask {
-        path: p.into(),
-        dir: true,
-    });
-    apply(&mut sys, &ops).unwrap();
+    apply(
+        &mut sys,
+        &masks(&[("/r/proc/acpi", true), ("/r/sys/firmware", true)]),
+    )
+    .unwrap();
     assert!(matches!(&sys.calls[0], Call::Mount { fstype, flags, .. }
         if fstype == "tmpfs" && flags & RDONLY != 0));
     assert_eq!(
@@ -61,20 +72,11 @@ fn mask_uses_tmpfs_for_dirs_and_dev_null_for_files() {
     };
     apply(
         &mut sys,
-        &[
-            SetupOp::Mask {
-                path: "/r/proc/acpi".into(),
-                dir: true,
-            },
-            SetupOp::Mask {
-                path: "/r/proc/kcore".into(),
-                dir: false,
-            },
-            SetupOp::Mask {
-                path: "/r/proc/scsi".into(),
-                dir: true,
-            },
-        ],
+        &masks(&[
+            ("/r/proc/acpi", true),
+            ("/r/proc/kcore", false),
+            ("/r/proc/scsi", true),
+        ]),
     )
     .unwrap();
     assert!(matches!(&sys.calls[0], Call::Mount { fstype, .. } if fstype == "tmpfs"));
@@ -98,16 +100,7 @@ fn a_masked_path_of_the_other_kind_is_masked_after_a_stat() {
     };
     apply(
         &mut sys,
-        &[
-            SetupOp::Mask {
-                path: "/r/proc/acpi".into(),
-                dir: true,
-            },
-            SetupOp::Mask {
-                path: "/r/proc/kcore".into(),
-                dir: false,
-            },
-        ],
+        &masks(&[("/r/proc/acpi", true), ("/r/proc/kcore", false)]),
     )
     .unwrap();
     let mounted: Vec<_> = sys
