@@ -18,7 +18,7 @@ die() {
 
 # busybox (httpd, wget) runs the example's steps; jq checks its events;
 # nasm and autotools build ISA-L (corral's gzip inflater, crate isal-sys).
-packages=(busybox-static jq util-linux nasm autoconf automake libtool make)
+packages=(busybox-static jq util-linux nasm autoconf automake libtool make libc6-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,8 @@ PACKAGES=(
   podman crun bubblewrap hyperfine
   # Building ISA-L (the isal-sys crate, our gzip inflater) from source.
   nasm autoconf automake libtool make
+  # glibc's static libraries, for the static binary of scripts/build.sh.
+  libc6-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then
