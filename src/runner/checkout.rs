@@ -33,13 +33,15 @@ pub enum CheckoutError {
     },
 }
 
-/// Runs git in `dir`; its stdout on success.
-fn git(dir: &Path, args: &[&OsStr]) -> Result<Vec<u8>, CheckoutError> {
+/// Runs git in `dir`, never prompting and taking no optional locks (a
+/// user's git may run in the same checkout); its stdout on success.
+pub(super) fn git<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Result<Vec<u8>, CheckoutError> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_OPTIONAL_LOCKS", "0")
         .stdin(Stdio::null())
         .output()
         .map_err(CheckoutError::RunGit)?;
@@ -50,7 +52,7 @@ fn git(dir: &Path, args: &[&OsStr]) -> Result<Vec<u8>, CheckoutError> {
     Err(CheckoutError::Git {
         args: args
             .iter()
-            .map(|a| a.to_string_lossy())
+            .map(|a| a.as_ref().to_string_lossy())
             .collect::<Vec<_>>()
             .join(" "),
         dir: dir.to_path_buf(),

@@ -3,7 +3,6 @@
 //! checkout: everything is absent (expressions give `null`).
 
 use std::path::Path;
-use std::process::Command;
 
 /// The commit being built, as Harness would describe a push build.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,20 +44,10 @@ pub const KEYS: &[&str] = &[
     "pullRequestBody",
 ];
 
+/// One line of git's answer; `None` without git, a checkout or an answer.
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8(out.stdout).ok()?;
+    let out = super::super::checkout::git(dir, args).ok()?;
+    let text = String::from_utf8(out).ok()?;
     Some(text.trim_end_matches('\n').to_string())
 }
 
