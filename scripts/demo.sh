@@ -19,7 +19,7 @@ die() {
 # busybox (httpd, wget) runs the example's steps; jq checks its events;
 # nasm and autotools build ISA-L (corral's gzip inflater, crate isal-sys).
 # libc6-dev: glibc static libraries for the static release binary.
-packages=(busybox-static jq util-linux nasm autoconf automake libtool make libc6-dev)
+packages=(busybox-static jq util-linux nasm autoconf automake libtool make libc6-dev musl-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,6 +11,8 @@ PACKAGES=(
   nasm autoconf automake libtool make
   # glibc's static libraries, for the static binary of scripts/build.sh.
   libc6-dev
+  # musl-gcc, for the static musl binary of scripts/build.sh (C of isal-sys, zstd, ring).
+  musl-tools
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,12 +1,17 @@
 //! The `corral` binary: parses the command line, sets up logging, calls the
 //! library and maps results to exit codes. The only home of `anyhow`.
 
+mod arena;
 mod cmd;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use corral::cli::{Cli, ColorChoice, Command, ImageCommand};
+
+/// See arena.rs: the first MiB of allocations without system calls.
+#[global_allocator]
+static ALLOCATOR: arena::Arena<{ arena::ARENA_BYTES }> = arena::Arena::new();
 
 fn main() -> ExitCode {
     // Re-executed sandbox processes must stay single-threaded and quiet, and
