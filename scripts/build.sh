@@ -56,8 +56,8 @@ build_static() { # TARGET
 if [ -n "${CORRAL_BUILD_DYNAMIC:-}" ]; then
   cargo build --quiet --release --bin corral >&2
   echo "target/release/corral"
-elif target=$(musl_target); then
-  build_static "$target"
+elif target=$(musl_target) && build_static "$target"; then
+  :
 elif case $host in *-linux-gnu*) true ;; *) false ;; esac; then
   build_static "$host"
 else

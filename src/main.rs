@@ -35,8 +35,10 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     init_tracing(&cli);
-    if let Ok(exe) = std::env::current_exe() {
-        corral::image::register_unpack_helper(exe);
+    // `exec` registers it only when it has to pull: one readlink less on
+    // each warm start.
+    if !matches!(cli.command, Command::Exec(_)) {
+        cmd::register_unpack_helper();
     }
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(&cli.global, args),

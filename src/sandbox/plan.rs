@@ -282,6 +282,17 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
             });
         }
     }
+    // Masks take precedence over user mounts, so they come after them; but
+    // with no user mount in /proc, /proc's masks go first: init joins its
+    // network namespace, which a helper may still be making (netns.rs),
+    // just before sysfs, and the more work before that, the less it waits.
+    let proc_first = !spec
+        .mounts
+        .iter()
+        .any(|m| Path::new(&m.target).starts_with("/proc"));
+    if proc_first {
+        ops.extend(confinement_ops(root, true));
+    }
     // As late as it can be: it shows the network namespace of the process
     // that mounts it, which may still be joining its own (`netns`).
     ops.push(SetupOp::MountSys {
@@ -317,15 +328,10 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
             owner: spec.user.as_ref().map(|u| (u.uid, u.gid)),
         });
     }
-    ops.extend(MASKED_PATHS.iter().map(|&(p, dir)| SetupOp::Mask {
-        path: root.join(p),
-        dir,
-    }));
-    ops.extend(
-        READ_ONLY_PATHS
-            .iter()
-            .map(|p| SetupOp::ReadOnly { path: root.join(p) }),
-    );
+    if !proc_first {
+        ops.extend(confinement_ops(root, true));
+    }
+    ops.extend(confinement_ops(root, false));
     if spec.read_only && spec.rootfs != Rootfs::HostRoot {
         ops.push(SetupOp::RootReadOnly { root: root.clone() });
     }
@@ -336,6 +342,22 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
         name: spec.hostname.clone(),
     });
     ops
+}
+
+/// runc's masked and read-only paths: those in /proc, or the others.
+fn confinement_ops(root: &Path, in_proc: bool) -> Vec<SetupOp> {
+    let masks = MASKED_PATHS
+        .iter()
+        .filter(|(p, _)| p.starts_with("proc/") == in_proc)
+        .map(|&(p, dir)| SetupOp::Mask {
+            path: root.join(p),
+            dir,
+        });
+    let read_only = READ_ONLY_PATHS
+        .iter()
+        .filter(|p| p.starts_with("proc/") == in_proc)
+        .map(|p| SetupOp::ReadOnly { path: root.join(p) });
+    masks.chain(read_only).collect()
 }
 
 fn dev_ops(dev: &Path) -> Vec<SetupOp> {

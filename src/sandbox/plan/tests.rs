@@ -122,34 +122,77 @@ fn user_mounts_masks_and_read_only_root_come_before_pivot() {
         recursive: false,
         read_only: false
     }));
-    let tail: Vec<_> = ops
+    // No user mount in /proc: /proc's masks went before sysfs; the user
+    // mount and the masks of /sys come after it.
+    let root = Path::new("/run/s1/root");
+    let in_proc = |p: &&str| p.starts_with("proc/");
+    let mut want_proc: Vec<_> = MASKED_PATHS
         .iter()
-        .rev()
-        .take(3 + READ_ONLY_PATHS.len() + MASKED_PATHS.len() + 1)
-        .rev()
-        .cloned()
+        .filter(|(p, _)| in_proc(p))
+        .map(|&(p, dir)| SetupOp::Mask {
+            path: root.join(p),
+            dir,
+        })
         .collect();
-    let mut want = vec![SetupOp::BindUser {
-        source: "/src".into(),
-        root: "/run/s1/root".into(),
-        target: "/work/src".into(),
-        read_only: true,
-    }];
-    want.extend(MASKED_PATHS.iter().map(|&(p, dir)| SetupOp::Mask {
-        path: Path::new("/run/s1/root").join(p),
-        dir,
-    }));
-    want.extend(READ_ONLY_PATHS.iter().map(|p| SetupOp::ReadOnly {
-        path: Path::new("/run/s1/root").join(p),
-    }));
-    want.push(SetupOp::RootReadOnly {
-        root: "/run/s1/root".into(),
-    });
+    want_proc.extend(
+        READ_ONLY_PATHS
+            .iter()
+            .map(|p| SetupOp::ReadOnly { path: root.join(p) }),
+    );
+    let sys = ops
+        .iter()
+        .position(|op| matches!(op, SetupOp::MountSys { .. }))
+        .unwrap();
+    assert_eq!(ops[sys - want_proc.len()..sys], want_proc);
+    let mut want = vec![
+        SetupOp::MountSys {
+            target: root.join("sys"),
+        },
+        SetupOp::BindUser {
+            source: "/src".into(),
+            root: root.into(),
+            target: "/work/src".into(),
+            read_only: true,
+        },
+    ];
+    want.extend(
+        MASKED_PATHS
+            .iter()
+            .filter(|(p, _)| !in_proc(p))
+            .map(|&(p, dir)| SetupOp::Mask {
+                path: root.join(p),
+                dir,
+            }),
+    );
+    want.push(SetupOp::RootReadOnly { root: root.into() });
     want.push(SetupOp::PivotRoot {
-        new_root: "/run/s1/root".into(),
+        new_root: root.into(),
     });
     want.push(SetupOp::SetHostname { name: "box".into() });
-    assert_eq!(tail, want);
+    assert_eq!(ops[sys..], want);
+}
+
+#[test]
+fn a_user_mount_in_proc_is_masked_all_the_same() {
+    let mut spec = SandboxSpec::new(Rootfs::Dir("/d".into()), vec!["sh".into()]);
+    spec.mounts.push(BindMount {
+        source: "/src".into(),
+        target: "/proc/keys".into(),
+        read_only: false,
+    });
+    let ops = plan(&spec, &dirs());
+    let position = |want: &SetupOp| ops.iter().position(|op| op == want).unwrap();
+    let user = position(&SetupOp::BindUser {
+        source: "/src".into(),
+        root: "/run/s1/root".into(),
+        target: "/proc/keys".into(),
+        read_only: false,
+    });
+    let mask = position(&SetupOp::Mask {
+        path: "/run/s1/root/proc/keys".into(),
+        dir: false,
+    });
+    assert!(mask > user, "the mask must come after the user's mount");
 }
 
 #[test]
