@@ -39,7 +39,7 @@ musl_target() {
   local libdir
   libdir=$(rustc --print target-libdir --target "$target" 2>/dev/null) || libdir=
   if [ ! -d "$libdir" ]; then
-    command -v rustup >/dev/null && timeout 300 rustup target add "$target" >&2 ||
+    command -v rustup >/dev/null && timeout 120 rustup target add "$target" >&2 ||
       { echo "build: no Rust target $target; building with glibc" >&2; return 1; }
   fi
   echo "$target"

@@ -259,15 +259,22 @@ fn filesystem_of(path: &Path) -> String {
             break;
         }
     }
+    // libc's constants differ in type between targets, as f_type does.
+    let names = [
+        (libc::BTRFS_SUPER_MAGIC as u64, "btrfs"),
+        (libc::EXT4_SUPER_MAGIC as u64, "ext4"),
+        (libc::TMPFS_MAGIC as u64, "tmpfs"),
+        (libc::XFS_SUPER_MAGIC as u64, "xfs"),
+        (libc::OVERLAYFS_SUPER_MAGIC as u64, "overlayfs"),
+    ];
     match rustix::fs::statfs(&probe) {
-        Ok(st) => match st.f_type {
-            0x9123683E => "btrfs".into(),
-            0xEF53 => "ext4".into(),
-            0x01021994 => "tmpfs".into(),
-            0x58465342 => "xfs".into(),
-            0x794c7630 => "overlayfs".into(),
-            other => format!("type {other:#x}"),
-        },
+        Ok(st) => {
+            let magic = st.f_type as u64;
+            names
+                .iter()
+                .find(|(m, _)| *m == magic)
+                .map_or_else(|| format!("type {magic:#x}"), |(_, name)| name.to_string())
+        }
         Err(err) => format!("unknown ({err})"),
     }
 }

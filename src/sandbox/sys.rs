@@ -320,10 +320,11 @@ impl Sys for LinuxSys {
     }
 
     fn in_memory(&mut self, path: &Path) -> io::Result<bool> {
-        const TMPFS_MAGIC: u64 = 0x0102_1994;
+        // ramfs's magic number is not among libc's.
         const RAMFS_MAGIC: u64 = 0x8584_58f6;
         let st = rustix::fs::statfs(path)?;
-        Ok([TMPFS_MAGIC, RAMFS_MAGIC].contains(&(st.f_type as u64)))
+        let memory = [libc::TMPFS_MAGIC as u64, RAMFS_MAGIC];
+        Ok(memory.contains(&(st.f_type as u64)))
     }
 
     fn pivot_root(&mut self, new_root: &Path) -> io::Result<()> {
