@@ -195,6 +195,17 @@ mod tests {
     }
 
     #[test]
+    fn shrinking_the_last_block_gives_back_its_tail() {
+        let arena: Box<Arena<4096>> = Box::default();
+        let a = unsafe { arena.alloc(layout(256, 8)) };
+        unsafe { a.write_bytes(3, 256) };
+        assert_eq!(unsafe { arena.realloc(a, layout(256, 8), 16) }, a);
+        let b = unsafe { arena.alloc(layout(8, 8)) };
+        assert_eq!(b as usize, a as usize + 16);
+        assert_eq!(unsafe { std::slice::from_raw_parts(a, 16) }, [3; 16]);
+    }
+
+    #[test]
     fn growing_past_the_end_moves_to_the_system_allocator() {
         let arena: Box<Arena<4096>> = Box::default();
         let a = unsafe { arena.alloc(layout(100, 8)) };
