@@ -49,18 +49,17 @@ build_static() { # TARGET
   local var
   var=CARGO_TARGET_$(echo "$1" | tr 'a-z-' 'A-Z_')_RUSTFLAGS
   export "$var"="$flags"
-  cargo build --quiet --release --target "$1" --bin corral >&2
+  # Explicit: errexit does not apply where this is called (after &&).
+  cargo build --quiet --release --target "$1" --bin corral >&2 || return 1
   echo "target/$1/release/corral"
 }
 
-if [ -n "${CORRAL_BUILD_DYNAMIC:-}" ]; then
-  cargo build --quiet --release --bin corral >&2
-  echo "target/release/corral"
-elif target=$(musl_target) && build_static "$target"; then
-  :
-elif case $host in *-linux-gnu*) true ;; *) false ;; esac; then
-  build_static "$host"
-else
-  cargo build --quiet --release --bin corral >&2
-  echo "target/release/corral"
+if [ -z "${CORRAL_BUILD_DYNAMIC:-}" ]; then
+  if target=$(musl_target); then
+    build_static "$target" && exit 0
+    echo "build: the musl build failed; building with glibc" >&2
+  fi
+  case $host in *-linux-gnu*) build_static "$host" && exit 0 ;; esac
 fi
+cargo build --quiet --release --bin corral >&2
+echo "target/release/corral"

@@ -18,7 +18,7 @@ die() {
 
 # busybox (httpd, wget) runs the example's steps; jq checks its events;
 # nasm and autotools build ISA-L (corral's gzip inflater, crate isal-sys).
-# libc6-dev: glibc static libraries for the static release binary.
+# libc6-dev, musl-tools: static libc for the static release binary (build.sh).
 packages=(busybox-static jq util-linux nasm autoconf automake libtool make libc6-dev musl-tools)
 missing=()
 for p in "${packages[@]}"; do
@@ -41,7 +41,7 @@ fi
 profile=${CORRAL_DEMO_PROFILE:-release}
 say "building corral ($profile)"
 case $profile in
-release) corral=$(bash scripts/build.sh) ;; # as installed: static on glibc hosts
+release) corral=$(bash scripts/build.sh) ;; # as installed: static, musl where it can be
 dev)
   cargo build --quiet --bin corral
   corral=target/debug/corral

@@ -47,9 +47,9 @@ status=0
 cargo nextest run --no-fail-fast --failure-output final 2>&1 | tee "$log_dir/root.log" || status=1
 count_nextest "$log_dir/root.log"
 
-# The binary as shipped (scripts/build.sh: a static release build on glibc
-# hosts) through the tests that lean on it most: exec, pulls (name lookup
-# in a static binary), a whole pipeline.
+# The binary as shipped (scripts/build.sh: a static release build, musl
+# where it can be built) through the tests that lean on it most: exec,
+# pulls (name lookup in a static binary), a whole pipeline.
 shipped=$repo/$(bash scripts/build.sh)
 echo "== shipped binary $shipped"
 CORRAL_TEST_BIN=$shipped cargo nextest run --no-fail-fast --failure-output final \

@@ -35,11 +35,7 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     init_tracing(&cli);
-    // `exec` registers it only when it has to pull: one readlink less on
-    // each warm start.
-    if !matches!(cli.command, Command::Exec(_)) {
-        cmd::register_unpack_helper();
-    }
+    corral::image::register_current_exe_as_unpack_helper();
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(&cli.global, args),
         Command::Run(args) => cmd::run::run(&cli.global, args),

@@ -40,7 +40,6 @@ fn resolve_image(
     if let Some(found) = stored_image(&store, image) {
         return Ok(found);
     }
-    super::register_unpack_helper();
     let options = super::image::registry_options(&args.registry)?;
     let progress = super::image::Reporter::new(quiet);
     let found = corral::image::ensure(

@@ -24,13 +24,6 @@ pub fn store_dir(global: &corral::cli::GlobalArgs) -> anyhow::Result<std::path::
     Ok(config.store_dir(global.store.as_deref()))
 }
 
-/// Lets image pulls unpack layers in a helper process of this binary.
-pub fn register_unpack_helper() {
-    if let Ok(exe) = std::env::current_exe() {
-        corral::image::register_unpack_helper(exe);
-    }
-}
-
 /// Prints an error and its causes once: `error: …` then `  caused by: …`.
 pub fn print_error(err: &anyhow::Error) {
     eprintln!("error: {err}");

@@ -6,6 +6,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::unpack::{self, AppliedLayer, Ownership, UnpackOptions};
@@ -69,12 +70,30 @@ pub(super) const MAX_LAYER_BYTES: u64 = 64 << 30;
 pub(super) const MAX_LAYER_ENTRIES: u64 = 10_000_000;
 
 static HELPER: OnceLock<PathBuf> = OnceLock::new();
+static HELPER_IS_CURRENT_EXE: AtomicBool = AtomicBool::new(false);
 
-/// Declares the corral binary that can run `__image-unpack` (the binary
-/// calls this at start; library users such as tests may too). Without it,
-/// store layers are unpacked in-process.
+/// Declares the corral binary that can run `__image-unpack` (library users
+/// such as tests may). Without it, store layers are unpacked in-process.
 pub fn register_unpack_helper(exe: PathBuf) {
     let _ = HELPER.set(exe);
+}
+
+/// Declares this process's own binary the unpack helper (the corral binary
+/// does at start), resolved only when a layer needs it: one readlink fewer
+/// for every command that pulls nothing, such as a warm `corral exec`.
+pub fn register_current_exe_as_unpack_helper() {
+    HELPER_IS_CURRENT_EXE.store(true, Ordering::Relaxed);
+}
+
+fn unpack_helper() -> Option<&'static PathBuf> {
+    if let Some(helper) = HELPER.get() {
+        return Some(helper);
+    }
+    if !HELPER_IS_CURRENT_EXE.load(Ordering::Relaxed) {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(HELPER.get_or_init(|| exe))
 }
 
 /// In-process unpacking for this host: owners kept as root, squashed to the
@@ -100,14 +119,16 @@ pub fn default_applier() -> UnpackApplier {
 /// the caller has a range and a helper binary is registered, else
 /// [`default_applier`].
 pub fn store_applier() -> Arc<dyn LayerApplier> {
-    match (HELPER.get(), userns::caller_sub_ids()) {
-        (Some(helper), Some(ids)) => {
+    // The helper's path only when there is a range to use it with.
+    let userns = userns::caller_sub_ids().and_then(|ids| Some((unpack_helper()?, ids)));
+    match userns {
+        Some((helper, ids)) => {
             tracing::debug!(?ids, "unpacking layers in a subuid-mapped user namespace");
             Arc::new(UsernsApplier {
                 helper: helper.clone(),
                 ids,
             })
         }
-        _ => Arc::new(default_applier()),
+        None => Arc::new(default_applier()),
     }
 }

@@ -36,7 +36,10 @@ pub mod userns;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use self::applier::{default_applier, register_unpack_helper, store_applier, LayerApplier};
+pub use self::applier::{
+    default_applier, register_current_exe_as_unpack_helper, register_unpack_helper, store_applier,
+    LayerApplier,
+};
 pub use self::digest::Digest;
 pub use self::platform::Platform;
 pub use self::progress::{NoProgress, Progress, PullSummary};

@@ -402,7 +402,6 @@ fn exit_like(status: i32) -> i32 {
     128 + sig
 }
 
-/// PID 1 of the sandbox. Returns only on setup failure.
 /// The sandbox's setup, planned (no privilege needed).
 fn setup_ops(req: &StepRequest) -> Vec<SetupOp> {
     plan(
@@ -412,6 +411,7 @@ fn setup_ops(req: &StepRequest) -> Vec<SetupOp> {
     )
 }
 
+/// PID 1 of the sandbox. Returns only on setup failure.
 fn init_main(
     req: &StepRequest,
     ops: Vec<SetupOp>,
