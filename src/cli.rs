@@ -198,7 +198,7 @@ pub struct ImportArgs {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default)]
 pub struct ExecArgs {
     /// Image reference (omit with --host-root or --rootfs).
     #[arg(required_unless_present_any = ["host_root", "rootfs"])]

@@ -23,7 +23,11 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).as_deref() == Some(corral::image::userns::HELPER_ARG.as_ref()) {
         return cmd::image_unpack_internal();
     }
-    let cli = parse_exec().unwrap_or_else(Cli::parse);
+    // `corral exec`, which runs once per sandbox, without building clap's
+    // parser; clap for everything else (see cmd/exec_argv.rs).
+    let argv: Vec<_> = std::env::args_os().collect();
+    let cli =
+        cmd::exec_argv::parse(&argv, |name| std::env::var_os(name)).unwrap_or_else(Cli::parse);
     if let Command::Sandbox(args) = &cli.command {
         return cmd::sandbox_internal(&args.args);
     }
@@ -70,29 +74,6 @@ fn prints_a_listing(command: &Command) -> bool {
             | Command::Info(_)
             | Command::Completions(_)
     )
-}
-
-/// `corral [GLOBAL…] exec …`, the command that runs per sandbox, parsed
-/// against the exec subcommand alone: clap's whole command tree costs more
-/// to build than half the mounts of a sandbox. `None` (another subcommand,
-/// `--help`, an error) leaves it to the full parser, which then answers.
-fn parse_exec() -> Option<Cli> {
-    use clap::{Args, FromArgMatches};
-    use corral::cli::{ExecArgs, GlobalArgs};
-    if !std::env::args_os().any(|a| a == "exec") {
-        return None;
-    }
-    let exec = ExecArgs::augment_args(clap::Command::new("exec"));
-    let command = GlobalArgs::augment_args(clap::Command::new("corral")).subcommand(exec);
-    let matches = command.try_get_matches_from(std::env::args_os()).ok()?;
-    let global = GlobalArgs::from_arg_matches(&matches).ok()?;
-    match matches.subcommand()? {
-        ("exec", sub) => Some(Cli {
-            global,
-            command: Command::Exec(ExecArgs::from_arg_matches(sub).ok()?),
-        }),
-        _ => None,
-    }
 }
 
 /// `corral __sandbox ROLE…` exactly as the launcher spawns it (argv[1]).

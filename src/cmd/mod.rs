@@ -2,6 +2,7 @@
 //! code or an error that `main` prints once, as a chain.
 
 pub mod exec;
+pub mod exec_argv;
 pub mod image;
 pub mod info;
 pub mod logmask;
