@@ -46,11 +46,11 @@ musl_target() {
 }
 
 build_static() { # TARGET
-  local var
-  var=CARGO_TARGET_$(echo "$1" | tr 'a-z-' 'A-Z_')_RUSTFLAGS
-  export "$var"="$flags"
+  # RUSTFLAGS with an explicit --target reach only the target's crates.
+  # (target.<triple>.rustflags would also reach build scripts and proc
+  # macros when the target is the host, and crt-static cannot build those.)
   # Explicit: errexit does not apply where this is called (after &&).
-  cargo build --quiet --release --target "$1" --bin corral >&2 || return 1
+  RUSTFLAGS="$flags" cargo build --quiet --release --target "$1" --bin corral >&2 || return 1
   echo "target/$1/release/corral"
 }
 
