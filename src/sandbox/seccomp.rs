@@ -114,7 +114,10 @@ pub fn build(denied: &[libc::c_long]) -> Vec<libc::sock_filter> {
     use libc::{BPF_ABS, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
     let ld = BPF_LD | BPF_W | BPF_ABS;
     let runs = runs(denied);
-    let tests: usize = runs.iter().map(|(lo, hi)| if lo == hi { 1 } else { 2 }).sum();
+    let tests: usize = runs
+        .iter()
+        .map(|(lo, hi)| if lo == hi { 1 } else { 2 })
+        .sum();
     let mut prog = vec![
         stmt(ld, DATA_ARCH),
         jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
