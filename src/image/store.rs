@@ -241,7 +241,10 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        let mut bytes = Vec::new();
+        // Sized from the file's length: through `take` alone, read_to_end
+        // has no size hint and probes with reads of 32, 64, 128... bytes.
+        let size = file.metadata().map_or(0, |m| m.len()).min(limit + 1);
+        let mut bytes = Vec::with_capacity(size as usize + 1);
         file.take(limit + 1)
             .read_to_end(&mut bytes)
             .map_err(|source| StoreError::Read { path, source })?;
