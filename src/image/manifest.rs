@@ -195,7 +195,7 @@ pub struct ConfigFile {
     pub rootfs: RootFs,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct RunConfig {
     #[serde(rename = "Env", default)]
     pub env: Option<Vec<String>>,

@@ -180,29 +180,21 @@ impl Image {
             .transpose()
     }
 
-    /// Builds the image view of an index entry (reads the stored config).
+    /// Builds the image view of an index entry (reads the stored config
+    /// when the entry has no copy of its run settings).
     pub fn from_entry(
         store: &Store,
         reference: &Reference,
         entry: &store::IndexEntry,
     ) -> Result<Image, ImageError> {
         let image = reference.to_string();
-        let bytes = store
-            .read_blob(&entry.config_digest, manifest::MAX_DOCUMENT_BYTES)
-            .map_err(|source| ImageError::Store {
-                image: image.clone(),
-                source,
-            })?;
-        let config = manifest::parse_config(&entry.config_digest, &bytes).map_err(|source| {
-            ImageError::Config {
-                image: image.clone(),
-                source,
-            }
-        })?;
+        let run = match &entry.run {
+            Some(run) => run.clone(),
+            None => Self::stored_run_config(store, &image, entry)?,
+        };
         let top = entry.top_chain().ok_or_else(|| ImageError::NoLayers {
             image: image.clone(),
         })?;
-        let run = config.config.unwrap_or_default();
         Ok(Image {
             reference: image,
             manifest_digest: entry.manifest_digest.clone(),
@@ -217,6 +209,27 @@ impl Image {
                 user: run.user.filter(|u| !u.is_empty()),
             },
         })
+    }
+
+    /// The run settings from the stored config blob, checked against its digest.
+    fn stored_run_config(
+        store: &Store,
+        image: &str,
+        entry: &store::IndexEntry,
+    ) -> Result<manifest::RunConfig, ImageError> {
+        let bytes = store
+            .read_blob(&entry.config_digest, manifest::MAX_DOCUMENT_BYTES)
+            .map_err(|source| ImageError::Store {
+                image: image.to_string(),
+                source,
+            })?;
+        let config = manifest::parse_config(&entry.config_digest, &bytes).map_err(|source| {
+            ImageError::Config {
+                image: image.to_string(),
+                source,
+            }
+        })?;
+        Ok(config.config.unwrap_or_default())
     }
 }
 

@@ -365,6 +365,7 @@ pub(crate) fn record(
         chain_ids: chain_ids(&resolved.config.rootfs.diff_ids),
         size: resolved.layers.iter().map(|l| l.size).sum(),
         created: now_rfc3339(),
+        run: Some(resolved.config.config.clone().unwrap_or_default()),
     };
     let stored = entry.clone();
     for (digest, bytes) in &resolved.documents {

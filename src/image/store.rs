@@ -22,6 +22,7 @@ use rustix::fs::{flock, FlockOperation};
 use serde::{Deserialize, Serialize};
 
 use super::digest::Digest;
+use super::manifest::RunConfig;
 use super::platform::Platform;
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,11 @@ pub struct IndexEntry {
     pub size: u64,
     /// RFC 3339 time of the pull or import.
     pub created: String,
+    /// The config's run settings, copied when the image is recorded, so
+    /// that starting a sandbox needs no config read, digest check and
+    /// parse. Entries written before it have none: their config is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunConfig>,
 }
 
 impl IndexEntry {
