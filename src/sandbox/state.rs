@@ -55,6 +55,9 @@ fn try_lock(file: &File) -> bool {
 /// Dirs under `run_root` left by dead corral processes (dot-dirs are shared
 /// mount points of one-off sandboxes and never stale).
 pub fn stale_dirs(run_root: &Path) -> Vec<PathBuf> {
+    if holds_no_stage_dirs(run_root) {
+        return Vec::new();
+    }
     let Ok(entries) = std::fs::read_dir(run_root) else {
         return Vec::new();
     };
@@ -69,6 +72,19 @@ pub fn stale_dirs(run_root: &Path) -> Vec<PathBuf> {
             Err(_) => older_than(dir, Duration::from_secs(60)),
         })
         .collect()
+}
+
+/// Whether `run_root`'s link count shows no subdirectory but `.exec` (the
+/// one-off sandboxes' mount point): a stat or two on every `corral exec`
+/// instead of reading the directory. Filesystems that do not count
+/// subdirectories in it (btrfs says 1) go the long way.
+fn holds_no_stage_dirs(run_root: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(run_root).map(|m| m.nlink()) {
+        Err(_) | Ok(2) => true,
+        Ok(3) => run_root.join(".exec").is_dir(),
+        Ok(_) => false,
+    }
 }
 
 fn older_than(path: &Path, age: Duration) -> bool {
@@ -116,5 +132,16 @@ mod tests {
         assert!(stale_dirs(tmp.path()).is_empty());
         drop(lock);
         assert_eq!(stale_dirs(tmp.path()), vec![dir]);
+    }
+
+    #[test]
+    fn the_exec_mount_point_is_never_stale_and_hides_no_stale_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join(".exec")).unwrap();
+        assert!(stale_dirs(tmp.path()).is_empty());
+        let dir = tmp.path().join("s1");
+        drop(create_locked(&dir).unwrap());
+        assert_eq!(stale_dirs(tmp.path()), vec![dir]);
+        assert!(stale_dirs(&tmp.path().join("missing")).is_empty());
     }
 }
