@@ -105,6 +105,12 @@ fn set_flag(flag: &mut bool) -> Option<()> {
     Some(())
 }
 
+/// A value of one of clap's value enums, named as clap names them (exactly:
+/// the enums do not ignore case).
+fn choice<T: clap::ValueEnum>(value: &str) -> Option<T> {
+    T::from_str(value, false).ok()
+}
+
 /// A path value: clap refuses an empty one.
 fn path(value: &str) -> Option<PathBuf> {
     (!value.is_empty()).then(|| PathBuf::from(value))
@@ -130,13 +136,7 @@ impl Globals {
             return set_once(&mut self.store, path(v?)?);
         }
         if let Some(v) = value(arg, "color", None, rest) {
-            let color = match v? {
-                "auto" => ColorChoice::Auto,
-                "always" => ColorChoice::Always,
-                "never" => ColorChoice::Never,
-                _ => return None,
-            };
-            return set_once(&mut self.color, color);
+            return set_once(&mut self.color, choice::<ColorChoice>(v?)?);
         }
         None
     }
@@ -220,13 +220,7 @@ impl Exec {
             return set_once(&mut a.rootfs, path(v?)?);
         }
         if let Some(v) = value(arg, "network", None, rest) {
-            let mode = match v? {
-                "private" => NetworkMode::Private,
-                "none" => NetworkMode::None,
-                "host" => NetworkMode::Host,
-                _ => return None,
-            };
-            return set_once(&mut self.network, mode);
+            return set_once(&mut self.network, choice::<NetworkMode>(v?)?);
         }
         None
     }

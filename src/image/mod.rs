@@ -211,26 +211,33 @@ impl Image {
         })
     }
 
-    /// The run settings from the stored config blob, checked against its digest.
+    /// The run settings from the stored config blob.
     fn stored_run_config(
         store: &Store,
         image: &str,
         entry: &store::IndexEntry,
     ) -> Result<manifest::RunConfig, ImageError> {
-        let bytes = store
-            .read_blob(&entry.config_digest, manifest::MAX_DOCUMENT_BYTES)
-            .map_err(|source| ImageError::Store {
-                image: image.to_string(),
-                source,
-            })?;
-        let config = manifest::parse_config(&entry.config_digest, &bytes).map_err(|source| {
-            ImageError::Config {
-                image: image.to_string(),
-                source,
-            }
-        })?;
+        let config = read_stored_config(store, image, &entry.config_digest)?;
         Ok(config.config.unwrap_or_default())
     }
+}
+
+/// The config blob of `image` from the store, checked against `digest`.
+pub(crate) fn read_stored_config(
+    store: &Store,
+    image: &str,
+    digest: &Digest,
+) -> Result<manifest::ConfigFile, ImageError> {
+    let bytes = store
+        .read_blob(digest, manifest::MAX_DOCUMENT_BYTES)
+        .map_err(|source| ImageError::Store {
+            image: image.to_string(),
+            source,
+        })?;
+    manifest::parse_config(digest, &bytes).map_err(|source| ImageError::Config {
+        image: image.to_string(),
+        source,
+    })
 }
 
 /// Pulls images into one store. Cheap to share by reference; its

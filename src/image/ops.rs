@@ -168,18 +168,7 @@ pub fn unpack_to(
     dir: &Path,
 ) -> Result<(), ImageError> {
     let (name, entry) = find(store, image)?;
-    let config_bytes = store
-        .read_blob(&entry.config_digest, MAX_DOCUMENT_BYTES)
-        .map_err(|source| ImageError::Store {
-            image: name.clone(),
-            source,
-        })?;
-    let config = manifest::parse_config(&entry.config_digest, &config_bytes).map_err(|source| {
-        ImageError::Config {
-            image: name.clone(),
-            source,
-        }
-    })?;
+    let config = super::read_stored_config(store, &name, &entry.config_digest)?;
     fs::create_dir(dir).map_err(|source| ImageError::Filesystem {
         what: "create directory",
         path: dir.to_path_buf(),
