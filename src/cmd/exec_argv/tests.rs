@@ -60,6 +60,26 @@ fn plain_exec_lines_parse_as_clap_parses_them() {
 }
 
 #[test]
+fn empty_words_parse_as_clap_parses_them_or_are_left_to_it() {
+    let lines: [&[&str]; 4] = [
+        &["exec", ""],
+        &["exec", "alpine", "--", ""],
+        &["exec", "-e", "", "alpine"],
+        &["--store", "", "exec", "alpine"],
+    ];
+    for words in lines {
+        let line: Vec<OsString> = std::iter::once("corral")
+            .chain(words.iter().copied())
+            .map(OsString::from)
+            .collect();
+        let (ours, clap) = both(&line);
+        if let Some(ours) = ours {
+            assert_eq!(Ok(ours), clap, "{words:?}");
+        }
+    }
+}
+
+#[test]
 fn anything_else_is_left_to_clap() {
     let lines = [
         "exec",
