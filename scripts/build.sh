@@ -18,8 +18,8 @@
 # of CPUID instructions, and in a VM each one traps to the hypervisor
 # (8.5 us apiece on the VMs we measure on): a static C `return 0` uses
 # 0.63 ms of CPU with glibc there and 0.07 ms with musl (perf stat), and
-# `corral exec` gains about half a millisecond. musl's allocator is slow at bursts of small
-# allocations, which src/arena.rs absorbs. Elsewhere (no rustup, other
+# `corral exec` gains about half a millisecond. musl's allocator is slow at
+# bursts of small allocations, which src/arena.rs absorbs. Elsewhere (no rustup, other
 # architectures) the build falls back to static glibc.
 #
 # Position-dependent (relocation-model=static, as build.rs links every

@@ -1,8 +1,8 @@
 //! The binary's allocator: a bump arena for the first allocations of the
 //! process, then the system allocator.
 //!
-//! A `corral exec` lives for a few milliseconds and allocates a few hundred
-//! KiB (the command line parser builds its whole grammar). musl's malloc,
+//! A `corral exec` lives for a few milliseconds and allocates about a
+//! hundred KiB, clap's grammar for other commands some hundreds. musl's malloc,
 //! in the static build, maps and unmaps memory for such bursts, which cost
 //! a tenth of that command's wall time (scripts/bench-exec.sh). From the
 //! arena, an allocation is one atomic add and never returns memory to the

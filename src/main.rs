@@ -4,6 +4,7 @@
 mod arena;
 mod cmd;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,18 +17,18 @@ static ALLOCATOR: arena::Arena<{ arena::ARENA_BYTES }> = arena::Arena::new();
 fn main() -> ExitCode {
     // Re-executed sandbox processes must stay single-threaded and quiet, and
     // start fast: hand them over before clap or anything else is set up.
-    if let Some(args) = internal_sandbox_args() {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if let Some(args) = internal_sandbox_args(&argv) {
         return cmd::sandbox_internal(&args);
     }
     // The image unpack helper runs in a fresh user namespace: single-threaded.
-    if std::env::args_os().nth(1).as_deref() == Some(corral::image::userns::HELPER_ARG.as_ref()) {
+    if argv.get(1).map(OsString::as_os_str) == Some(corral::image::userns::HELPER_ARG.as_ref()) {
         return cmd::image_unpack_internal();
     }
     // `corral exec`, which runs once per sandbox, without building clap's
     // parser; clap for everything else (see cmd/exec_argv.rs).
-    let argv: Vec<_> = std::env::args_os().collect();
-    let cli =
-        cmd::exec_argv::parse(&argv, |name| std::env::var_os(name)).unwrap_or_else(Cli::parse);
+    let cli = cmd::exec_argv::parse(&argv, |name| std::env::var_os(name))
+        .unwrap_or_else(|| Cli::parse_from(&argv));
     if let Command::Sandbox(args) = &cli.command {
         return cmd::sandbox_internal(&args.args);
     }
@@ -77,12 +78,12 @@ fn prints_a_listing(command: &Command) -> bool {
 }
 
 /// `corral __sandbox ROLE…` exactly as the launcher spawns it (argv[1]).
-fn internal_sandbox_args() -> Option<Vec<String>> {
-    let mut args = std::env::args_os().skip(1);
+fn internal_sandbox_args(argv: &[OsString]) -> Option<Vec<String>> {
+    let mut args = argv.iter().skip(1);
     if args.next()? != "__sandbox" {
         return None;
     }
-    args.map(|a| a.into_string().ok()).collect()
+    args.map(|a| a.to_str().map(str::to_owned)).collect()
 }
 
 fn unreachable_internal() -> anyhow::Result<ExitCode> {

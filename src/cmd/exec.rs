@@ -121,7 +121,7 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
         },
         ports: parse_ports(&args.publish)?,
         // Shared by all one-off sandboxes: only a mount point (see run_once).
-        run_dir: run_root.join(".exec"),
+        run_dir: run_root.join(sandbox::EXEC_MOUNT_POINT),
         exe,
     };
     if stage_spec.network == NetworkMode::Host && !stage_spec.ports.is_empty() {

@@ -40,7 +40,7 @@ pub fn parse(argv: &[OsString], env: impl Fn(&str) -> Option<OsString>) -> Optio
     let mut exec = Exec::default();
     while let Some(arg) = rest.next() {
         if arg == "--" {
-            exec.command = rest.by_ref().map(str::to_owned).collect();
+            exec.args.command = rest.by_ref().map(str::to_owned).collect();
             break;
         }
         if !arg.starts_with('-') || arg == "-" {
@@ -170,8 +170,8 @@ impl Globals {
 #[derive(Default)]
 struct Exec {
     args: ExecArgs,
+    /// Apart from `args.network`, which has a default: given twice is an error.
     network: Option<NetworkMode>,
-    command: Vec<String>,
 }
 
 impl Exec {
@@ -234,7 +234,6 @@ impl Exec {
             return None;
         }
         args.network = self.network.unwrap_or_default();
-        args.command = self.command;
         Some(Cli {
             global,
             command: Command::Exec(args),

@@ -6,7 +6,6 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::unpack::{self, AppliedLayer, Ownership, UnpackOptions};
@@ -69,31 +68,33 @@ impl LayerApplier for UsernsApplier {
 pub(super) const MAX_LAYER_BYTES: u64 = 64 << 30;
 pub(super) const MAX_LAYER_ENTRIES: u64 = 10_000_000;
 
-static HELPER: OnceLock<PathBuf> = OnceLock::new();
-static HELPER_IS_CURRENT_EXE: AtomicBool = AtomicBool::new(false);
+/// Which binary runs `__image-unpack`; the first registration wins.
+enum Helper {
+    Path(PathBuf),
+    /// This process's own binary, resolved only when a layer needs it:
+    /// no readlink for commands that pull nothing, such as a warm exec.
+    CurrentExe,
+}
+
+static HELPER: OnceLock<Helper> = OnceLock::new();
 
 /// Declares the corral binary that can run `__image-unpack` (library users
 /// such as tests may). Without it, store layers are unpacked in-process.
 pub fn register_unpack_helper(exe: PathBuf) {
-    let _ = HELPER.set(exe);
+    let _ = HELPER.set(Helper::Path(exe));
 }
 
 /// Declares this process's own binary the unpack helper (the corral binary
-/// does at start), resolved only when a layer needs it: one readlink fewer
-/// for every command that pulls nothing, such as a warm `corral exec`.
+/// does at start).
 pub fn register_current_exe_as_unpack_helper() {
-    HELPER_IS_CURRENT_EXE.store(true, Ordering::Relaxed);
+    let _ = HELPER.set(Helper::CurrentExe);
 }
 
-fn unpack_helper() -> Option<&'static PathBuf> {
-    if let Some(helper) = HELPER.get() {
-        return Some(helper);
+fn unpack_helper() -> Option<PathBuf> {
+    match HELPER.get()? {
+        Helper::Path(path) => Some(path.clone()),
+        Helper::CurrentExe => std::env::current_exe().ok(),
     }
-    if !HELPER_IS_CURRENT_EXE.load(Ordering::Relaxed) {
-        return None;
-    }
-    let exe = std::env::current_exe().ok()?;
-    Some(HELPER.get_or_init(|| exe))
 }
 
 /// In-process unpacking for this host: owners kept as root, squashed to the
@@ -124,10 +125,7 @@ pub fn store_applier() -> Arc<dyn LayerApplier> {
     match userns {
         Some((helper, ids)) => {
             tracing::debug!(?ids, "unpacking layers in a subuid-mapped user namespace");
-            Arc::new(UsernsApplier {
-                helper: helper.clone(),
-                ids,
-            })
+            Arc::new(UsernsApplier { helper, ids })
         }
         None => Arc::new(default_applier()),
     }

@@ -190,7 +190,9 @@ impl Image {
         let image = reference.to_string();
         let run = match &entry.run {
             Some(run) => run.clone(),
-            None => Self::stored_run_config(store, &image, entry)?,
+            None => read_stored_config(store, &image, &entry.config_digest)?
+                .config
+                .unwrap_or_default(),
         };
         let top = entry.top_chain().ok_or_else(|| ImageError::NoLayers {
             image: image.clone(),
@@ -209,16 +211,6 @@ impl Image {
                 user: run.user.filter(|u| !u.is_empty()),
             },
         })
-    }
-
-    /// The run settings from the stored config blob.
-    fn stored_run_config(
-        store: &Store,
-        image: &str,
-        entry: &store::IndexEntry,
-    ) -> Result<manifest::RunConfig, ImageError> {
-        let config = read_stored_config(store, image, &entry.config_digest)?;
-        Ok(config.config.unwrap_or_default())
     }
 }
 

@@ -9,6 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use super::SandboxError;
 
+/// The run dir's mount point of one-off sandboxes (`corral exec`): only a
+/// mount point, never stale.
+pub const EXEC_MOUNT_POINT: &str = ".exec";
+
 /// Creates `run_dir` (which must not exist) and locks it.
 pub fn create_locked(run_dir: &Path) -> Result<File, SandboxError> {
     if let Some(parent) = run_dir.parent() {
@@ -74,15 +78,15 @@ pub fn stale_dirs(run_root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Whether `run_root`'s link count shows no subdirectory but `.exec` (the
-/// one-off sandboxes' mount point): a stat or two on every `corral exec`
+/// Whether `run_root`'s link count shows no subdirectory but
+/// [`EXEC_MOUNT_POINT`]: a stat or two on every `corral exec`
 /// instead of reading the directory. Filesystems that do not count
 /// subdirectories in it (btrfs says 1) go the long way.
 fn holds_no_stage_dirs(run_root: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(run_root).map(|m| m.nlink()) {
         Err(_) | Ok(2) => true,
-        Ok(3) => run_root.join(".exec").is_dir(),
+        Ok(3) => run_root.join(EXEC_MOUNT_POINT).is_dir(),
         Ok(_) => false,
     }
 }
@@ -137,7 +141,7 @@ mod tests {
     #[test]
     fn the_exec_mount_point_is_never_stale_and_hides_no_stale_dir() {
         let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir(tmp.path().join(".exec")).unwrap();
+        std::fs::create_dir(tmp.path().join(EXEC_MOUNT_POINT)).unwrap();
         assert!(stale_dirs(tmp.path()).is_empty());
         let dir = tmp.path().join("s1");
         drop(create_locked(&dir).unwrap());
