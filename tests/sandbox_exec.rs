@@ -783,3 +783,44 @@ fn forced_rootfs_fallbacks_work_and_info_names_them() {
         .iter()
         .all(|pid| !is_ours(*pid, &env.store()))));
 }
+
+/// `exec` starts the sandbox's namespaces before it has found the image
+/// and checked the rest of its options: an error after that leaves no
+/// process of the sandbox (its init carries our command line, so the
+/// store's path finds it) and nothing in the store's run dir.
+#[test]
+fn an_error_after_the_sandbox_was_started_leaves_no_process() {
+    if !common::require_namespaces("an_error_after_the_sandbox_was_started_leaves_no_process") {
+        return;
+    }
+    let env = Env::new();
+    let store = env.store();
+    let marker = store.to_string_lossy().to_string();
+    let missing = env.tmp.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let rootfs = env.rootfs.to_str().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--network", "none", "--memory", "lots", "--rootfs", rootfs],
+            "lots",
+        ),
+        (&["--network", "host", "--rootfs", missing], missing),
+        (
+            &["--offline", "--network", "none", "localhost:1/absent:1"],
+            "absent",
+        ),
+    ];
+    for (args, names) in cases {
+        let out = common::corral(&store)
+            .arg("exec")
+            .args(args)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(names), "{args:?}: {}", stderr(&out));
+        // Killed and reaped before corral returned: no waiting here.
+        assert_eq!(processes_with(&marker), Vec::<u32>::new(), "{args:?}");
+    }
+    assert!(env.run_dirs().is_empty(), "{:?}", env.run_dirs());
+}
