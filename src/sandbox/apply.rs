@@ -181,6 +181,14 @@ fn apply_one(sys: &mut dyn Sys, op: &SetupOp, masks: &mut Masks) -> Result<(), A
         } => sys
             .mount("tmpfs", target, "tmpfs", *flags, &format!("mode={mode:o}"))
             .map_err(at("mount tmpfs at", target)),
+        SetupOp::ScratchDir { dir, mode, target } => {
+            sys.mkdir_all(dir, *mode)
+                .map_err(at("create directory", dir))?;
+            // The umask took its share of `mode` (a sticky 1777 /tmp).
+            sys.set_attrs(dir, *mode, None)
+                .map_err(at("set the mode of", dir))?;
+            bind(sys, dir, target, false, false)
+        }
         SetupOp::MountDevpts { target } => sys
             .mount(
                 "devpts",

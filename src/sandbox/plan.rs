@@ -122,6 +122,15 @@ pub enum SetupOp {
         mode: u32,
         flags: u64,
     },
+    /// A directory of the scratch tmpfs, made with exactly `mode`, bound at
+    /// `target`: as private as a tmpfs of its own, without the superblock
+    /// the kernel would make and later tear down (its flags are the
+    /// scratch's, nosuid and nodev).
+    ScratchDir {
+        dir: PathBuf,
+        mode: u32,
+        target: PathBuf,
+    },
     /// A private devpts instance (`newinstance`).
     MountDevpts {
         target: PathBuf,
@@ -177,7 +186,7 @@ pub const READ_ONLY_PATHS: [&str; 5] = [
     "proc/sysrq-trigger",
 ];
 
-use super::sys::flags::{NODEV, NOEXEC, NOSUID};
+use super::sys::flags::{NODEV, NOSUID};
 
 /// Directories every rootfs gets (something is mounted on each).
 pub const MOUNT_POINTS: [&str; 5] = ["proc", "dev", "sys", "tmp", "run"];
@@ -255,17 +264,14 @@ pub fn plan(spec: &SandboxSpec, dirs: &StepDirs, resolv_conf: &str) -> Vec<Setup
     ops.push(SetupOp::MountProc {
         target: root.join("proc"),
     });
-    ops.extend(dev_ops(&root.join("dev")));
-    ops.push(SetupOp::MountTmpfs {
-        target: root.join("tmp"),
-        mode: 0o1777,
-        flags: NOSUID | NODEV,
-    });
-    ops.push(SetupOp::MountTmpfs {
-        target: root.join("run"),
-        mode: 0o755,
-        flags: NOSUID | NODEV,
-    });
+    ops.extend(dev_ops(&root.join("dev"), &dirs.scratch));
+    for (name, mode) in [("tmp", 0o1777), ("run", 0o755)] {
+        ops.push(SetupOp::ScratchDir {
+            dir: dirs.scratch.join(name),
+            mode,
+            target: root.join(name),
+        });
+    }
     // Files in the overlay's upper dir need no mount, unless the rootfs
     // turns read-only (they stay writable, as Docker's do).
     if spec.rootfs == Rootfs::HostRoot || spec.read_only {
@@ -360,11 +366,12 @@ fn confinement_ops(root: &Path, in_proc: bool) -> Vec<SetupOp> {
     masks.chain(read_only).collect()
 }
 
-fn dev_ops(dev: &Path) -> Vec<SetupOp> {
-    let mut ops = vec![SetupOp::MountTmpfs {
-        target: dev.to_path_buf(),
+/// `/dev` and `/dev/shm` are directories of the scratch tmpfs.
+fn dev_ops(dev: &Path, scratch: &Path) -> Vec<SetupOp> {
+    let mut ops = vec![SetupOp::ScratchDir {
+        dir: scratch.join("dev"),
         mode: 0o755,
-        flags: NOSUID | NOEXEC,
+        target: dev.to_path_buf(),
     }];
     for name in DEVICES {
         ops.push(SetupOp::Touch {
@@ -390,12 +397,12 @@ fn dev_ops(dev: &Path) -> Vec<SetupOp> {
     });
     ops.push(SetupOp::Mkdir {
         path: dev.join("shm"),
-        mode: 0o1777,
+        mode: 0o755,
     });
-    ops.push(SetupOp::MountTmpfs {
-        target: dev.join("shm"),
+    ops.push(SetupOp::ScratchDir {
+        dir: scratch.join("shm"),
         mode: 0o1777,
-        flags: NOSUID | NODEV,
+        target: dev.join("shm"),
     });
     for (target, link) in [
         ("/proc/self/fd", "fd"),

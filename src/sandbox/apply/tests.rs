@@ -268,3 +268,32 @@ fn inline_files_go_to_memory_only_and_belong_to_the_user() {
         .iter()
         .any(|c| matches!(c, Call::WriteFile { .. })));
 }
+
+#[test]
+fn a_scratch_dir_gets_its_exact_mode_then_a_plain_bind() {
+    let mut sys = RecordingSys::default();
+    apply(
+        &mut sys,
+        &[SetupOp::ScratchDir {
+            dir: "/s/tmp".into(),
+            mode: 0o1777,
+            target: "/r/tmp".into(),
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        sys.calls,
+        [
+            Call::MkdirAll {
+                path: "/s/tmp".into(),
+                mode: 0o1777
+            },
+            Call::SetAttrs {
+                path: "/s/tmp".into(),
+                mode: 0o1777,
+                owner: None
+            },
+            Call::bind("/s/tmp", "/r/tmp", BIND),
+        ]
+    );
+}

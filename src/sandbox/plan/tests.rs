@@ -59,7 +59,7 @@ fn image_rootfs_starts_with_scratch_then_overlay_and_ends_with_pivot() {
             },
         ]
     );
-    // Nothing is created or bound through the overlay (/dev is a tmpfs).
+    // Nothing is created or bound through the overlay (/dev is a scratch dir).
     assert!(!ops.iter().any(|op| match op {
         SetupOp::Mkdir { path, .. } | SetupOp::Touch { path } =>
             path.starts_with("/run/s1/root")
@@ -86,13 +86,30 @@ fn image_rootfs_starts_with_scratch_then_overlay_and_ends_with_pivot() {
 
 #[test]
 fn dev_is_minimal_with_shm_1777_and_private_devpts() {
-    let ops = dev_ops(Path::new("/r/dev"));
+    let ops = dev_ops(Path::new("/r/dev"), Path::new("/s"));
     assert_eq!(ops.len(), 1 + 2 * DEVICES.len() + 5 + 4);
-    assert!(ops.contains(&SetupOp::MountTmpfs {
-        target: "/r/dev/shm".into(),
-        mode: 0o1777,
-        flags: NOSUID | NODEV
-    }));
+    assert_eq!(
+        ops[0],
+        SetupOp::ScratchDir {
+            dir: "/s/dev".into(),
+            mode: 0o755,
+            target: "/r/dev".into()
+        }
+    );
+    let shm = ops
+        .iter()
+        .position(|op| {
+            op == &SetupOp::ScratchDir {
+                dir: "/s/shm".into(),
+                mode: 0o1777,
+                target: "/r/dev/shm".into(),
+            }
+        })
+        .expect("a scratch dir for /dev/shm");
+    // Its mount point first, inside /dev.
+    assert!(
+        matches!(&ops[shm - 1], SetupOp::Mkdir { path, .. } if path == Path::new("/r/dev/shm"))
+    );
     assert!(ops.contains(&SetupOp::MountDevpts {
         target: "/r/dev/pts".into()
     }));
@@ -208,10 +225,10 @@ fn host_root_is_a_read_only_rbind_with_private_tmp() {
     assert!(!ops
         .iter()
         .any(|op| matches!(op, SetupOp::Bind { source, .. } if source == Path::new("/"))));
-    assert!(ops.contains(&SetupOp::MountTmpfs {
-        target: "/run/s1/root/tmp".into(),
+    assert!(ops.contains(&SetupOp::ScratchDir {
+        dir: "/run/s1/tmp".into(),
         mode: 0o1777,
-        flags: NOSUID | NODEV
+        target: "/run/s1/root/tmp".into(),
     }));
     assert!(ops.contains(&SetupOp::Bind {
         source: "/run/s1/etc/hosts".into(),
