@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -570,21 +570,25 @@ pub(super) fn single_threaded() -> bool {
 /// A close-on-exec pipe whose fds are ≥ 10, so the child's dup2 onto 3 and 4
 /// can never clobber one with the other.
 pub(super) fn high_pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-        .map_err(|e| SandboxError::Pipe { source: e.into() })?;
-    Ok((dup_high(r)?, dup_high(w)?))
+    pipe_from(10)
 }
 
-fn dup_high(fd: OwnedFd) -> Result<OwnedFd, SandboxError> {
-    // SAFETY: F_DUPFD_CLOEXEC on a valid fd returns a new fd we own.
-    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-    if new < 0 {
-        return Err(SandboxError::Pipe {
-            source: std::io::Error::last_os_error(),
-        });
+/// A close-on-exec pipe whose fds are ≥ `lowest`: moved up only when the
+/// kernel gave a lower one (a closed stdio slot, for a pipe meant to stay
+/// off stdio).
+pub(super) fn pipe_from(lowest: i32) -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| SandboxError::Pipe { source: e.into() })?;
+    Ok((move_up(r, lowest)?, move_up(w, lowest)?))
+}
+
+fn move_up(fd: OwnedFd, lowest: i32) -> Result<OwnedFd, SandboxError> {
+    if fd.as_raw_fd() >= lowest {
+        return Ok(fd);
     }
-    // SAFETY: `new` is a fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+    // rustix's raw fcntl: libc's may add an F_SETFD for old kernels.
+    rustix::io::fcntl_dupfd_cloexec(&fd, lowest)
+        .map_err(|e| SandboxError::Pipe { source: e.into() })
 }
 
 /// A throwaway holder (no network) that removes `dirs` from inside a user

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 use super::init;
-use super::launch::{high_pipe, in_child, single_threaded, LiveSteps};
+use super::launch::{in_child, pipe_from, single_threaded, LiveSteps};
 use super::spec::{IdMapping, NetworkMode, SandboxSpec, StepRequest};
 use super::step::{pidfd_open, Step, StepProcess};
 use super::{idmap, net, SandboxError};
@@ -43,9 +43,11 @@ pub fn prestart_once(exe: &Path, network: NetworkMode) -> Result<Option<Prestart
         exe: exe.to_path_buf(),
         source,
     };
-    let (spec_r, spec_w) = high_pipe()?;
-    let (status_r, status_w) = high_pipe()?;
-    let (early_r, early_w) = high_pipe()?;
+    // Off stdio, which init and the command inherit; nothing is dup2'd
+    // onto fixed numbers here (no re-exec).
+    let (spec_r, spec_w) = pipe_from(3)?;
+    let (status_r, status_w) = pipe_from(3)?;
+    let (early_r, early_w) = pipe_from(3)?;
     let parent_ends = [
         spec_w.as_raw_fd(),
         status_r.as_raw_fd(),
