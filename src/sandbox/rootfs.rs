@@ -20,6 +20,15 @@ pub(crate) fn seed_upper(
     etc: &[(String, String)],
 ) -> Result<(), ApplyError> {
     for dir in dirs {
+        // A directory of the image's serves as it is: a lookup in the
+        // overlay then finds one layer, not two to merge (and a stat costs
+        // less than a mkdir).
+        if sys
+            .stat(&lower.join(dir), false)
+            .is_some_and(|st| st.is_dir)
+        {
+            continue;
+        }
         let path = upper.join(dir);
         sys.mkdir_all(&path, 0o755)
             .map_err(at("create directory", &path))?;
@@ -285,9 +294,10 @@ mod tests {
     }
 
     #[test]
-    fn upper_gets_mount_points_and_etc_files_with_the_image_etc_mode() {
+    fn upper_gets_missing_mount_points_and_etc_files_with_the_image_etc_mode() {
         let mut sys = RecordingSys {
-            dirs: vec!["/l/etc".into()],
+            dirs: vec!["/l/etc".into(), "/l/dev".into()],
+            files: vec!["/l/run".into()],
             ..Default::default()
         };
         let etc = [("hosts".to_string(), "127.0.0.1 localhost\n".to_string())];
@@ -295,15 +305,21 @@ mod tests {
             &mut sys,
             Path::new("/l"),
             Path::new("/u"),
-            &["proc".into()],
+            &["proc".into(), "dev".into(), "run".into()],
             &etc,
         )
         .unwrap();
+        // The image's /dev is used as it is; a file where a mount point
+        // goes is hidden by a directory.
         assert_eq!(
             sys.calls,
             [
                 Call::MkdirAll {
                     path: "/u/proc".into(),
+                    mode: 0o755
+                },
+                Call::MkdirAll {
+                    path: "/u/run".into(),
                     mode: 0o755
                 },
                 Call::MkdirAll {
