@@ -80,25 +80,6 @@ fn resolved(found: corral::image::Image) -> ResolvedImage {
 }
 
 pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let network = match args.network {
-        CliNetwork::Private => NetworkMode::Private,
-        CliNetwork::None => NetworkMode::None,
-        CliNetwork::Host => NetworkMode::Host,
-    };
-    let ports = parse_ports(&args.publish)?;
-    if network == NetworkMode::Host && !ports.is_empty() {
-        bail!("-p needs a private network; with --network host the port is the host's already");
-    }
-    let exe = sandbox::default_exe();
-    // The sandbox's namespaces first: the kernel makes them (its network
-    // namespace takes longest) while we find the image and build the spec.
-    // Until then our signals keep their default actions: a ^C during a pull
-    // ends us, and init with us (PDEATHSIG).
-    let prestarted = if ports.is_empty() {
-        sandbox::prestart_once(&exe, network).context("failed to start the sandbox")?
-    } else {
-        None
-    };
     let store = super::store_dir(global)?;
     let (rootfs, config) = if args.host_root {
         (Rootfs::HostRoot, ImageConfig::default())
@@ -128,28 +109,30 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     let run_root = store.join("run");
+    let exe = sandbox::default_exe();
     if let Err(err) = sandbox::remove_stale(&run_root, &exe) {
         tracing::warn!("could not remove stale sandbox state: {err}");
     }
-    // Shared by all one-off sandboxes: only a mount point (see run_once).
-    let run_dir = run_root.join(sandbox::EXEC_MOUNT_POINT);
+    let stage_spec = StageSpec {
+        network: match args.network {
+            CliNetwork::Private => NetworkMode::Private,
+            CliNetwork::None => NetworkMode::None,
+            CliNetwork::Host => NetworkMode::Host,
+        },
+        ports: parse_ports(&args.publish)?,
+        // Shared by all one-off sandboxes: only a mount point (see run_once).
+        run_dir: run_root.join(sandbox::EXEC_MOUNT_POINT),
+        exe,
+    };
+    if stage_spec.network == NetworkMode::Host && !stage_spec.ports.is_empty() {
+        bail!("-p needs a private network; with --network host the port is the host's already");
+    }
     // Block the signals we forward before any thread or child exists; the
     // children get a clean mask from std::process::Command.
     let signals = SignalFd::new()?;
     // One sandbox needs no stage holder: its own process makes the namespaces.
-    let started = match prestarted {
-        Some(prestarted) => prestarted.start(&spec, &run_dir),
-        None => {
-            let stage = StageSpec {
-                network,
-                ports,
-                run_dir,
-                exe,
-            };
-            sandbox::run_once(stage, &spec, StepStdio::Inherit)
-        }
-    };
-    let mut step = started.context("failed to start the sandbox")?;
+    let mut step = sandbox::run_once(stage_spec, &spec, StepStdio::Inherit)
+        .context("failed to start the sandbox")?;
     let code = wait_forwarding_signals(&mut step, &signals)?;
     if let Some(note) = sandbox::idmap::note_after_failure([code]) {
         eprintln!("corral: note: {note}");

@@ -189,25 +189,22 @@ fn await_id_maps(
 }
 
 /// PID 1 cloned by a single-threaded launcher straight into all of the
-/// sandbox's namespaces (no step process in between) before its spec was
-/// known (`oneoff.rs`): starts on the network namespace, then reads its
-/// request (the launcher has written our ID maps by then) and is
-/// [`init_main`], reporting the command's exit on `early`. A launcher that
-/// gave up before sending it closed the pipe: we exit without a word.
+/// sandbox's namespaces (no step process in between): waits for its ID
+/// maps, then is [`init_main`], reporting the command's exit on `early`.
 pub(crate) fn direct_init(
-    network: NetworkMode,
+    req: &StepRequest,
     mut spec_pipe: BufReader<File>,
     mut status: File,
     early: File,
 ) -> i32 {
     block_signals();
     // A launcher that died before this prctl closed the spec pipe: the
-    // read below then fails and we exit.
+    // handshake below then fails and we exit.
     // SAFETY: prctl without pointers.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     // No egress helper needs our network namespace from the start (see
     // `clone_init`): it is made beside the rootfs setup.
-    let netns = if network == NetworkMode::None {
+    let netns = if req.network == NetworkMode::None {
         match super::netns::start() {
             Ok(pending) => Some(pending),
             Err(err) => {
@@ -218,26 +215,14 @@ pub(crate) fn direct_init(
     } else {
         None
     };
-    // A private network's own namespace came with the clone. Our
-    // capabilities there need no ID map.
-    if network == NetworkMode::Private {
-        if let Err(err) = super::net::loopback_up() {
-            return fail(&mut status, &crate::error_chain(&err));
-        }
-    }
-    let mut json = String::new();
-    match spec_pipe.read_line(&mut json) {
-        Ok(0) => return 125,
-        Ok(_) => {}
-        Err(err) => return fail(&mut status, &format!("launcher gone: {err}")),
+    // While the launcher writes our ID maps.
+    let ops = setup_ops(req);
+    let loopback = req.network == NetworkMode::Private;
+    if let Err(msg) = await_id_maps(&mut spec_pipe, None, loopback) {
+        return fail(&mut status, &msg);
     }
     drop(spec_pipe);
-    let req: StepRequest = match serde_json::from_str(&json) {
-        Ok(req) => req,
-        Err(err) => return fail(&mut status, &format!("invalid sandbox spec: {err}")),
-    };
-    let ops = setup_ops(&req);
-    init_main(&req, ops, status, None, Some(early), None, netns)
+    init_main(req, ops, status, None, Some(early), None, netns)
 }
 
 /// Forwarder threads cannot live in a process that unshared its pid

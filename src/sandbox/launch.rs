@@ -329,13 +329,16 @@ pub fn run_once(
     spec: &SandboxSpec,
     stdio: StepStdio,
 ) -> Result<Step, SandboxError> {
-    // Init cloned straight into its namespaces, given its spec at once.
-    if stage.ports.is_empty() && stdio == StepStdio::Inherit {
-        if let Some(pre) = super::oneoff::prestart_once(&stage.exe, stage.network)? {
-            return pre.start(spec, &stage.run_dir);
+    if !stage.run_dir.is_dir() {
+        if let Err(source) = std::fs::create_dir_all(&stage.run_dir) {
+            if !stage.run_dir.is_dir() {
+                return Err(SandboxError::CreateStateDir {
+                    path: stage.run_dir,
+                    source,
+                });
+            }
         }
     }
-    create_step_dir(&stage.run_dir)?;
     let req = StepRequest {
         spec: spec.clone(),
         holder_pid: 0,
@@ -348,21 +351,6 @@ pub fn run_once(
     spawn_step(&stage.exe, &req, stdio, 0, LiveSteps::default())
 }
 
-/// Creates a one-off sandbox's scratch mount point unless it exists (it
-/// may be shared with concurrent sandboxes, which may race us to it).
-pub(super) fn create_step_dir(dir: &Path) -> Result<(), SandboxError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    match std::fs::create_dir_all(dir) {
-        Err(source) if !dir.is_dir() => Err(SandboxError::CreateStateDir {
-            path: dir.to_path_buf(),
-            source,
-        }),
-        _ => Ok(()),
-    }
-}
-
 fn spawn_step(
     exe: &Path,
     req: &StepRequest,
@@ -370,8 +358,6 @@ fn spawn_step(
     id: u64,
     live: LiveSteps,
 ) -> Result<Step, SandboxError> {
-    let (spec_r, spec_w) = high_pipe()?;
-    let (status_r, status_w) = high_pipe()?;
     let spawn_err = |source| SandboxError::SpawnStep {
         exe: exe.to_path_buf(),
         source,
@@ -380,15 +366,28 @@ fn spawn_step(
     // forked rather than re-executed: one exec, dynamic link and runtime
     // start of our big binary fewer on every `corral exec`.
     let fork = req.holder_pid == 0 && stdio == StepStdio::Inherit && single_threaded();
+    // A re-executed child dup2s its pipes onto 3 and 4; a forked one keeps
+    // them where they are, off the stdio it hands on.
+    let pipe = || if fork { pipe_from(3) } else { high_pipe() };
+    let (spec_r, spec_w) = pipe()?;
+    let (status_r, status_w) = pipe()?;
+    // Init cloned straight into its namespaces: its user namespace exists
+    // when clone returns, so we write the maps without a round trip.
+    let cloned = fork && req.ports.is_empty();
     let mut early = None;
     let child = if fork {
-        let (early_r, early_w) = high_pipe()?;
+        let (early_r, early_w) = pipe()?;
         let parent_ends = [
             spec_w.as_raw_fd(),
             status_r.as_raw_fd(),
             early_r.as_raw_fd(),
         ];
-        let child = fork_step(req, spec_r, status_w, early_w, parent_ends).map_err(spawn_err)?;
+        let child = if cloned {
+            clone_init(req, spec_r, status_w, early_w, parent_ends)
+        } else {
+            fork_step(req, spec_r, status_w, early_w, parent_ends)
+        };
+        let child = child.map_err(spawn_err)?;
         early = Some(File::from(early_r));
         child
     } else {
@@ -429,8 +428,10 @@ fn spawn_step(
     let mut status = BufReader::new(File::from(status_r));
     let mut message = String::new();
     if req.holder_pid == 0 {
-        let _ = status.read_line(&mut message);
-        if message == "unshared\n" {
+        if !cloned {
+            let _ = status.read_line(&mut message);
+        }
+        if cloned || message == "unshared\n" {
             message.clear();
             let mapped = idmap::write_maps(step.pid() as i32, req.mapping);
             if let Err(err) = mapped {
@@ -463,7 +464,7 @@ fn spawn_step(
     Ok(step)
 }
 
-pub(super) fn kill_and_reap(child: &mut StepProcess) {
+fn kill_and_reap(child: &mut StepProcess) {
     // SAFETY: signalling our own, not yet reaped child.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
     let _ = child.wait();
@@ -537,10 +538,55 @@ fn fork_step(
     })
 }
 
+/// Clones the sandbox's PID 1 straight into new user, network (unless the
+/// host's), mount, pid, uts and ipc namespaces: one process fewer than a
+/// step process that unshares and forks init. Same soundness condition as
+/// [`fork_step`]; published ports need the step process (their listeners
+/// and forwarder live outside the pid namespace).
+fn clone_init(
+    req: &StepRequest,
+    spec_r: OwnedFd,
+    status_w: OwnedFd,
+    early_w: OwnedFd,
+    parent_ends: [i32; 3],
+) -> std::io::Result<StepProcess> {
+    let mut flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC;
+    // The egress helper we start for a private network attaches to the
+    // child's network namespace, which must exist first; without one, init
+    // makes it beside its rootfs setup (`netns`).
+    if req.network == NetworkMode::Private {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: a fork-like clone (no CLONE_VM, no new stack) of a
+    // single-threaded process; the child leaves through _exit.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    in_child(pid, parent_ends, || {
+        init::direct_init(
+            req,
+            BufReader::new(File::from(spec_r)),
+            File::from(status_w),
+            File::from(early_w),
+        )
+    })
+}
+
 /// After a fork-like `pid` (fork or clone's return): the child closes the
 /// launcher's ends of the pipes, runs `body` and leaves with its code; the
 /// parent gets the step process.
-pub(super) fn in_child(
+fn in_child(
     pid: libc::c_long,
     parent_ends: [i32; 3],
     body: impl FnOnce() -> i32,
@@ -562,21 +608,21 @@ pub(super) fn in_child(
 
 /// Whether this process has a single thread: procfs counts a task dir's
 /// links as 2 plus its threads (one statx, not an open and reads).
-pub(super) fn single_threaded() -> bool {
+fn single_threaded() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self/task").is_ok_and(|m| m.nlink() == 3)
 }
 
 /// A close-on-exec pipe whose fds are ≥ 10, so the child's dup2 onto 3 and 4
 /// can never clobber one with the other.
-pub(super) fn high_pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
+fn high_pipe() -> Result<(OwnedFd, OwnedFd), SandboxError> {
     pipe_from(10)
 }
 
 /// A close-on-exec pipe whose fds are ≥ `lowest`: moved up only when the
 /// kernel gave a lower one (a closed stdio slot, for a pipe meant to stay
 /// off stdio).
-pub(super) fn pipe_from(lowest: i32) -> Result<(OwnedFd, OwnedFd), SandboxError> {
+fn pipe_from(lowest: i32) -> Result<(OwnedFd, OwnedFd), SandboxError> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| SandboxError::Pipe { source: e.into() })?;
     Ok((move_up(r, lowest)?, move_up(w, lowest)?))

@@ -66,7 +66,6 @@ mod init;
 mod launch;
 pub mod net;
 mod netns;
-mod oneoff;
 pub mod plan;
 pub mod probe;
 pub mod rlimits;
@@ -81,7 +80,6 @@ pub mod user;
 use std::path::PathBuf;
 
 pub use launch::{run_once, Stage, Step, StepExit, StepStdio};
-pub use oneoff::{prestart_once, Prestarted};
 pub use spec::{
     default_exe, BindMount, IdMapping, InlineFile, Limits, NetworkMode, PortForward, Rootfs,
     SandboxSpec, StageSpec, User,
