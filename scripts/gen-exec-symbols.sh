@@ -9,7 +9,7 @@
 # corral and 60 more in the sandbox's init, which is forked from it and
 # does not inherit the mappings of the code (fork copies no page tables of
 # unwritten file mappings). With these functions packed together, 60 and
-# 27 (at about 3 us each on the VMs we measure on, and both on the path of
+# 28 (at about 3 us each on the VMs we measure on, and both on the path of
 # every sandbox start).
 #
 # How: perf samples the user-space instructions of a few thousand
