@@ -10,4 +10,7 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-no-pie");
     }
     println!("cargo:rerun-if-changed=build.rs");
+    // An input of the link when scripts/build.sh orders functions: a new
+    // list must relink the binary.
+    println!("cargo:rerun-if-changed=scripts/exec-symbols.txt");
 }

@@ -18,8 +18,9 @@
 # place; a stale list (renamed functions, new dependency versions) only
 # places fewer functions. Run it after changing what `corral exec` does.
 #
-# Usage: scripts/gen-exec-symbols.sh [RUNS]   (needs perf, umoci, skopeo:
-#        scripts/setup-host.sh; run as root or with perf_event_paranoid <= 1)
+# Usage: scripts/gen-exec-symbols.sh [RUNS]   (needs perf from linux-perf,
+#        and umoci from scripts/setup-host.sh for the busybox image; run as
+#        root or with perf_event_paranoid <= 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-2000}
@@ -48,7 +49,8 @@ perf record -q -o "$work/perf.data" -F 25000 -e cpu-clock:u -- bash "$work/runs.
 perf script -i "$work/perf.data" -F comm,ip 2>/dev/null | awk '$1 ~ /^corral/ {print $2}' >"$work/ips"
 nm -n --defined-only "$corral" | awk '$2 ~ /^[tTwW]$/ {print $1, $3}' >"$work/symbols"
 
-# First sample of each function, in address order of the symbol table.
+# Each function once, in the order of its first sample (the symbol table,
+# sorted by address, maps a sample to its function).
 python3 - "$work/symbols" "$work/ips" >"$work/order" <<'EOF'
 import bisect, sys
 symbols = [line.split() for line in open(sys.argv[1])]
@@ -63,5 +65,3 @@ print("\n".join(order))
 EOF
 mv "$work/order" scripts/exec-symbols.txt
 echo "gen-exec-symbols: $(wc -l <scripts/exec-symbols.txt) functions from $(wc -l <"$work/ips") samples" >&2
-# cargo does not know the list is an input of the link: make it relink.
-touch src/main.rs
