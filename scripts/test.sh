@@ -61,26 +61,34 @@ if [ "$(id -u)" -ne 0 ]; then
   exit $status
 fi
 
-# Rootless pass: copy the binaries somewhere every user can read, so that a
-# checkout under /root works too, and run them as each test user.
+# Rootless pass: the binaries go somewhere every user can read, so that a
+# checkout under /root works too (hard links where /tmp is on the same
+# filesystem: the test binaries are hundreds of MB together), and run as
+# each test user.
 drop=$(mktemp -d /tmp/corral-rootless.XXXXXX)
 trap 'cleanup; rm -rf "$drop"' EXIT
 chmod 0755 "$drop"
-cp target/debug/corral "$drop/corral"
+place() { cp -l "$1" "$2" 2>/dev/null || cp "$1" "$2"; }
+place target/debug/corral "$drop/corral"
 cp -r tests/fixtures "$drop/fixtures" 2>/dev/null || true
 mapfile -t test_bins < <(cargo test --no-run --message-format=json 2>/dev/null |
   jq -r 'select(.reason == "compiler-artifact" and .profile.test == true) | .executable // empty')
 mkdir -p "$drop/bin"
-for bin in "${test_bins[@]}"; do cp "$bin" "$drop/bin/"; done
+for bin in "${test_bins[@]}"; do place "$bin" "$drop/bin/"; done
 chmod -R a+rX "$drop" "$fixtures"
 [ -d ../shared ] && shared=$(cd ../shared && pwd) || shared=""
+df -h "$drop" | tail -1 | awk '{print "test: " $4 " free on " $6}'
 
 for user in corral-sub corral-nosub; do
   echo "== tests as $user"
   for bin in "$drop"/bin/*; do
     name=$(basename "$bin")
+    # A TMPDIR of its own: whatever the tests or corral leave in it as this
+    # user (who cannot remove what it could not write back) is a failure.
+    tmp="$drop/tmp-$user"
+    install -d -m 0700 -o "$user" -g "$user" "$tmp"
     if ! timeout 900 runuser -u "$user" -- env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-        HOME="/home/$user" USER="$user" CI="${CI:-}" \
+        HOME="/home/$user" USER="$user" CI="${CI:-}" TMPDIR="$tmp" \
         CORRAL_TEST_BIN="$drop/corral" CORRAL_TEST_FIXTURES="$fixtures" \
         CORRAL_TEST_TESTDATA="$drop/fixtures" CORRAL_TEST_SHARED="$shared" \
         CORRAL_TEST_REGISTRY="$CORRAL_TEST_REGISTRY" CORRAL_TEST_USER_PASS=1 \
@@ -93,6 +101,14 @@ for user in corral-sub corral-nosub; do
     awk '/panicked at/ {n=6} n>0 {print; n--; next}
       /^(SKIP|test result|failures:|    [a-z_:]+$)/' "$log_dir/$user-$name.log"
     count_libtest "$log_dir/$user-$name.log"
+    left=$(find "$tmp" -mindepth 1 -maxdepth 2 | head -5)
+    if [ -n "$left" ]; then
+      echo "FAILED: $name as $user left files behind:"
+      echo "$left" | sed 's/^/  /'
+      status=1
+      failed=$((failed + 1))
+    fi
+    rm -rf "$tmp"
   done
 done
 echo "summary: $passed passed, $failed failed"

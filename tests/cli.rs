@@ -3,7 +3,7 @@ mod common;
 
 #[test]
 fn help_lists_every_command() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let out = common::corral(dir.path()).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
@@ -30,7 +30,7 @@ fn help_lists_every_command() {
 
 #[test]
 fn completions_for_bash_mention_subcommands() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let out = common::corral(dir.path())
         .args(["completions", "bash"])
         .output()

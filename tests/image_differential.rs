@@ -107,9 +107,9 @@ fn odd_images_unpack_like_umoci() {
     if !tools_present("odd_images_unpack_like_umoci") {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
+    let work = common::tempdir();
     let layouts = generate(work.path());
-    let store_dir = tempfile::tempdir().unwrap();
+    let store_dir = common::tempdir();
     let store = store_dir.path();
     let since = now_secs();
     let mut failures = Vec::new();
@@ -219,7 +219,7 @@ fn odd_images_same_from_registry_layout_and_docker_save() {
     let Some(reg) = common::require_registry(test) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
+    let work = common::tempdir();
     let layouts = generate(work.path());
     let tag = std::process::id();
     // No credentials: not the user's, nor a missing $XDG_RUNTIME_DIR's.
@@ -237,7 +237,7 @@ fn odd_images_same_from_registry_layout_and_docker_save() {
             &format!("oci:{}:v1", layout.display()),
             &format!("docker://{remote}"),
         ]);
-        let stores = tempfile::tempdir().unwrap();
+        let stores = common::tempdir();
         let s1 = stores.path().join("s1");
         corral(&s1, &["-q", "pull", &remote]);
         let pulled = corral_unpack(&s1, &remote, &work.path().join(format!("{name}-pulled")));
@@ -312,7 +312,7 @@ fn a_file_in_a_parent_path_is_replaced_where_umoci_refuses() {
     if !tools_present(test) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
+    let work = common::tempdir();
     let layout = generate(work.path()).join("odd-file-parent");
     let store = work.path().join("store");
     let image = "local/file-parent:v1";

@@ -26,7 +26,7 @@ fn sparse_layers_expand_like_umoci_and_gnu_tar() {
     if !tools_present(test) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
+    let work = common::tempdir();
     let layouts = generate(work.path());
     let holes = common::keeps_holes(work.path());
     if !holes {

@@ -48,7 +48,7 @@ fn server_error_then_success() {
     let server = serve_with_blob(&img, 0, move |_, _| {
         (failures.fetch_add(1, Ordering::SeqCst) == 0).then(|| status(500))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let image = pull_from(store.path(), &server, fast_options()).unwrap();
     assert_eq!(image.manifest_digest, img.manifest_digest);
     assert_eq!(server.count("GET", &img.blob_path(0)), 2);
@@ -70,7 +70,7 @@ fn pull_waits_for_retry_after(hint: impl Fn() -> String + Send + Sync + 'static)
         }
         i2.answer(req).unwrap_or(status(404))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let started = std::time::Instant::now();
     pull_from(store.path(), &server, fast_options()).unwrap();
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
@@ -104,7 +104,7 @@ fn reset_mid_blob_resumes_with_range() {
         (cut.fetch_add(1, Ordering::SeqCst) == 0)
             .then(|| Reply::Cut(200, vec![], blob[..size / 2].to_vec(), size as u64))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     pull_from(store.path(), &server, fast_options()).unwrap();
     let gets: Vec<_> = server
         .requests()
@@ -137,7 +137,7 @@ fn range_ignored_restarts_from_zero() {
         // A server without range support: always the whole blob.
         Some(ok(blob))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     pull_from(store.path(), &server, fast_options()).unwrap();
     assert_eq!(server.count("GET", &img.blob_path(0)), 2);
 }
@@ -154,7 +154,7 @@ fn truncated_blob_fails_and_commits_nothing() {
             size as u64,
         ))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.max_attempts = 2;
     let err = pull_from(store.path(), &server, options).unwrap_err();
@@ -185,7 +185,7 @@ fn wrong_digest_commits_nothing() {
         bad[last] ^= 0xff;
         Some(ok(&bad))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let err = pull_from(store.path(), &server, fast_options()).unwrap_err();
     let text = error_chain(&err);
     assert!(text.contains("does not match its digest"), "{text}");
@@ -214,7 +214,7 @@ fn valid_layer_with_wrong_blob_digest_commits_nothing() {
         other[4] ^= 0x01;
         Some(ok(&other))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let err = pull_from(store.path(), &server, fast_options()).unwrap_err();
     let text = error_chain(&err);
     assert!(text.contains("does not match its digest"), "{text}");
@@ -240,7 +240,7 @@ fn oversized_blob_is_refused() {
         big.extend_from_slice(&[0u8; 100]);
         Some(ok(&big))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let err = pull_from(store.path(), &server, fast_options()).unwrap_err();
     assert!(
         error_chain(&err).contains("more than the"),
@@ -275,7 +275,7 @@ fn basic_auth_is_not_forwarded_on_cross_origin_redirect() {
         }
         i2.answer(req).unwrap_or(status(404))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.connector = Some(Credentials {
         username: "u".into(),
@@ -300,7 +300,7 @@ fn missing_credentials_name_registry_and_repository() {
             Vec::new(),
         )
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let err = pull(
         store.path(),
         &format!("{}/team/app:2", server.addr),
@@ -367,7 +367,7 @@ fn token_registry(
 fn bearer_token_with_credentials_is_cached() {
     let img = TestImage::new(3, 1000);
     let (server, issued) = token_registry(&img, usize::MAX, false);
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.connector = Some(Credentials {
         username: "u".into(),
@@ -383,7 +383,7 @@ fn bearer_token_with_credentials_is_cached() {
 fn anonymous_bearer_token_and_reauth_on_401() {
     let img = TestImage::new(2, 1000);
     let (server, issued) = token_registry(&img, 2, true);
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     pull_from(store.path(), &server, fast_options()).unwrap();
     assert!(
         issued.load(Ordering::SeqCst) >= 2,
@@ -400,7 +400,7 @@ fn anonymous_bearer_token_and_reauth_on_401() {
 fn bearer_with_wrong_credentials_fails_clearly() {
     let img = TestImage::new(1, 100);
     let (server, _) = token_registry(&img, usize::MAX, false);
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.connector = Some(Credentials {
         username: "u".into(),
@@ -432,7 +432,7 @@ fn mirror_first_then_upstream() {
     let reference = format!("{}/t/img:1", upstream.addr);
 
     // A failing mirror falls through to the upstream.
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.mirrors =
         vec![Mirror::parse(&format!("{}=http://{}", upstream.addr, broken_mirror.addr)).unwrap()];
@@ -442,7 +442,7 @@ fn mirror_first_then_upstream() {
 
     // A working mirror serves everything; the upstream sees nothing new.
     let before = upstream.requests().len();
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.mirrors =
         vec![Mirror::parse(&format!("{}=http://{}", upstream.addr, good_mirror.addr)).unwrap()];
@@ -454,7 +454,7 @@ fn mirror_first_then_upstream() {
 #[test]
 fn offline_names_the_missing_image_and_sends_nothing() {
     let server = FakeServer::start(|_| status(500));
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.offline = true;
     let image = format!("{}/t/missing:3", server.addr);
@@ -479,7 +479,7 @@ fn schema1_and_huge_manifests_are_refused() {
             br#"{"schemaVersion":1,"fsLayers":[]}"#.to_vec(),
         )
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let err = pull(
         store.path(),
         &format!("{}/t/old:1", s1.addr),
@@ -522,7 +522,7 @@ fn second_image_on_same_base_reuses_chains() {
         let img = if req.path.contains("/top/") { &t2 } else { &b2 };
         img.answer(req).unwrap_or(status(404))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let p = puller(store.path(), fast_options());
     let rt = rt();
     rt.block_on(p.ensure(
@@ -566,7 +566,7 @@ fn manifest_not_matching_its_digest_is_refused() {
         }
         i2.answer(req).unwrap_or(status(404))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let err = pull_from(store.path(), &server, fast_options()).unwrap_err();
     let text = error_chain(&err);
     assert!(text.contains("does not match its digest"), "{text}");
@@ -604,7 +604,7 @@ fn identity_token_from_docker_config_is_exchanged() {
         i2.answer(req).unwrap_or(status(404))
     });
     *addr.lock().unwrap() = server.addr.clone();
-    let cfg = tempfile::tempdir().unwrap();
+    let cfg = common::tempdir();
     std::fs::write(
         cfg.path().join("config.json"),
         format!(
@@ -613,7 +613,7 @@ fn identity_token_from_docker_config_is_exchanged() {
         ),
     )
     .unwrap();
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.credential_sources.docker_config_dir = Some(cfg.path().to_path_buf());
     pull_from(store.path(), &server, options).unwrap();

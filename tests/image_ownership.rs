@@ -110,7 +110,7 @@ fn pulled_owners_follow_the_users_id_range() {
     let Some(reg) = common::require_registry("pulled_owners_follow_the_users_id_range") else {
         return;
     };
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let image = format!("{reg}/corral-test/basic:v1");
     corral_ok(store.path(), &["-q", "pull", &image]);
     let inspect = corral_ok(store.path(), &["image", "inspect", &image]);

@@ -30,7 +30,7 @@ fn pulls_fixture_images() {
     let Some(reg) = common::require_registry("pulls_fixture_images") else {
         return;
     };
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let basic = pull(
         store.path(),
         &format!("{reg}/corral-test/basic:v1"),
@@ -70,14 +70,14 @@ fn multi_arch_selects_platform() {
         return;
     };
     let image = format!("{reg}/corral-test/multiarch:v1");
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.platform = Some(Platform::parse("linux/amd64").unwrap());
     let amd = pull(store.path(), &image, options).unwrap();
     assert_eq!(read(amd.rootfs.join("etc/arch")), "amd64\n");
     assert_eq!(amd.platform.unwrap().to_string(), "linux/amd64");
 
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.platform = Some(Platform::parse("linux/aarch64").unwrap());
     let arm = pull(store.path(), &image, options).unwrap();
@@ -99,7 +99,7 @@ fn concurrent_pulls_share_the_store_safely() {
     let Some(reg) = common::require_registry("concurrent_pulls_share_the_store_safely") else {
         return;
     };
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let images = ["basic", "zstd", "basic", "zstd"];
     let handles: Vec<_> = images
         .iter()
@@ -144,7 +144,7 @@ fn imports_layout_oci_archive_and_docker_save() {
         return;
     };
     let layout = fx.join("layouts/img-basic");
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let pulled = pull(
         store.path(),
         &format!("{reg}/corral-test/basic:v1"),
@@ -154,7 +154,7 @@ fn imports_layout_oci_archive_and_docker_save() {
     let want = describe_tree(&pulled.rootfs, false);
 
     // OCI layout directory, under a new name: same manifest, same chain dir.
-    let s2 = tempfile::tempdir().unwrap();
+    let s2 = common::tempdir();
     let from_dir = import(s2.path(), &layout, Some("example.com/imported/basic:dir")).unwrap();
     assert_eq!(from_dir.len(), 1);
     // registry.sh pushes with --preserve-digests, so the bytes are the same.
@@ -163,7 +163,7 @@ fn imports_layout_oci_archive_and_docker_save() {
     assert_eq!(describe_tree(&from_dir[0].rootfs, false), want);
 
     // oci-archive: the same layout as a tar, read in place.
-    let work = tempfile::tempdir().unwrap();
+    let work = common::tempdir();
     let archive = work.path().join("basic-oci.tar");
     let tar = std::process::Command::new("tar")
         .arg("-cf")
@@ -187,7 +187,7 @@ fn imports_layout_oci_archive_and_docker_save() {
             docker.display()
         ),
     ]);
-    let s3 = tempfile::tempdir().unwrap();
+    let s3 = common::tempdir();
     let from_docker = import(s3.path(), &docker, None).unwrap();
     assert_eq!(
         from_docker[0].reference,
@@ -207,7 +207,7 @@ fn corrupt_layout_is_rejected_and_nothing_committed() {
     else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
+    let work = common::tempdir();
     let layout = work.path().join("layout");
     let cp = std::process::Command::new("cp")
         .arg("-a")
@@ -236,7 +236,7 @@ fn corrupt_layout_is_rejected_and_nothing_committed() {
     )
     .unwrap();
     std::fs::write(&biggest, data).unwrap();
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let err = import(store.path(), &layout, Some("x.io/y:z")).unwrap_err();
     let text = format!("{err}: {:?}", err);
     let hex = biggest.file_name().unwrap().to_string_lossy().to_string();
@@ -250,7 +250,7 @@ fn image_commands_list_inspect_remove_prune() {
     let Some(reg) = common::require_registry("image_commands_list_inspect_remove_prune") else {
         return;
     };
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let image = format!("{reg}/corral-test/basic:v1");
     let pulled = pull(store.path(), &image, fast_options()).unwrap();
     pull(
@@ -338,7 +338,7 @@ fn basic_auth_against_htpasswd_registry() {
     let image = format!("{}/private/zstd:v1", reg.addr);
 
     // Without credentials: a clear refusal naming registry and repository.
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let err = pull(store.path(), &image, fast_options()).unwrap_err();
     let text = format!("{:?}", err);
     assert!(
@@ -347,7 +347,7 @@ fn basic_auth_against_htpasswd_registry() {
     );
 
     // From a docker config.json (base64 `auth`).
-    let cfg = tempfile::tempdir().unwrap();
+    let cfg = common::tempdir();
     std::fs::write(
         cfg.path().join("config.json"),
         format!(
@@ -362,7 +362,7 @@ fn basic_auth_against_htpasswd_registry() {
     assert!(pulled.rootfs.join("zstd/data").is_file());
 
     // From a connector.
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.connector = Some(Credentials {
         username: "tester".into(),
@@ -391,7 +391,7 @@ fn kill_during_pull_then_pull_again() {
         }
         i2.answer(req).unwrap_or(status(404))
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let image = format!("{}/t/killed:1", server.addr);
     let log = store.path().join("pull.log");
     let mut child = common::corral(store.path())
@@ -455,7 +455,7 @@ fn kill_during_pull_then_pull_again() {
 #[test]
 fn import_checks_diff_ids_and_names() {
     let img = TestImage::new(2, 500);
-    let work = tempfile::tempdir().unwrap();
+    let work = common::tempdir();
 
     // Fewer diff_ids than layers.
     let config: serde_json::Value = serde_json::from_slice(&img.config).unwrap();
@@ -464,7 +464,7 @@ fn import_checks_diff_ids_and_names() {
     let bad = work.path().join("bad");
     img.with_config(short)
         .write_layout(&bad, Some("example.com/x/y:z"));
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let err = import(store.path(), &bad, None).unwrap_err();
     assert!(
         err.to_string()

@@ -29,7 +29,7 @@ fn run_settings_come_from_the_index_copy_or_else_from_the_checked_config() {
         return;
     };
     let layout = fixtures.join("layouts/rt-busybox-user");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let out = common::corral(dir.path())
         .args(["-q", "import", "--name", NAME])
         .arg(&layout)

@@ -42,8 +42,8 @@ fn unpack_matches_umoci() {
     let Some(fx) = common::require_fixtures(test) else {
         return;
     };
-    let store = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
+    let work = common::tempdir();
     for (layout, reference) in FIXTURES {
         let image = format!("{reg}/{reference}");
         let platform = ["--platform", "linux/amd64"];
@@ -85,11 +85,11 @@ fn same_rootfs_from_mirror_layout_and_docker_save() {
     let Some(fx) = common::require_fixtures(test) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
+    let work = common::tempdir();
     let layout = fx.join("layouts/img-basic");
 
     // Through a mirror: the reference names a registry that does not exist.
-    let s1 = tempfile::tempdir().unwrap();
+    let s1 = common::tempdir();
     let mirror = format!("registry.invalid=http://{reg}");
     let Some(_) = corral_ok(
         test,
@@ -118,7 +118,7 @@ fn same_rootfs_from_mirror_layout_and_docker_save() {
     .unwrap();
 
     // From the OCI layout.
-    let s2 = tempfile::tempdir().unwrap();
+    let s2 = common::tempdir();
     corral_ok(
         test,
         s2.path(),
@@ -150,7 +150,7 @@ fn same_rootfs_from_mirror_layout_and_docker_save() {
         &format!("oci:{}", layout.display()),
         &format!("docker-archive:{}:corral-test/basic:saved", tar.display()),
     ]);
-    let s3 = tempfile::tempdir().unwrap();
+    let s3 = common::tempdir();
     corral_ok(test, s3.path(), &["-q", "import", tar.to_str().unwrap()]).unwrap();
     let from_docker = work.path().join("docker");
     corral_ok(
@@ -194,7 +194,7 @@ fn offline_pull_uses_the_store_or_names_the_image() {
     let Some(reg) = common::require_registry(test) else {
         return;
     };
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let image = format!("{reg}/corral-test/zstd:v1");
     let out = common::corral(store.path())
         .args(["pull", "--offline", &image])

@@ -187,7 +187,7 @@ fn corpus() -> Option<std::path::PathBuf> {
 }
 
 fn run(path: &Path) -> (Option<i32>, String) {
-    let store = tempfile::tempdir().expect("temp dir");
+    let store = common::tempdir();
     let out = common::corral(store.path())
         .arg("validate")
         .arg(path)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn validate(file: &Path) -> Output {
-    let store = tempfile::tempdir().expect("temp dir");
+    let store = common::tempdir();
     common::corral(store.path())
         .arg("validate")
         .arg(file)
@@ -256,7 +256,7 @@ fn every_broken_file_fails_at_its_line() {
 
 #[test]
 fn an_oversized_file_is_refused_without_reading_it_all() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let path = dir.path().join("huge.yaml");
     let line = "# padding padding padding padding padding padding padding padding\n";
     let text = line.repeat((50 << 20) / line.len());

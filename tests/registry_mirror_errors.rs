@@ -24,7 +24,7 @@ fn mirror_404_and_unreachable_upstream_name_both() {
             status(404)
         }
     });
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let mut options = fast_options();
     options.mirrors = vec![Mirror::parse(&format!("{upstream}=http://{}", mirror.addr)).unwrap()];
     let reference = format!("{upstream}/t/img:1");

@@ -15,7 +15,7 @@ fn pipelines() -> PathBuf {
 }
 
 fn dry_run(file: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let store = tempfile::tempdir().expect("temp dir");
+    let store = common::tempdir();
     let mut cmd = common::corral(store.path());
     cmd.arg("run").arg(file).arg("--dry-run").args(args);
     for (k, v) in env {
@@ -220,7 +220,7 @@ fn runtime_input_without_value_names_the_variable() {
 
 #[test]
 fn secrets_stay_out_of_error_paths() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::tempdir();
     let file = dir.path().join("leak.yaml");
     // The secret ends up in an image reference that fails to parse, so
     // the error message would quote it.
@@ -249,7 +249,7 @@ fn secrets_stay_out_of_error_paths() {
 
 #[test]
 fn run_without_dry_run_names_a_missing_secret_before_anything_runs() {
-    let store = tempfile::tempdir().expect("temp dir");
+    let store = common::tempdir();
     let out = common::corral(store.path())
         .arg("run")
         .arg(pipelines().join("seed-cloud.yaml"))
@@ -264,7 +264,7 @@ fn run_without_dry_run_names_a_missing_secret_before_anything_runs() {
 
 #[test]
 fn codebase_variables_come_from_the_git_checkout() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = common::tempdir();
     let git = |args: &[&str]| {
         Command::new("git")
             .arg("-C")
@@ -343,7 +343,7 @@ fn invalid_pipelines_print_diagnostics_and_exit_1() {
 
 #[test]
 fn the_plan_shows_how_many_stage_copies_run_at_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let file = dir.path().join("p.yaml");
     std::fs::write(
         &file,

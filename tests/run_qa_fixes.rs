@@ -69,7 +69,7 @@ fn a_background_step_that_exits_early_ends_its_duration_there() {
 
 #[test]
 fn a_missing_pipeline_file_exits_1_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     for args in [
         &["run", "nope.yaml"][..],
         &["run", "--dry-run", "nope.yaml"],
@@ -258,7 +258,7 @@ fn summary_rows_of_parallel_steps_follow_the_yaml() {
 
 #[test]
 fn timeout_input_without_default_is_a_located_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let yaml = pipeline(&(run_step("a", "true") + "    timeout: <+input>\n"));
     let file = dir.path().join("p.yaml");
     std::fs::write(&file, &yaml).unwrap();
@@ -291,7 +291,7 @@ fn timeout_input_without_default_is_a_located_error() {
 
 #[test]
 fn a_matrix_with_max_concurrency_validates_without_warnings() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let yaml = pipeline(
         &(run_step("a", "echo <+matrix.node>")
             + "    strategy:\n      matrix:\n        maxConcurrency: 2\n        node: [\"18\", \"20\"]\n"),

@@ -208,7 +208,7 @@ impl Read for Chunks {
 
 #[test]
 fn pump_masks_and_fans_out_to_terminal_file_and_other_sinks() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let out = SharedBuf::default();
     let terminal = Arc::new(TerminalSink::new(Box::new(out.clone()), false, &["Run_1"]));
     let file = Arc::new(FileSink::create(&dir.path().join("logs"), "Run_1").unwrap());
@@ -302,7 +302,7 @@ fn spawned_pumps_stream_a_real_process() {
 
 #[test]
 fn with_file_adds_the_step_file_to_the_shared_sinks() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let collect = Arc::new(Collect::default());
     let shared: Vec<Arc<dyn LineSink>> = vec![collect.clone()];
     let log_dir = dir.path().join("run/stage_a");

@@ -432,7 +432,7 @@ fn the_writer_is_a_log_sink_and_writes_one_line_per_event() {
 
 #[test]
 fn events_file_is_created_and_dash_means_stdout() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let path = dir.path().join("events.jsonl");
     {
         let w = EventWriter::open(&path, Masker::new()).unwrap();

@@ -175,7 +175,7 @@ fn read(path: &Path) -> String {
 
 #[test]
 fn a_stage_of_host_processes_runs_end_to_end() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let workdir = tmp.path().join("workspace");
     std::fs::create_dir_all(&workdir).unwrap();
     let events_path = tmp.path().join("events.jsonl");

@@ -15,13 +15,13 @@ use std::time::Duration;
 use util::{busybox_rootfs, eventually, free_port, processes_with, stderr, stdout, tree_listing};
 
 struct Env {
-    tmp: tempfile::TempDir,
+    tmp: common::TestDir,
     rootfs: std::path::PathBuf,
 }
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = common::tempdir();
         let rootfs = busybox_rootfs(tmp.path());
         Env { tmp, rootfs }
     }
@@ -405,7 +405,7 @@ fn host_root_is_read_only_with_a_private_tmp() {
     if !common::require_namespaces("host_root_is_read_only_with_a_private_tmp") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let host_tmp_marker = tempfile::NamedTempFile::new_in("/tmp").unwrap();
     let script = format!(
         "test -f /etc/os-release && echo host-etc; touch /etc/corral-test 2>/dev/null || echo etc-ro; \
@@ -464,7 +464,7 @@ fn memory_limit_allows_reservations_but_not_allocations() {
         common::skip(test, "no /usr/bin/python3 on this host");
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let store = tmp.path().join("store");
     let script = "import mmap, sys\n\
         m = mmap.mmap(-1, 4 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=0)\n\

@@ -23,7 +23,7 @@ fn exec_pulls_a_missing_image_and_never_writes_into_it() {
     let Some(registry) = common::require_registry(test) else {
         return;
     };
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let out = exec(
         store.path(),
         &registry,
@@ -55,7 +55,7 @@ fn exec_pulls_a_missing_image_and_never_writes_into_it() {
 
 #[test]
 fn exec_offline_names_the_missing_image() {
-    let store = tempfile::tempdir().unwrap();
+    let store = common::tempdir();
     let out = common::corral(store.path())
         .args([
             "exec",

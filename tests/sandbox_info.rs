@@ -10,7 +10,7 @@ fn info_json_reports_namespaces_overlay_and_the_id_mapping_of_this_user() {
     ) {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let out = common::corral(tmp.path())
         .args(["info", "--json"])
         .output()
@@ -48,4 +48,12 @@ fn info_json_reports_namespaces_overlay_and_the_id_mapping_of_this_user() {
     }
     let text = common::corral(tmp.path()).arg("info").output().unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("corral will use"));
+    // The overlay probe's scratch dir (whose work/work the kernel leaves at
+    // mode 000) is gone, also for an unprivileged user.
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "corral info left {left:?} in its store");
 }

@@ -50,7 +50,7 @@ fn two_sandboxes_share_localhost_and_the_host_cannot_reach_unpublished_ports() {
     ) {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let rootfs = busybox_rootfs(tmp.path());
     let inner_port = free_port();
     let stage = stage(tmp.path(), NetworkMode::None, Vec::new()).unwrap();
@@ -93,7 +93,7 @@ fn published_port_forwards_into_the_stage() {
     if !common::require_namespaces("published_port_forwards_into_the_stage") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let rootfs = busybox_rootfs(tmp.path());
     let host_port = free_port();
     let stage = stage(
@@ -128,7 +128,7 @@ fn busy_port_fails_stage_start_and_signals_map_to_step_exits() {
     if !common::require_namespaces("busy_port_fails_stage_start_and_signals_map_to_step_exits") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let busy = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let err = stage(
@@ -179,7 +179,7 @@ fn stage_is_shareable_across_threads_and_a_dropped_stage_leaves_nothing() {
     ) {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let rootfs = busybox_rootfs(tmp.path());
     let stage = std::sync::Arc::new(stage(tmp.path(), NetworkMode::None, Vec::new()).unwrap());
     let marker = format!("sleep {}", 500_000 + fastrand::u32(..99_999));
@@ -219,7 +219,7 @@ fn two_stages_bind_the_same_port_without_conflict() {
     if !common::require_namespaces("two_stages_bind_the_same_port_without_conflict") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let rootfs = busybox_rootfs(tmp.path());
     let stages: Vec<Stage> = (0..2)
         .map(|i| {
@@ -262,7 +262,7 @@ fn many_sequential_steps_leak_no_fds_or_processes() {
     if !common::require_namespaces("many_sequential_steps_leak_no_fds_or_processes") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let rootfs = busybox_rootfs(tmp.path());
     let stage = stage(tmp.path(), NetworkMode::None, Vec::new()).unwrap();
     // Other tests share this process, so count what belongs to this stage.

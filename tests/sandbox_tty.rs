@@ -24,7 +24,7 @@ fn ctrl_c_on_the_terminal_reaches_the_command_once() {
     if !common::require_namespaces("ctrl_c_on_the_terminal_reaches_the_command_once") {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = common::tempdir();
     let rootfs = busybox_rootfs(tmp.path());
     let (master, slave) = common::openpty();
     let slave_fd = slave.as_raw_fd();

@@ -10,7 +10,7 @@ mod common;
 use std::process::Output;
 
 struct Env {
-    store: tempfile::TempDir,
+    store: common::TestDir,
     registry: String,
 }
 
@@ -21,7 +21,7 @@ fn setup(test: &str) -> Option<Env> {
     common::require_fixtures(test)?;
     let registry = common::require_registry(test)?;
     Some(Env {
-        store: tempfile::tempdir().unwrap(),
+        store: common::tempdir(),
         registry,
     })
 }

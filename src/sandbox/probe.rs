@@ -2,6 +2,7 @@
 //! that forbid them, ID mapping helpers, overlay inside a user namespace
 //! (actually tried), egress helpers, /dev/net/tun, cgroup v2 delegation.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -335,6 +336,15 @@ fn overlay_in_userns(exe: &Path, scratch: &Path) -> Result<(), String> {
         .arg(dir.path())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    // The kernel makes the overlay's work/work with mode 000, which an
+    // unprivileged remove_dir_all cannot list, and the probe dir would stay.
+    let _ = std::fs::set_permissions(
+        dir.path().join("work/work"),
+        std::fs::Permissions::from_mode(0o700),
+    );
+    if let Err(err) = dir.close() {
+        tracing::warn!("cannot remove the overlay probe's scratch dir: {err}");
+    }
     if out.status.success() {
         Ok(())
     } else {

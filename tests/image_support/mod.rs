@@ -263,12 +263,12 @@ pub fn describe_tree(root: &Path, owners: bool) -> Vec<String> {
 pub struct AuthRegistry {
     pub addr: String,
     child: std::process::Child,
-    _dir: tempfile::TempDir,
+    _dir: common::TestDir,
 }
 
 impl AuthRegistry {
     pub fn start(user: &str, password: &str) -> Option<AuthRegistry> {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = common::tempdir();
         let htpasswd = std::process::Command::new("htpasswd")
             .args(["-Bbn", user, password])
             .output()

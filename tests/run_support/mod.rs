@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output};
 use crate::common;
 
 pub struct Env {
-    pub dir: tempfile::TempDir,
+    pub dir: common::TestDir,
     pub store: PathBuf,
     pub workspace: PathBuf,
     pub registry: Option<String>,
@@ -27,7 +27,7 @@ pub fn setup(test: &str, images: bool) -> Option<Env> {
     } else {
         None
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tempdir();
     let store = dir.path().join("store");
     let workspace = dir.path().join("ws");
     std::fs::create_dir_all(&workspace).unwrap();
