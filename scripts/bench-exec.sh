@@ -4,6 +4,9 @@
 # hyperfine. Prints mean and min of each, the machine load, and the ratios
 # the project targets, each marked met or MISSED:
 #   podman/corral >= 40, crun/corral >= 2, corral/bwrap <= 1, corral/unshare <= 1.5
+# Twice: back to back, and isolated (a 5 ms pause before each run, so no
+# tool's previous run is still being torn down by the kernel: corral's
+# network namespace goes in a kernel worker after corral has exited).
 # Usage: scripts/bench-exec.sh [RUNS]   (CORRAL=path to a corral; default: scripts/build.sh;
 #        BENCH_ROUNDS=4: the runs of each tool are spread over that many rounds)
 # Run it as root to measure podman and crun too (see the host quirks below).
@@ -85,30 +88,37 @@ echo "corral: ${cmds[corral]}"
 # tools alike rather than on whichever ran at that moment.
 rounds=${BENCH_ROUNDS:-4}
 names=(corral corral-rootfs corral-egress unshare bwrap crun podman)
+modes=(b2b iso)
 for round in $(seq "$rounds"); do
-  for name in "${names[@]}"; do
-    [ -n "${cmds[$name]:-}" ] || continue
-    n=$runs
-    [ "$name" = podman ] && n=$(( runs < 12 ? runs : 12 ))
-    [ "$name" = corral-egress ] && n=$(( runs < 16 ? runs : 16 ))
-    n=$(( (n + rounds - 1) / rounds ))
-    hyperfine -N --style none --warmup 2 --runs "$n" --export-json "$work/$name.$round.json" "${cmds[$name]}" >"$work/$name.log" 2>&1 ||
-      { echo "bench-exec: $name failed: ${cmds[$name]}: $(grep -m1 -iE "error|failed" "$work/$name.log")" >&2; unset "cmds[$name]"; continue; }
+  for mode in "${modes[@]}"; do
+    prepare=()
+    [ "$mode" = iso ] && prepare=(--prepare "sleep 0.005")
+    for name in "${names[@]}"; do
+      [ -n "${cmds[$name]:-}" ] || continue
+      n=$runs
+      [ "$name" = podman ] && n=$(( runs < 12 ? runs : 12 ))
+      [ "$name" = corral-egress ] && n=$(( runs < 16 ? runs : 16 ))
+      n=$(( (n + rounds - 1) / rounds ))
+      hyperfine -N --style none --warmup 2 --runs "$n" "${prepare[@]}" \
+        --export-json "$work/$name.$mode.$round.json" "${cmds[$name]}" >"$work/$name.log" 2>&1 ||
+        { echo "bench-exec: $name failed: ${cmds[$name]}: $(grep -m1 -iE "error|failed" "$work/$name.log")" >&2; unset "cmds[$name]"; continue; }
+    done
   done
 done
-for name in "${names[@]}"; do
-  [ -n "${cmds[$name]:-}" ] || continue
-  # All rounds' times together, in hyperfine's shape.
-  jq -s '[.[].results[0].times[]] | sort | {results: [{mean: (add / length), min: .[0], median: .[length / 2 | floor], runs: length}]}' \
-    "$work/$name".*.json >"$work/$name.json"
-  jq -r --arg n "$name" '.results[0] | "\($n)\tmean \(.mean*1000 | .*100|round/100) ms\tmin \(.min*1000 | .*100|round/100) ms\tmedian \(.median*1000 | .*100|round/100) ms\t(\(.runs) runs)"' "$work/$name.json"
+for mode in "${modes[@]}"; do
+  case $mode in b2b) echo "== back to back" ;; iso) echo "== isolated (5 ms pause before each run)" ;; esac
+  for name in "${names[@]}"; do
+    [ -n "${cmds[$name]:-}" ] || continue
+    # All rounds' times together, in hyperfine's shape.
+    jq -s '[.[].results[0].times[]] | sort | {results: [{mean: (add / length), min: .[0], median: .[length / 2 | floor], runs: length}]}' \
+      "$work/$name.$mode".*.json >"$work/$name.$mode.json"
+    jq -r --arg n "$name" '.results[0] | "\($n)\tmean \(.mean*1000 | .*100|round/100) ms\tmin \(.min*1000 | .*100|round/100) ms\tmedian \(.median*1000 | .*100|round/100) ms\t(\(.runs) runs)"' "$work/$name.$mode.json"
+  done
 done
 
 # Means are what the targets are about; minimums are shown too because on
 # a shared, loaded machine they are the stable part of the distribution.
-stat() { jq -r ".results[0].$2" "$work/$1.json"; }
-met=0
-missed=0
+stat() { jq -r ".results[0].$2" "$work/$1.$mode.json"; }
 ratio() { # LABEL OTHER over|under TARGET: other/corral or corral/other
   [ -n "${cmds[$2]:-}" ] || { echo "$1: $2 not measured"; missed=$((missed + 1)); return; }
   local k line
@@ -127,8 +137,16 @@ ratio() { # LABEL OTHER over|under TARGET: other/corral or corral/other
   done
 }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) ($(nproc) cpus)"
-ratio "podman / corral" podman over 40
-ratio "crun / corral" crun over 2
-ratio "corral / bwrap" bwrap under 1
-ratio "corral / unshare" unshare under 1.5
-echo "targets met (by mean): $met of 4; missed: $missed"
+summary=()
+for mode in "${modes[@]}"; do
+  case $mode in b2b) label="back to back" ;; iso) label="isolated" ;; esac
+  echo "== ratios, $label"
+  met=0
+  missed=0
+  ratio "podman / corral" podman over 40
+  ratio "crun / corral" crun over 2
+  ratio "corral / bwrap" bwrap under 1
+  ratio "corral / unshare" unshare under 1.5
+  summary+=("$label $met of 4")
+done
+echo "targets met (by mean): ${summary[0]}; ${summary[1]}"

@@ -24,6 +24,8 @@ CORRAL_TEST_REGISTRY=$(bash scripts/registry.sh start "$registry_dir" "$fixtures
 export CORRAL_TEST_REGISTRY
 echo "test: registry at $CORRAL_TEST_REGISTRY, fixtures in $fixtures"
 
+# One build per run: incremental state would only take disk (0.6 GB).
+export CARGO_INCREMENTAL=0
 cargo build --all-targets
 # Counts of every pass, summed into one closing line.
 passed=0
