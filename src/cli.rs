@@ -187,7 +187,12 @@ pub struct RmiArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PruneArgs {}
+pub struct PruneArgs {
+    /// Also remove the directories of finished runs in the store (their
+    /// logs, and their workspaces unless `--workspace` was given).
+    #[arg(long)]
+    pub runs: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {

@@ -126,13 +126,20 @@ pub fn rmi(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn prune(global: &GlobalArgs, _args: PruneArgs) -> anyhow::Result<ExitCode> {
+pub fn prune(global: &GlobalArgs, args: PruneArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(global)?;
     let report = ops::prune(&store, &*image::store_applier())?;
     println!(
         "removed {} blobs, {} layer chains, {} temporary files",
         report.blobs, report.chains, report.tmp_entries
     );
+    if args.runs {
+        let runs = corral::runner::runs::prune(store.root(), &corral::sandbox::default_exe())?;
+        println!(
+            "removed {} finished runs ({} still running)",
+            runs.removed, runs.running
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -290,6 +290,11 @@ pub fn execute(
             source,
         })?;
     }
+    // Until this run ends, `corral prune --runs` leaves its directory alone.
+    let _run_lock = super::runs::lock(&run_dir).map_err(|source| RunError::CreateDir {
+        path: run_dir.join("lock"),
+        source,
+    })?;
     let masker = ctx.masker();
     let events = match &options.events {
         Some(path) => Some(Arc::new(

@@ -29,6 +29,7 @@ mod prepare;
 mod pull;
 pub mod report;
 pub mod resolve;
+pub mod runs;
 pub mod sequence;
 mod service;
 mod shared;

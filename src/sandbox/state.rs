@@ -102,15 +102,24 @@ fn older_than(path: &Path, age: Duration) -> bool {
 /// belong to mapped IDs. Returns how many were removed.
 pub fn remove_stale(run_root: &Path, exe: &Path) -> Result<usize, SandboxError> {
     let stale = stale_dirs(run_root);
-    let count = stale.len();
-    let stubborn: Vec<PathBuf> = stale
-        .into_iter()
+    remove_dirs(&stale, exe)?;
+    Ok(stale.len())
+}
+
+/// Removes `dirs` whole: directly where we may, else from inside a user
+/// namespace mapped like our stages, where files of mapped IDs (written by
+/// a sandbox running as another user) and directories without write
+/// permission are ours to delete.
+pub fn remove_dirs(dirs: &[PathBuf], exe: &Path) -> Result<(), SandboxError> {
+    let stubborn: Vec<PathBuf> = dirs
+        .iter()
         .filter(|dir| std::fs::remove_dir_all(dir).is_err())
+        .cloned()
         .collect();
     if !stubborn.is_empty() {
         super::launch::remove_as_namespace_root(exe, &stubborn)?;
     }
-    Ok(count)
+    Ok(())
 }
 
 /// A fresh, unique stage dir name under `run_root`.
