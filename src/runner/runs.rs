@@ -1,12 +1,10 @@
 //! The store's run directories (`runs/<run-id>`: the logs, and the
 //! workspaces unless `--workspace` was given), kept after their run for a
-//! look afterwards. Each holds a `lock` flock'ed while its run goes on;
-//! `corral prune --runs` removes the others.
+//! look afterwards. Each holds a `lock` flock'ed while its run goes on
+//! (as the sandbox's stage dirs do); `corral prune --runs` removes the others.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use crate::sandbox::{self, SandboxError};
 
@@ -32,12 +30,7 @@ pub struct RunLock {
 
 /// Marks `run_dir` (just made) as in use until the lock is dropped.
 pub fn lock(run_dir: &Path) -> std::io::Result<RunLock> {
-    let file = File::create(run_dir.join("lock"))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(RunLock { _file: file })
+    sandbox::lock_dir(run_dir).map(|file| RunLock { _file: file })
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -52,38 +45,14 @@ pub struct PrunedRuns {
 /// steps ran as.
 pub fn prune(store_dir: &Path, exe: &Path) -> Result<PrunedRuns, RunsError> {
     let runs = store_dir.join("runs");
-    let entries = match std::fs::read_dir(&runs) {
-        Ok(entries) => entries,
+    let (finished, running) = match sandbox::unlocked_dirs(&runs) {
+        Ok(found) => found,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(PrunedRuns::default()),
         Err(source) => return Err(RunsError::List { path: runs, source }),
     };
-    let mut report = PrunedRuns::default();
-    let mut finished = Vec::new();
-    // Their locks stay held until they are gone.
-    let mut held = Vec::new();
-    for dir in entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()) {
-        match File::open(dir.join("lock")) {
-            // SAFETY: flock on an fd we own.
-            Ok(lock)
-                if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 =>
-            {
-                held.push(lock);
-                finished.push(dir);
-            }
-            Ok(_) => report.running += 1,
-            // No lock: a run of a corral before locks, or one just made.
-            Err(_) if made_within(&dir, Duration::from_secs(60)) => report.running += 1,
-            Err(_) => finished.push(dir),
-        }
-    }
     sandbox::remove_dirs(&finished, exe).map_err(|source| RunsError::Remove { source })?;
-    report.removed = finished.len();
-    Ok(report)
-}
-
-fn made_within(dir: &Path, age: Duration) -> bool {
-    dir.metadata()
-        .and_then(|m| m.modified())
-        .map(|t| SystemTime::now().duration_since(t).unwrap_or_default() < age)
-        .unwrap_or(true)
+    Ok(PrunedRuns {
+        removed: finished.len(),
+        running,
+    })
 }

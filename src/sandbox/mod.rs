@@ -84,7 +84,9 @@ pub use spec::{
     default_exe, BindMount, IdMapping, InlineFile, Limits, NetworkMode, PortForward, Rootfs,
     SandboxSpec, StageSpec, User,
 };
-pub use state::{new_run_dir, remove_dirs, remove_stale, EXEC_MOUNT_POINT};
+pub use state::{
+    lock_dir, new_run_dir, remove_dirs, remove_stale, unlocked_dirs, EXEC_MOUNT_POINT,
+};
 
 /// Failures of the sandbox launcher.
 #[derive(Debug, thiserror::Error)]

@@ -62,20 +62,44 @@ pub fn stale_dirs(run_root: &Path) -> Vec<PathBuf> {
     if holds_no_stage_dirs(run_root) {
         return Vec::new();
     }
-    let Ok(entries) = std::fs::read_dir(run_root) else {
-        return Vec::new();
-    };
-    entries
+    unlocked_dirs(run_root)
+        .map(|(free, _)| free)
+        .unwrap_or_default()
+}
+
+/// The subdirectories of `root` (dot-dirs aside) whose `lock` nobody
+/// holds, and how many are held. A dir without a lock counts as held for
+/// its first minute: it may be being made.
+pub fn unlocked_dirs(root: &Path) -> std::io::Result<(Vec<PathBuf>, usize)> {
+    let mut free = Vec::new();
+    let mut held = 0;
+    let dirs = std::fs::read_dir(root)?
         .flatten()
         .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| e.path())
-        .filter(|dir| dir.is_dir())
-        .filter(|dir| match File::open(dir.join("lock")) {
+        .filter(|dir| dir.is_dir());
+    for dir in dirs {
+        let unlocked = match File::open(dir.join("lock")) {
             Ok(lock) => try_lock(&lock),
-            // A dir without a lock may be being created right now.
-            Err(_) => older_than(dir, Duration::from_secs(60)),
-        })
-        .collect()
+            Err(_) => older_than(&dir, Duration::from_secs(60)),
+        };
+        if unlocked {
+            free.push(dir);
+        } else {
+            held += 1;
+        }
+    }
+    Ok((free, held))
+}
+
+/// Locks `dir` (just made, and ours alone) as in use, until the file
+/// returned is closed.
+pub fn lock_dir(dir: &Path) -> std::io::Result<File> {
+    let file = File::create(dir.join("lock"))?;
+    if !try_lock(&file) {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 /// Whether `run_root`'s link count shows no subdirectory but

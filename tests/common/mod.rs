@@ -242,60 +242,9 @@ impl TestDir {
 
 impl Drop for TestDir {
     fn drop(&mut self) {
-        let path = self.0.path();
-        if std::fs::remove_dir_all(path).is_ok() {
-            return;
-        }
-        make_dirs_writable(path);
-        if std::fs::remove_dir_all(path).is_ok() {
-            return;
-        }
-        empty_from_a_sandbox(path);
-        if let Err(err) = std::fs::remove_dir_all(path) {
+        let path = self.0.path().to_path_buf();
+        if let Err(err) = corral::sandbox::remove_dirs(std::slice::from_ref(&path), &corral_bin()) {
             eprintln!("warning: cannot remove {}: {err}", path.display());
         }
-    }
-}
-
-/// chmod u+rwx on every directory of ours below `dir` that lacks it.
-fn make_dirs_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::symlink_metadata(dir) else {
-        return;
-    };
-    if !meta.is_dir() {
-        return;
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o700 != 0o700 {
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o700));
-    }
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            make_dirs_writable(&entry.path());
-        }
-    }
-}
-
-/// Deletes what is below `dir` as root of a corral sandbox on the host's
-/// root, where files of mapped IDs are ours to delete.
-fn empty_from_a_sandbox(dir: &Path) {
-    let store = tempfile::tempdir().expect("create a temporary directory");
-    let volume = format!("{}:/doomed", dir.display());
-    let out = corral(store.path())
-        .args(["exec", "--host-root", "--network", "none", "-v", &volume])
-        .args(["--", "find", "/doomed", "-mindepth", "1", "-delete"])
-        .output();
-    match out {
-        Ok(out) if !out.status.success() => eprintln!(
-            "warning: emptying {} from a sandbox failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(err) => eprintln!(
-            "warning: cannot run corral to empty {}: {err}",
-            dir.display()
-        ),
-        Ok(_) => {}
     }
 }
